@@ -7,10 +7,10 @@ which answers of a task table match the 9500-answer pre-training table, so it is
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from .fileio import atomic_write_text
 
 # The authors' ANS_CONVERT: articles on the two most frequent people answers, number words, British spelling.
 ANSWER_CONVERT = {
@@ -155,17 +155,4 @@ def _read_json(path: str | Path):
         raise ValueError(f"{path} is not valid JSON: {err}") from err
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-__all__ = ["ANSWER_CONVERT", "AnswerTable", "atomic_write_text", "normalize_answer"]
+__all__ = ["ANSWER_CONVERT", "AnswerTable", "normalize_answer"]

@@ -1,0 +1,25 @@
+"""Shared test setup: nothing may reach a model hub, and every test starts from the same seed."""
+
+import os
+
+# Set before any test imports transformers, which reads these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lxmert.config import LxmertConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fixed_seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_config() -> LxmertConfig:
+    """The ``tiny`` preset with small output vocabularies, so tests build models in milliseconds."""
+    return LxmertConfig.preset(
+        "tiny", vocab_size=99, num_object_labels=11, num_attr_labels=7, num_qa_labels=13, visual_feat_dim=24
+    )
