@@ -10,7 +10,6 @@ from training.metrics import (
     nlvr2_scores,
     vqa_answer_type,
     vqa_scores,
-    vqa_soft_labels,
     vqa_soft_score,
 )
 
@@ -19,18 +18,6 @@ def test_vqa_soft_score_steps():
     assert [vqa_soft_score(k) for k in range(7)] == [0.0, 0.3, 0.6, 0.9, 1.0, 1.0, 1.0]
     with pytest.raises(ValueError):
         vqa_soft_score(-1)
-
-
-def test_vqa_soft_labels_from_ten_annotators():
-    # "two"/"2"/"Two." normalise to "2" (4 annotators → 1.0); "three" twice → 0.6; "4" once → 0.3;
-    # "the table" once → "table" 0.3; "" is dropped; "a few" → "few" 0.3.
-    answers = ["two", "2", "Two.", "2", "three", "three", "4", "the table", "", "a few"]
-    assert vqa_soft_labels(answers) == {"2": 1.0, "3": 0.6, "4": 0.3, "table": 0.3, "few": 0.3}
-
-
-def test_vqa_soft_labels_three_of_ten():
-    answers = ["red"] * 3 + ["blue"] * 7
-    assert vqa_soft_labels(answers) == {"red": 0.9, "blue": 1.0}
 
 
 VQA_DATA = [

@@ -15,11 +15,9 @@ metric name → value in [0, 1], and refuses a prediction set that misses a datu
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from lxmert.answers import normalize_answer
 
 VQA_ANSWER_TYPES = ("yes/no", "number", "other")
 YES_NO = frozenset({"yes", "no"})
@@ -34,20 +32,6 @@ def vqa_soft_score(num_matching: int) -> float:
     if num_matching < 0:
         raise ValueError(f"num_matching must be >= 0, got {num_matching}")
     return (0.0, 0.3, 0.6, 0.9)[num_matching] if num_matching < 4 else 1.0
-
-
-def vqa_soft_labels(annotator_answers: Iterable[str]) -> dict[str, float]:
-    """Soft labels ``{answer: score}`` from the raw answers of the annotators (normalised, then counted).
-
-    Args:
-        annotator_answers: one answer per annotator, e.g. the 10 ``answers[*].answer`` of a VQA question.
-
-    Returns:
-        Every distinct normalised answer with its soft score; empty answers are dropped.
-    """
-    counts = Counter(normalize_answer(a.strip()) for a in annotator_answers)
-    counts.pop("", None)
-    return {answer: vqa_soft_score(n) for answer, n in counts.items()}
 
 
 def vqa_answer_type(datum: Mapping[str, Any]) -> str:
@@ -202,6 +186,5 @@ __all__ = [
     "nlvr2_scores",
     "vqa_answer_type",
     "vqa_scores",
-    "vqa_soft_labels",
     "vqa_soft_score",
 ]
