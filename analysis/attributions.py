@@ -1,0 +1,281 @@
+"""Captum attributions of a QA answer to the question's words and the image's regions.
+
+- Words: ``LayerIntegratedGradients`` on the word-embedding layer, every word's baseline [PAD] with [CLS]/[SEP]
+  kept (Captum's BERT recipe; PAD embeddings beat zero vectors, captum#1178), summed over the embedding dimension.
+- Regions: ``IntegratedGradients`` on the region features and boxes together, baseline zeros (the pre-training
+  object mask) or the mean feature and box, summed per region (one group per region) and reported for features and
+  boxes separately too.
+- Occlusion: ``FeatureAblation`` with one group per region (feature and box together) or per token.
+
+Each IG call reports Captum's convergence delta, ``Σ attributions − (f(x) − f(baseline))``; the two paths are
+separate (words move with the image fixed, regions with the words fixed), so each has its own delta. The explained
+quantity is the answer's logit (or a logit difference for a contrast), never a saturating probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from captum.attr import FeatureAblation, IntegratedGradients, LayerIntegratedGradients
+from torch import Tensor, nn
+
+from .forward import answer_logits, evaluation, run
+from .inputs import Example, batch_inputs
+
+REGION_BASELINES = ("zero", "mean")
+OCCLUSION_BASELINES = ("zero", "mean", "drop")
+
+
+@dataclass
+class Attributions:
+    """Integrated-gradients attributions of one answer.
+
+    Attributes:
+        target: the explained answer index.
+        contrast: the answer explained against, if any.
+        tokens: (T,) word attributions (LIG, summed over the embedding).
+        token_delta: convergence delta of the word path.
+        regions: (R,) region attributions, features and box together.
+        region_features: (R,) the feature part.
+        region_boxes: (R,) the box part.
+        region_delta: convergence delta of the region path.
+        token_gap: f(x) − f(word baseline), what the word attributions should sum to.
+        region_gap: f(x) − f(region baseline).
+        region_baseline: ``zero`` or ``mean``.
+        n_steps: integration steps.
+    """
+
+    target: int
+    contrast: int | None
+    tokens: np.ndarray
+    token_delta: float
+    regions: np.ndarray
+    region_features: np.ndarray
+    region_boxes: np.ndarray
+    region_delta: float
+    token_gap: float
+    region_gap: float
+    region_baseline: str
+    n_steps: int
+
+    @property
+    def text_share(self) -> float:
+        """Share of the words in the total absolute attribution (the rest is the regions')."""
+        text, image = np.abs(self.tokens).sum(), np.abs(self.regions).sum()
+        return float(text / (text + image)) if text + image > 0 else 0.0
+
+
+def _score_function(
+    model: nn.Module, target: int, contrast: int | None, inputs_first: str
+) -> Callable[..., Tensor]:
+    """A forward function for Captum returning (B,) explained scores; ``inputs_first`` orders its arguments."""
+
+    def score(logits: Tensor) -> Tensor:
+        return logits[:, target] - (logits[:, contrast] if contrast is not None else 0.0)
+
+    if inputs_first == "words":
+
+        def forward(
+            input_ids: Tensor, visual_feats: Tensor, visual_pos: Tensor, token_type_ids: Tensor
+        ) -> Tensor:
+            return score(
+                answer_logits(model(input_ids, visual_feats, visual_pos, token_type_ids=token_type_ids))
+            )
+
+    else:
+
+        def forward(
+            visual_feats: Tensor, visual_pos: Tensor, input_ids: Tensor, token_type_ids: Tensor
+        ) -> Tensor:
+            return score(
+                answer_logits(model(input_ids, visual_feats, visual_pos, token_type_ids=token_type_ids))
+            )
+
+    return forward
+
+
+def word_baseline_ids(example: Example, pad_token_id: int = 0) -> Tensor:
+    """(T,) the words replaced by [PAD], [CLS] and [SEP] kept."""
+    return torch.where(
+        example.special_mask, example.input_ids, torch.full_like(example.input_ids, pad_token_id)
+    )
+
+
+def region_baselines(
+    example: Example, kind: str, mean_feature: Tensor | None = None, mean_box: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(R, F) feature and (R, 4) box baselines: zeros, or a mean (the dataset's when given, else the example's)."""
+    if kind == "zero":
+        return torch.zeros_like(example.visual_feats), torch.zeros_like(example.visual_pos)
+    if kind != "mean":
+        raise ValueError(f"region baseline must be one of {REGION_BASELINES}, got {kind!r}")
+    feature = example.visual_feats.mean(0) if mean_feature is None else mean_feature.to(example.visual_feats)
+    box = example.visual_pos.mean(0) if mean_box is None else mean_box.to(example.visual_pos)
+    return feature.expand_as(example.visual_feats).clone(), box.expand_as(example.visual_pos).clone()
+
+
+def _default_target(model: nn.Module, example: Example) -> int:
+    with torch.no_grad():
+        return int(answer_logits(run(model, example))[0].argmax())
+
+
+def integrated_gradients(
+    model: nn.Module,
+    example: Example,
+    target: int | None = None,
+    contrast: int | None = None,
+    n_steps: int = 32,
+    region_baseline: str = "zero",
+    mean_feature: Tensor | None = None,
+    mean_box: Tensor | None = None,
+    pad_token_id: int = 0,
+    internal_batch_size: int | None = None,
+) -> Attributions:
+    """Integrated gradients of an answer's logit to the words (LIG on embeddings) and the regions (IG).
+
+    Args:
+        model: a QA model (or a pre-training model with its QA head).
+        example: the input.
+        target: the answer to explain; the top answer when None.
+        contrast: explain ``logit[target] − logit[contrast]`` when given.
+        n_steps: integration steps (Gauss-Legendre, Captum's default rule).
+        region_baseline: ``zero`` or ``mean``.
+        mean_feature: (F,) the dataset's mean region feature for the ``mean`` baseline.
+        mean_box: (4,) the dataset's mean normalised box for the ``mean`` baseline.
+        pad_token_id: the [PAD] id of the word baseline.
+        internal_batch_size: cap on the rows Captum evaluates at once (memory).
+    """
+    target = _default_target(model, example) if target is None else target
+    inputs = example.model_inputs()
+    ids, feats, pos, types = (
+        inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
+    )
+    with evaluation(model), torch.enable_grad():
+        embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
+        lig = LayerIntegratedGradients(_score_function(model, target, contrast, "words"), embeddings)
+        word_attr, word_delta = lig.attribute(
+            ids,
+            baselines=word_baseline_ids(example, pad_token_id)[None],
+            additional_forward_args=(feats, pos, types),
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
+        feat_base, pos_base = region_baselines(example, region_baseline, mean_feature, mean_box)
+        ig = IntegratedGradients(_score_function(model, target, contrast, "regions"))
+        (feat_attr, pos_attr), region_delta = ig.attribute(
+            (feats, pos),
+            baselines=(feat_base[None], pos_base[None]),
+            additional_forward_args=(ids, types),
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
+        forward = _score_function(model, target, contrast, "words")
+        with torch.no_grad():
+            here = forward(ids, feats, pos, types)
+            token_gap = here - forward(word_baseline_ids(example, pad_token_id)[None], feats, pos, types)
+            region_gap = here - forward(ids, feat_base[None], pos_base[None], types)
+    region_features = feat_attr[0].sum(-1).detach().double().numpy()
+    region_boxes = pos_attr[0].sum(-1).detach().double().numpy()
+    return Attributions(
+        target=target,
+        contrast=contrast,
+        tokens=word_attr[0].sum(-1).detach().double().numpy(),
+        token_delta=float(word_delta[0]),
+        regions=region_features + region_boxes,
+        region_features=region_features,
+        region_boxes=region_boxes,
+        region_delta=float(region_delta[0]),
+        token_gap=float(token_gap[0]),
+        region_gap=float(region_gap[0]),
+        region_baseline=region_baseline,
+        n_steps=n_steps,
+    )
+
+
+def region_occlusion(
+    model: nn.Module,
+    example: Example,
+    target: int | None = None,
+    contrast: int | None = None,
+    baseline: str = "zero",
+    mean_feature: Tensor | None = None,
+    mean_box: Tensor | None = None,
+) -> np.ndarray:
+    """(R,) drop in the answer's logit when each region alone is occluded (larger = more needed).
+
+    ``baseline`` replaces the region's feature and box by zeros or the mean, or drops the region (``drop``, as the
+    perturbation test removes regions).
+    """
+    target = _default_target(model, example) if target is None else target
+    if baseline not in OCCLUSION_BASELINES:
+        raise ValueError(f"occlusion baseline must be one of {OCCLUSION_BASELINES}, got {baseline!r}")
+    forward = _score_function(model, target, contrast, "regions")
+    inputs = example.model_inputs()
+    ids, feats, pos, types = (
+        inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
+    )
+    R = example.num_regions
+    with evaluation(model), torch.no_grad():
+        if baseline == "drop":
+            if R < 2:
+                raise ValueError("drop occlusion needs at least two regions")
+            rows = batch_inputs([example.select_regions([j for j in range(R) if j != r]) for r in range(R)])
+            dropped = forward(
+                rows["visual_feats"], rows["visual_pos"], ids.expand(R, -1), types.expand(R, -1)
+            )
+            return (forward(feats, pos, ids, types) - dropped).double().numpy()
+        feat_base, pos_base = region_baselines(example, baseline, mean_feature, mean_box)
+        groups = torch.arange(R)[None, :, None]  # (1, R, 1): one group per region, feature and box together
+        ablation = FeatureAblation(forward)
+        feat_attr, _ = ablation.attribute(
+            (feats, pos),
+            baselines=(feat_base[None], pos_base[None]),
+            additional_forward_args=(ids, types),
+            feature_mask=(groups.expand_as(feats), groups.expand_as(pos)),
+            perturbations_per_eval=R,
+        )
+    return feat_attr[0, :, 0].double().numpy()
+
+
+def token_occlusion(
+    model: nn.Module,
+    example: Example,
+    target: int | None = None,
+    contrast: int | None = None,
+    pad_token_id: int = 0,
+) -> np.ndarray:
+    """(T,) drop in the answer's logit when each token alone is replaced by [PAD] (larger = more needed)."""
+    target = _default_target(model, example) if target is None else target
+    forward = _score_function(model, target, contrast, "words")
+    inputs = example.model_inputs()
+    ids, feats, pos, types = (
+        inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
+    )
+    T = example.num_tokens
+    with evaluation(model), torch.no_grad():
+        ablation = FeatureAblation(forward)
+        attr = ablation.attribute(
+            ids,
+            baselines=pad_token_id,
+            additional_forward_args=(feats, pos, types),
+            feature_mask=torch.arange(T)[None],
+            perturbations_per_eval=T,
+        )
+    return attr[0].double().numpy()
+
+
+__all__ = [
+    "Attributions",
+    "OCCLUSION_BASELINES",
+    "REGION_BASELINES",
+    "integrated_gradients",
+    "region_baselines",
+    "region_occlusion",
+    "token_occlusion",
+    "word_baseline_ids",
+]

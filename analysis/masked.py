@@ -1,0 +1,383 @@
+"""Masked-word and masked-object predictions of the pre-training heads, and a cross-modal ablation gauge.
+
+Masking follows pre-training: a word becomes [MASK]; a region's feature becomes zeros with its box kept (the
+authors' object mask, ``random_feat`` in ``lxmert_pretrain.py``). Ablating a modality uses the same masks — every
+non-special token [MASK]ed, or the ablated regions' features zeroed — so the model sees inputs of the kind it was
+trained on, as Frank, Bugliarello & Elliott (EMNLP 2021) ablate. Regions can instead be dropped (``ablation="drop"``).
+
+Transformers' LXMERT computes the object head only inside its loss; here every head's output is read directly from
+the forward pass (``obj_logits``, ``attr_logits``, ``feat_prediction``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lxmert.tokenization import LxmertTokenizer
+
+from .forward import run
+from .inputs import Example
+
+VISION_CONDITIONS = ("image", "aligned_removed", "no_vision")
+TEXT_CONDITIONS = ("text", "no_text")
+ABLATIONS = ("mask", "drop")
+
+
+@dataclass
+class Candidate:
+    """One entry of a top-k list."""
+
+    index: int
+    name: str | None
+    probability: float
+
+
+@dataclass
+class MaskedWordPrediction:
+    """Top-k fillers of one masked position.
+
+    Attributes:
+        position: the token position that was masked.
+        original: the token that was there.
+        fillers: the k most probable tokens, best first.
+        original_probability: the probability the model gives the original token.
+    """
+
+    position: int
+    original: str
+    fillers: list[Candidate]
+    original_probability: float
+
+
+@dataclass
+class MaskedRegionPrediction:
+    """Predictions for one masked region.
+
+    Attributes:
+        region: the region index.
+        objects: top-k object labels, best first.
+        attributes: top-k attribute labels, best first.
+        nearest_regions: (region index, L2 distance) of the example's regions whose original features lie closest
+            to the regressed feature, nearest first.
+        original_object: the detector's label of the region, if known.
+    """
+
+    region: int
+    objects: list[Candidate]
+    attributes: list[Candidate]
+    nearest_regions: list[tuple[int, float]]
+    original_object: int | None
+
+
+def _require_heads(output, *names: str) -> None:
+    missing = [name for name in names if getattr(output, name, None) is None]
+    if missing:
+        raise ValueError(
+            f"the model returns no {missing}: masked predictions need LxmertForPreTraining with those heads"
+        )
+
+
+def _top_k(probs: Tensor, k: int, names: Sequence[str] | None) -> list[Candidate]:
+    best = probs.topk(min(k, probs.numel()))
+    return [
+        Candidate(i, None if names is None else names[i], float(p))
+        for p, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)
+    ]
+
+
+def _check_positions(example: Example, positions: Sequence[int]) -> list[int]:
+    positions = list(positions)
+    bad = [p for p in positions if not 0 <= p < example.num_tokens]
+    if bad:
+        raise IndexError(f"token positions {bad} out of range for {example.num_tokens} tokens")
+    return positions
+
+
+def _check_regions(example: Example, regions: Sequence[int]) -> list[int]:
+    regions = list(regions)
+    bad = [r for r in regions if not 0 <= r < example.num_regions]
+    if bad:
+        raise IndexError(f"regions {bad} out of range for {example.num_regions} regions")
+    return regions
+
+
+def mask_words(example: Example, positions: Sequence[int], mask_token_id: int) -> Example:
+    """The example with the tokens at ``positions`` replaced by [MASK]."""
+    positions = _check_positions(example, positions)
+    input_ids = example.input_ids.clone()
+    input_ids[positions] = mask_token_id
+    tokens = ["[MASK]" if i in positions else t for i, t in enumerate(example.tokens)]
+    return dataclasses.replace(example, tokens=tokens, input_ids=input_ids)
+
+
+def mask_text(example: Example, mask_token_id: int) -> Example:
+    """Every token but [CLS] and [SEP] replaced by [MASK]: the text ablated."""
+    return mask_words(example, (~example.special_mask).nonzero().flatten().tolist(), mask_token_id)
+
+
+def ablate_regions(example: Example, regions: Sequence[int], ablation: str = "mask") -> Example:
+    """The example with ``regions`` masked (features zeroed, boxes kept) or dropped."""
+    regions = _check_regions(example, regions)
+    if ablation == "drop":
+        keep = [r for r in range(example.num_regions) if r not in set(regions)]
+        return example.select_regions(keep)
+    if ablation != "mask":
+        raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    feats = example.visual_feats.clone()
+    feats[regions] = 0.0
+    return dataclasses.replace(example, visual_feats=feats)
+
+
+def aligned_regions(
+    example: Example, word: str, object_names: Sequence[str], attr_names: Sequence[str] | None = None
+) -> list[int]:
+    """Regions whose detected object (or attribute) name is ``word``: the phrase-aligned regions of a word.
+
+    WordPiece continuation marks (``##``) and case are ignored.
+    """
+    if example.object_ids is None:
+        raise ValueError("the example carries no detector labels (object_ids) to align words with")
+    word = word.removeprefix("##").lower()
+    hits = [r for r, i in enumerate(example.object_ids.tolist()) if object_names[i].lower() == word]
+    if attr_names is not None and example.attr_ids is not None:
+        hits += [r for r, i in enumerate(example.attr_ids.tolist()) if attr_names[i].lower() == word]
+    return sorted(set(hits))
+
+
+def vision_condition(
+    example: Example, condition: str, aligned: Sequence[int] = (), ablation: str = "mask"
+) -> Example:
+    """The example's vision for a masked-word condition: ``image``, ``aligned_removed`` or ``no_vision``."""
+    if condition == "image":
+        return example
+    if condition == "aligned_removed":
+        return ablate_regions(example, aligned, ablation)
+    if condition == "no_vision":
+        return ablate_regions(example, range(example.num_regions), ablation)
+    raise ValueError(f"vision condition must be one of {VISION_CONDITIONS}, got {condition!r}")
+
+
+def predict_masked_words(
+    model: nn.Module,
+    example: Example,
+    positions: Sequence[int],
+    tokenizer: LxmertTokenizer,
+    top_k: int = 5,
+    vision: str = "image",
+    aligned: Sequence[int] = (),
+    ablation: str = "mask",
+    head_mask: dict[str, Tensor] | None = None,
+) -> list[MaskedWordPrediction]:
+    """Mask the words at ``positions`` (all at once) and read the masked-LM head's top-k fillers.
+
+    Args:
+        model: an ``LxmertForPreTraining`` with its masked-LM head.
+        example: the input.
+        positions: token positions to mask.
+        tokenizer: the checkpoint's tokenizer (mask id and id → token).
+        top_k: fillers per position.
+        vision: ``image`` (all regions), ``aligned_removed`` (the ``aligned`` regions ablated) or ``no_vision``.
+        aligned: the regions aligned with the masked words (see :func:`aligned_regions`).
+        ablation: ``mask`` (zero features) or ``drop`` (delete regions).
+        head_mask: heads to silence, family → (layers, H).
+    """
+    masked = vision_condition(
+        mask_words(example, positions, tokenizer.mask_token_id), vision, aligned, ablation
+    )
+    with torch.no_grad():
+        output = run(model, masked, head_mask=head_mask)
+    _require_heads(output, "prediction_logits")
+    probs = output.prediction_logits[0].float().softmax(-1)  # (T, V)
+    predictions = []
+    for p in _check_positions(example, positions):
+        fillers = _top_k(probs[p], top_k, None)
+        for candidate, name in zip(
+            fillers, tokenizer.convert_ids_to_tokens([c.index for c in fillers]), strict=True
+        ):
+            candidate.name = name
+        original_id = int(example.input_ids[p])
+        predictions.append(MaskedWordPrediction(p, example.tokens[p], fillers, float(probs[p, original_id])))
+    return predictions
+
+
+def predict_masked_regions(
+    model: nn.Module,
+    example: Example,
+    regions: Sequence[int],
+    top_k: int = 5,
+    text: str = "text",
+    mask_token_id: int | None = None,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    head_mask: dict[str, Tensor] | None = None,
+) -> list[MaskedRegionPrediction]:
+    """Mask ``regions`` (all at once, features zeroed) and read the object, attribute and feature heads.
+
+    Args:
+        model: an ``LxmertForPreTraining`` with its masked-object heads.
+        example: the input.
+        regions: region indices to mask.
+        top_k: labels per head.
+        text: ``text`` (the question as is) or ``no_text`` (every word [MASK]ed; needs ``mask_token_id``).
+        mask_token_id: the [MASK] id, for ``no_text``.
+        object_names: the object vocabulary, to name labels.
+        attr_names: the attribute vocabulary.
+        head_mask: heads to silence, family → (layers, H).
+    """
+    regions = _check_regions(example, regions)
+    masked = ablate_regions(example, regions, "mask")
+    if text == "no_text":
+        if mask_token_id is None:
+            raise ValueError("text='no_text' needs mask_token_id")
+        masked = mask_text(masked, mask_token_id)
+    elif text != "text":
+        raise ValueError(f"text condition must be one of {TEXT_CONDITIONS}, got {text!r}")
+    with torch.no_grad():
+        output = run(model, masked, head_mask=head_mask)
+    _require_heads(output, "obj_logits", "attr_logits", "feat_prediction")
+    obj_probs = output.obj_logits[0].float().softmax(-1)  # (R, objects)
+    attr_probs = output.attr_logits[0].float().softmax(-1)  # (R, attributes)
+    distances = torch.cdist(output.feat_prediction[0].float(), example.visual_feats.float())  # (R, R)
+    predictions = []
+    for r in regions:
+        order = distances[r].argsort()[:top_k].tolist()
+        predictions.append(
+            MaskedRegionPrediction(
+                region=r,
+                objects=_top_k(obj_probs[r], top_k, object_names),
+                attributes=_top_k(attr_probs[r], top_k, attr_names),
+                nearest_regions=[(i, float(distances[r, i])) for i in order],
+                original_object=None if example.object_ids is None else int(example.object_ids[r]),
+            )
+        )
+    return predictions
+
+
+@dataclass
+class AblationGauge:
+    """How much one example's masked predictions lean on the other modality.
+
+    Every non-special word is masked on its own and predicted under each vision condition; every region is
+    masked on its own and its object predicted with and without the text. Accuracy is top-1 agreement with the
+    original token / the detector's label; ``*_probability`` is the mean probability given to it.
+
+    Attributes:
+        word_accuracy: vision condition → accuracy (``aligned_removed`` only with object names).
+        word_probability: vision condition → mean probability of the original word.
+        object_accuracy: text condition → accuracy.
+        object_probability: text condition → mean probability of the detector's label.
+        num_words: masked words per condition.
+        num_regions: masked regions per condition.
+    """
+
+    word_accuracy: dict[str, float]
+    word_probability: dict[str, float]
+    object_accuracy: dict[str, float]
+    object_probability: dict[str, float]
+    num_words: int
+    num_regions: int
+
+    @property
+    def word_drop_without_vision(self) -> float:
+        return self.word_accuracy["image"] - self.word_accuracy["no_vision"]
+
+    @property
+    def word_drop_without_aligned(self) -> float | None:
+        if "aligned_removed" not in self.word_accuracy:
+            return None
+        return self.word_accuracy["image"] - self.word_accuracy["aligned_removed"]
+
+    @property
+    def object_drop_without_text(self) -> float:
+        return self.object_accuracy["text"] - self.object_accuracy["no_text"]
+
+
+def ablation_gauge(
+    model: nn.Module,
+    example: Example,
+    tokenizer: LxmertTokenizer,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    ablation: str = "mask",
+) -> AblationGauge:
+    """The cross-modal ablation gauge of one example (Frank et al., EMNLP 2021, per example).
+
+    Args:
+        model: an ``LxmertForPreTraining`` with masked-LM and object heads.
+        example: the input; it needs detector labels (``object_ids``) for the object half.
+        tokenizer: the checkpoint's tokenizer.
+        object_names: the object vocabulary; with it, words are aligned to regions of the same name and the
+            ``aligned_removed`` condition is measured.
+        attr_names: the attribute vocabulary, for aligning attribute words too.
+        ablation: how vision is removed: ``mask`` (features zeroed) or ``drop``.
+    """
+    if example.object_ids is None:
+        raise ValueError("the ablation gauge needs the detector's object labels (example.object_ids)")
+    positions = (~example.special_mask).nonzero().flatten().tolist()
+    if not positions:
+        raise ValueError("the example has no words to mask")
+    conditions = ["image", "no_vision"] + (["aligned_removed"] if object_names is not None else [])
+    word_accuracy, word_probability = {}, {}
+    for condition in conditions:
+        rows = []
+        for p in positions:
+            aligned = (
+                aligned_regions(example, example.tokens[p], object_names, attr_names) if object_names else []
+            )
+            rows.append(
+                vision_condition(
+                    mask_words(example, [p], tokenizer.mask_token_id), condition, aligned, ablation
+                )
+            )
+        with torch.no_grad():
+            # Dropped regions change the region count per row, so such rows run one at a time.
+            sizes = {row.num_regions for row in rows}
+            outputs = [run(model, rows)] if len(sizes) == 1 else [run(model, row) for row in rows]
+        _require_heads(outputs[0], "prediction_logits")
+        logits = torch.cat([o.prediction_logits for o in outputs])  # (W, T, V)
+        index = torch.arange(len(positions))
+        probs = logits[index, positions].float().softmax(-1)  # (W, V)
+        targets = example.input_ids[positions]
+        word_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
+        word_probability[condition] = float(probs[index, targets].mean())
+
+    regions = list(range(example.num_regions))
+    object_accuracy, object_probability = {}, {}
+    for condition in TEXT_CONDITIONS:
+        base = example if condition == "text" else mask_text(example, tokenizer.mask_token_id)
+        rows = [ablate_regions(base, [r], "mask") for r in regions]
+        with torch.no_grad():
+            output = run(model, rows)
+        _require_heads(output, "obj_logits")
+        index = torch.tensor(regions)
+        probs = output.obj_logits[index, index].float().softmax(-1)  # (R, objects)
+        targets = example.object_ids
+        object_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
+        object_probability[condition] = float(probs[index, targets].mean())
+    return AblationGauge(
+        word_accuracy, word_probability, object_accuracy, object_probability, len(positions), len(regions)
+    )
+
+
+__all__ = [
+    "ABLATIONS",
+    "AblationGauge",
+    "Candidate",
+    "MaskedRegionPrediction",
+    "MaskedWordPrediction",
+    "TEXT_CONDITIONS",
+    "VISION_CONDITIONS",
+    "ablate_regions",
+    "ablation_gauge",
+    "aligned_regions",
+    "mask_text",
+    "mask_words",
+    "predict_masked_regions",
+    "predict_masked_words",
+    "vision_condition",
+]
