@@ -16,6 +16,7 @@ line; the line number is the id): objects are ``SHAPES``, attributes are ``COLOU
 from __future__ import annotations
 
 import colorsys
+import functools
 import itertools
 import math
 import os
@@ -128,7 +129,12 @@ class Scene:
         return [r.object for r in self.relations if r.subject == subject and r.predicate == predicate]
 
     def holds(self, subject: int, predicate: str, obj: int) -> bool:
-        return Relation(subject, predicate, obj) in self.relations
+        return Relation(subject, predicate, obj) in self.relation_set
+
+    @functools.cached_property
+    def relation_set(self) -> frozenset[Relation]:
+        """Relations as a set for fast lookup (relations are fixed once a scene is sampled)."""
+        return frozenset(self.relations)
 
 
 def _normalised(points: np.ndarray) -> np.ndarray:
@@ -205,15 +211,29 @@ def _outline_width(obj: SceneObject) -> int:
     return max(3, round(obj.radius / 4))
 
 
+def _ink_patch(obj: SceneObject, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """The object's painted pixels in a window around it: (mask, x0, y0) with the window's top-left corner."""
+    reach = (
+        obj.radius * math.sqrt(2) + _outline_width(obj) + 2
+    )  # a rotated square's corner reaches r * sqrt(2)
+    cx, cy = obj.centre
+    x0, y0 = max(0, math.floor(cx - reach)), max(0, math.floor(cy - reach))
+    x1, y1 = min(width, math.ceil(cx + reach)), min(height, math.ceil(cy + reach))
+    canvas = Image.new("L", (max(x1 - x0, 1), max(y1 - y0, 1)), 0)
+    polygon = [(x - x0, y - y0) for x, y in object_polygon(obj)]
+    if obj.fill == "outlined":
+        ImageDraw.Draw(canvas).polygon(polygon, outline=255, width=_outline_width(obj))
+    else:
+        ImageDraw.Draw(canvas).polygon(polygon, fill=255)
+    return np.asarray(canvas) > 0, x0, y0
+
+
 def object_ink(obj: SceneObject, width: int, height: int) -> np.ndarray:
     """Boolean (H, W) mask of the pixels this object paints (an outlined shape paints only its rim)."""
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    if obj.fill == "outlined":
-        draw.polygon(object_polygon(obj), outline=255, width=_outline_width(obj))
-    else:
-        draw.polygon(object_polygon(obj), fill=255)
-    return np.asarray(canvas) > 0
+    patch, x0, y0 = _ink_patch(obj, width, height)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch
+    return mask
 
 
 def _tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -324,27 +344,37 @@ def compute_relations(objects: list[SceneObject], size: int) -> list[Relation]:
     return relations
 
 
+def _blend(a: tuple[int, int, int], b: tuple[int, int, int], t: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 mix of colours a and b by ``t`` (H, W) uint8 (0 = a, 255 = b), one lookup table per channel."""
+    levels = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    image = np.empty((*t.shape, 3), dtype=np.uint8)
+    for c, (lo, hi) in enumerate(zip(a, b, strict=True)):
+        image[..., c] = np.round(lo + (hi - lo) * levels).astype(np.uint8)[t]
+    return image
+
+
 def _render_background(background: Background, width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(background.seed)
-    a = np.asarray(background.colour_a, dtype=np.float32)
-    b = np.asarray(background.colour_b, dtype=np.float32)
+    a, b = background.colour_a, background.colour_b
     if background.kind == "noise":
         coarse = Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8))
-        t = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.float32)[..., None] / 255
-        image = a * (1 - t) + b * t + rng.normal(0, 10, (height, width, 1)).astype(np.float32)
+        image = _blend(a, b, np.asarray(coarse.resize((width, height), Image.BICUBIC)))
+        # Grey pixel grain, the same on the three channels.
+        grain = np.repeat(rng.integers(-16, 17, (height, width, 1), dtype=np.int16), 3, axis=2)
+        image = np.clip(image.astype(np.int16) + grain, 0, 255).astype(np.uint8)
     else:
         angle = rng.uniform(0, 2 * math.pi)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-        proj = xs * math.cos(angle) + ys * math.sin(angle)
-        t = ((proj - proj.min()) / max(float(np.ptp(proj)), 1.0))[..., None]
-        image = a * (1 - t) + b * t
-    image = np.clip(image, 0, 255).astype(np.uint8)
+        xs = np.arange(width, dtype=np.float32)[None, :] * math.cos(angle)
+        ys = np.arange(height, dtype=np.float32)[:, None] * math.sin(angle)
+        proj = xs + ys
+        t = (proj - proj.min()) * (255 / max(float(np.ptp(proj)), 1.0))
+        image = _blend(a, b, np.round(t).astype(np.uint8))
     if background.kind == "clutter":
         # Thin strokes and specks near the background tone: texture to ignore, never object-like.
         canvas = Image.fromarray(image)
         draw = ImageDraw.Draw(canvas)
         for _ in range(int(rng.integers(25, 45))):
-            tone = tuple(int(c) for c in np.clip((a + b) / 2 + rng.normal(0, 28, 3), 0, 255))
+            tone = tuple(int(c) for c in np.clip((np.add(a, b)) / 2 + rng.normal(0, 28, 3), 0, 255))
             x, y = rng.uniform(0, width), rng.uniform(0, height)
             if rng.random() < 0.6:
                 dx, dy = rng.normal(0, width / 8, 2)
@@ -361,27 +391,29 @@ def _shade(rgb: tuple[int, int, int], factor: float) -> np.ndarray:
 
 
 def _paint(image: np.ndarray, obj: SceneObject) -> None:
-    """Paint one object onto ``image`` (H, W, 3) in place."""
+    """Paint one object onto ``image`` (H, W, 3) in place, working in a window around the object."""
     height, width = image.shape[:2]
-    ink = object_ink(obj, width, height)
+    ink, x0, y0 = _ink_patch(obj, width, height)
+    window = image[y0 : y0 + ink.shape[0], x0 : x0 + ink.shape[1]]
     colour = np.asarray(COLOUR_RGB[obj.colour], dtype=np.uint8)
     dark = _shade(COLOUR_RGB[obj.colour], 0.55)
     if obj.fill in ("solid", "outlined"):
-        image[ink] = colour
+        window[ink] = colour
         return
     ys, xs = np.nonzero(ink)
+    xs, ys = xs + x0, ys + y0  # patterns are laid in image coordinates
     period = max(6, round(obj.radius / 3))
     if obj.fill == "striped":
-        stripe = ((xs + ys) // (period // 2)) % 2 == 0
-        image[ys, xs] = np.where(stripe[:, None], colour, dark)
+        pattern = ((xs + ys) // (period // 2)) % 2 == 0
+        window[ink] = np.where(pattern[:, None], colour, dark)
     else:  # dotted: dark dots on the colour
         u, v = xs % period - period / 2, ys % period - period / 2
-        dot = u * u + v * v < (period / 3.2) ** 2
-        image[ys, xs] = np.where(dot[:, None], dark, colour)
+        pattern = u * u + v * v < (period / 3.2) ** 2
+        window[ink] = np.where(pattern[:, None], dark, colour)
     # A dark rim keeps patterned shapes readable against busy backgrounds.
-    rim = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(rim).polygon(object_polygon(obj), outline=255, width=2)
-    image[np.asarray(rim) > 0] = dark
+    rim = Image.new("L", (ink.shape[1], ink.shape[0]), 0)
+    ImageDraw.Draw(rim).polygon([(x - x0, y - y0) for x, y in object_polygon(obj)], outline=255, width=2)
+    window[np.asarray(rim) > 0] = dark
 
 
 def render_scene(scene: Scene) -> Image.Image:
