@@ -90,7 +90,7 @@ class WorldConfig:
     nlvr2_valid_fraction: float = 0.1
     nlvr2_test_fraction: float = 0.1
     min_vqa_answer_count: int = 9  # VQA answer vocabulary threshold of the bottom-up preprocessing
-    gqa_balance_ratio: float = 1.5  # no answer may exceed this multiple of a uniform share within its family
+    gqa_balance_ratio: float = 1.2  # no answer may exceed this multiple of a uniform share within its family
     workers: int = 0  # processes; 0 = one per CPU
 
     def __post_init__(self) -> None:

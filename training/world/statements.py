@@ -76,11 +76,9 @@ def _count_total(left: Scene, right: Scene, rng: np.random.Generator) -> Stateme
     if not 1 <= n < len(NUMBER_WORDS):
         return None
     noun = noun_phrase(attrs, is_plural=n != 1)
-    return Statement(
-        f"There are exactly {NUMBER_WORDS[n]} {noun} in the two images.",
-        "count_total",
-        {"attrs": attrs, "n": n},
-    )
+    verb = "are" if n != 1 else "is"
+    text = f"There {verb} exactly {NUMBER_WORDS[n]} {noun} in the two images."
+    return Statement(text, "count_total", {"attrs": attrs, "n": n})
 
 
 def _both_contain(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:

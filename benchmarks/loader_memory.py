@@ -1,0 +1,170 @@
+"""Memory of a multi-worker DataLoader reading a feature store, in PSS summed over the main process and workers.
+
+The authors' loader copies every feature into each worker (207 GB reported, airsplay/lxmert#37). This benchmark
+builds (or reuses) a store of N images with random 36×2048 float32 features, reads every image once through a
+torch DataLoader with W workers, samples PSS from /proc/<pid>/smaps_rollup of the main process and its workers
+while it runs, and compares the peak with the store's size + 1 GiB. PSS divides each shared page among the
+processes that map it, so the page cache shared through the memory map is counted once (RSS would count it per
+process).
+
+    python -m benchmarks.loader_memory --store /tmp/bench_store --images 20000 --workers 4 [--delete]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from training.data.store import FeatureStore, FeatureStoreWriter
+
+GIB = 1024**3
+
+
+class StoreDataset(Dataset):
+    """One item per image: the fields a pre-training or fine-tuning loader takes from the store."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self.ids = store.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.store.get(self.ids[index])
+        return {
+            "features": torch.from_numpy(item["features"]),
+            "boxes": torch.from_numpy(item["normalized_boxes"]),
+            "objects_id": torch.from_numpy(item["objects_id"]),
+        }
+
+
+def build_store(path: Path, images: int, num_boxes: int, feature_dim: int, seed: int = 0) -> None:
+    """A store of random features (non-negative, like ReLU'd RoI features) with valid boxes."""
+    rng = np.random.default_rng(seed)
+    with FeatureStoreWriter(path, num_boxes, feature_dim, commit_every=256) as writer:
+        for k in range(images):
+            img_id = f"bench_{k:07d}"
+            if writer.has(img_id):
+                continue
+            xy = rng.uniform(0, 300, (num_boxes, 2)).astype(np.float32)
+            writer.add(
+                {
+                    "img_id": img_id,
+                    "img_h": 480,
+                    "img_w": 640,
+                    "num_boxes": num_boxes,
+                    "boxes": np.concatenate([xy, xy + 100], axis=1),
+                    "objects_id": rng.integers(0, 1600, num_boxes),
+                    "objects_conf": rng.random(num_boxes, dtype=np.float32),
+                    "attrs_id": rng.integers(0, 400, num_boxes),
+                    "attrs_conf": rng.random(num_boxes, dtype=np.float32),
+                    "features": rng.random((num_boxes, feature_dim), dtype=np.float32),
+                }
+            )
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of a process (0 if it has exited)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return children
+
+
+class PssSampler(threading.Thread):
+    """Samples the summed PSS of this process and its children every ``interval`` seconds; keeps the peak."""
+
+    def __init__(self, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = 0
+        self.peak_workers = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self._stop_event.is_set():
+            children = child_pids(me)
+            total = pss_bytes(me) + sum(pss_bytes(c) for c in children)
+            if total > self.peak:
+                self.peak, self.peak_workers = total, len(children)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def store_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader_memory", description=__doc__)
+    parser.add_argument(
+        "--store", default="/tmp/loader_memory_store", help="store directory (built if missing)"
+    )
+    parser.add_argument("--images", type=int, default=20000, help="images in the store")
+    parser.add_argument("--num-boxes", type=int, default=36, help="boxes per image")
+    parser.add_argument("--feature-dim", type=int, default=2048, help="feature size")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    parser.add_argument("--delete", action="store_true", help="delete the store afterwards")
+    args = parser.parse_args(argv)
+
+    path = Path(args.store)
+    start = time.perf_counter()
+    build_store(path, args.images, args.num_boxes, args.feature_dim)
+    print(f"store ready: {path} ({store_size(path) / GIB:.2f} GiB) in {time.perf_counter() - start:.0f} s")
+
+    store = FeatureStore(path)
+    loader = DataLoader(
+        StoreDataset(store), batch_size=args.batch_size, shuffle=True, num_workers=args.workers
+    )
+    sampler = PssSampler()
+    sampler.start()
+    start = time.perf_counter()
+    seen = checksum = 0
+    for batch in loader:
+        seen += batch["features"].shape[0]
+        checksum += float(batch["features"][:, 0, 0].sum())  # touch the data so nothing is optimised away
+    elapsed = time.perf_counter() - start
+    sampler.stop()
+
+    size = store_size(path)
+    limit = size + GIB
+    print(f"read {seen} images with {args.workers} workers in {elapsed:.0f} s (checksum {checksum:.1f})")
+    print(f"peak PSS, main + {sampler.peak_workers} workers: {sampler.peak / GIB:.2f} GiB")
+    print(
+        f"store size + 1 GiB:                 {limit / GIB:.2f} GiB -> {'OK' if sampler.peak < limit else 'OVER'}"
+    )
+    if args.delete:
+        shutil.rmtree(path)
+        print(f"deleted {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Convert obj36 TSV files into a memory-mapped feature store.
+
+    python -m training.data.convert --tsv train2014_obj36.tsv val2014_obj36.tsv --out data/features/coco
+
+The TSVs are streamed row by row; an interrupted conversion resumes where its last commit ended when run again with
+the same arguments (images already in the store are skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from training.data.store import FeatureStoreWriter
+from training.data.tsv import iter_tsv
+
+
+@dataclass
+class ConvertConfig:
+    tsv: list[str] = field(default_factory=list)
+    out: str = ""
+    num_boxes: int = 36  # obj36: MIN_BOXES = MAX_BOXES = 36
+    feature_dim: int = 2048  # ResNet-101 Faster R-CNN RoI features; 0 = take it from the first row
+    feature_dtype: str = "float32"
+    commit_every: int = 256
+    limit: int | None = None  # rows per TSV (the authors' topk)
+
+
+def convert(cfg: ConvertConfig, progress: bool = True) -> int:
+    """Run the conversion; returns the number of images in the finished store."""
+    if not cfg.tsv or not cfg.out:
+        raise ValueError("give at least one --tsv file and an --out store directory")
+    rows = itertools.chain.from_iterable(iter_tsv(path, limit=cfg.limit) for path in cfg.tsv)
+    first = next(rows, None)
+    if first is None:
+        raise ValueError(f"no rows in {cfg.tsv}")
+    feature_dim = cfg.feature_dim or first["features"].shape[1]
+    writer = FeatureStoreWriter(cfg.out, cfg.num_boxes, feature_dim, cfg.feature_dtype, cfg.commit_every)
+    added = skipped = 0
+    with writer, tqdm(desc="convert", unit="img", disable=not progress) as bar:
+        for row in itertools.chain([first], rows):
+            if writer.add(row):
+                added += 1
+            else:
+                skipped += 1
+            bar.update(1)
+    print(f"{added} images added, {skipped} already in the store; {writer.count} in {cfg.out}")
+    return writer.count
+
+
+def parse_args(argv: list[str] | None = None) -> ConvertConfig:
+    defaults = ConvertConfig()
+    parser = argparse.ArgumentParser(prog="python -m training.data.convert", description=__doc__)
+    parser.add_argument("--tsv", nargs="+", required=True, help="obj36 TSV files, read in order")
+    parser.add_argument(
+        "--out", required=True, help="feature store directory (created, or resumed if present)"
+    )
+    parser.add_argument("--num-boxes", type=int, default=defaults.num_boxes, help="most boxes per image (R)")
+    parser.add_argument(
+        "--feature-dim", type=int, default=defaults.feature_dim, help="feature size D; 0 = from the first row"
+    )
+    parser.add_argument(
+        "--feature-dtype",
+        choices=("float32", "float16"),
+        default=defaults.feature_dtype,
+        help="storage dtype of the features (float16 halves disk and page cache; read back as float32)",
+    )
+    parser.add_argument(
+        "--commit-every",
+        type=int,
+        default=defaults.commit_every,
+        help="rows per atomic commit (resume granularity)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="read at most this many rows of each TSV")
+    return ConvertConfig(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args(argv)).items()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    convert(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
