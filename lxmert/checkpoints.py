@@ -1,0 +1,683 @@
+"""Checkpoint IO: our directory format, transformers' LXMERT directories and the authors' ``.pth`` files.
+
+Every foreign layout has one pure ``state_dict → state_dict`` converter, chosen by the keys it holds (as timm's
+``checkpoint_filter_fn``), into one *canonical* layout — the keys of our ``LxmertForPreTraining``, which are also
+transformers' — plus a top-level ``logit_fc.*`` for the NLVR2 head:
+
+======================================  ==========================================================================
+layout (how it is recognised)           conversion
+======================================  ==========================================================================
+ours / transformers (``lxmert.*``)      none
+a bare encoder (``embeddings.*`` …)     prefix ``lxmert.``
+authors' pre-training (``bert.*``)      strip ``module.`` (``--multiGPU``), ``bert.`` → ``lxmert.``
+authors' task (``lxrt_encoder.*``)      ``lxrt_encoder.model.[module.]bert.`` → ``lxmert.``; ``logit_fc.`` →
+                                        ``answer_head.logit_fc.`` when it reads one pooled vector (VQA, GQA), kept
+                                        when it reads the 2×hidden NLVR2 pair
+======================================  ==========================================================================
+
+A canonical state dict is then cut to the target model (``LxmertModel`` drops the ``lxmert.`` prefix; keys the
+model lacks are *unexpected*, parameters the file lacks are *missing*), checked for shapes, and copied in place, so
+the masked-LM decoder stays tied to the word embeddings. Pickled files are read with ``weights_only=True`` only:
+nothing in a checkpoint is executed.
+
+Our directory format::
+
+    config.json        LxmertConfig.to_json_file
+    model.safetensors  the state dict, the tied decoder weight stored once (as the word embeddings)
+    vocab.txt          optional: the tokenizer's WordPiece vocabulary
+    answers.json       optional: the QA head's answers in label order (the authors' label2ans layout)
+    meta.json          optional: free-form (training recipe, scores, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .answers import AnswerTable, normalize_answer
+from .config import LxmertConfig
+from .fileio import atomic_directory, atomic_write_text
+from .modeling import (
+    LxmertForNLVR2,
+    LxmertForPreTraining,
+    LxmertForQuestionAnswering,
+    LxmertModel,
+    LxmertPreTrainedModel,
+)
+from .tokenization import VOCAB_FILE, LxmertTokenizer
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TORCH_WEIGHTS_FILE = "pytorch_model.bin"  # transformers' pickled layout
+ANSWERS_FILE = "answers.json"
+META_FILE = "meta.json"
+
+TIED_DECODER = "cls.predictions.decoder.weight"
+WORD_EMBEDDINGS = "lxmert.embeddings.word_embeddings.weight"
+ANSWER_ROWS = "answer_head.logit_fc.3."  # the answer classifier: one row per answer
+StateDict = dict[str, Tensor]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reports
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnswerTransfer:
+    """Outcome of copying QA-head rows by answer string."""
+
+    matched: int
+    unmatched: list[str]  # target answers with no row in the source table; their rows are zero
+
+    def __str__(self) -> str:
+        total = self.matched + len(self.unmatched)
+        return (
+            f"{self.matched} of {total} answers found in the source answer head, {len(self.unmatched)} zeroed"
+        )
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the layout it recognised and the keys it could not place."""
+
+    source: str
+    layout: str  # "lxmert" | "transformers" | "authors-pretraining" | "authors-task"
+    missing_keys: list[str] = field(default_factory=list)  # the model's, left at their initial values
+    unexpected_keys: list[str] = field(default_factory=list)  # the file's, not used
+    answer_transfer: AnswerTransfer | None = None
+
+    def __str__(self) -> str:
+        lines = [f"loaded {self.source} ({self.layout} layout)"]
+        if self.missing_keys:
+            lines.append(f"  missing (left at init): {_summarise(self.missing_keys)}")
+        if self.unexpected_keys:
+            lines.append(f"  unexpected (ignored): {_summarise(self.unexpected_keys)}")
+        if self.answer_transfer:
+            lines.append(f"  answer head: {self.answer_transfer}")
+        return "\n".join(lines)
+
+
+def _summarise(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} keys: {shown}" + (", ..." if len(keys) > limit else "")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout converters: foreign state dict → canonical state dict (pure functions)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _renamed(state_dict: Mapping[str, Tensor], rename) -> StateDict:
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        new = rename(key)
+        if new in out:
+            raise ValueError(f"two checkpoint keys map to {new!r} (one of them {key!r})")
+        out[new] = value
+    return out
+
+
+def _strip_module(key: str) -> str:
+    # nn.DataParallel inserts "module." at the wrapped module, at the front or (task models) mid-key.
+    return key.removeprefix("module.").replace(".module.", ".")
+
+
+def convert_authors_pretraining(state_dict: Mapping[str, Tensor]) -> StateDict:
+    """The authors' ``*_LXRT.pth`` (``[module.]bert.*`` + head keys) → canonical keys."""
+
+    def rename(key: str) -> str:
+        key = _strip_module(key)
+        return "lxmert." + key.removeprefix("bert.") if key.startswith("bert.") else key
+
+    return _renamed(state_dict, rename)
+
+
+def convert_authors_task(state_dict: Mapping[str, Tensor]) -> StateDict:
+    """The authors' fine-tuned ``BEST.pth`` (``lxrt_encoder.model.bert.*`` + ``logit_fc.*``) → canonical keys.
+
+    The head's place is decided by what it reads: a VQA/GQA head takes one pooled vector (hidden wide) and
+    becomes ``answer_head.logit_fc``; the NLVR2 head takes the concatenated pair (2×hidden) and stays
+    ``logit_fc``, where our ``LxmertForNLVR2`` keeps it.
+    """
+    state_dict = {_strip_module(k): v for k, v in state_dict.items()}
+    pooler = "lxrt_encoder.model.bert.pooler.dense.weight"
+    if pooler not in state_dict:
+        raise ValueError(f"an authors' task checkpoint must hold {pooler!r}")
+    hidden = state_dict[pooler].shape[0]
+    head_in = state_dict["logit_fc.0.weight"].shape[1] if "logit_fc.0.weight" in state_dict else hidden
+
+    def rename(key: str) -> str:
+        if key.startswith("lxrt_encoder.model.bert."):
+            return "lxmert." + key.removeprefix("lxrt_encoder.model.bert.")
+        if key.startswith("logit_fc.") and head_in == hidden:
+            return "answer_head." + key
+        return key
+
+    return _renamed(state_dict, rename)
+
+
+def convert_bare_encoder(state_dict: Mapping[str, Tensor]) -> StateDict:
+    """An ``LxmertModel`` state dict (ours or transformers', ``embeddings.*``/``encoder.*``/``pooler.*``)."""
+    return {"lxmert." + k: v for k, v in state_dict.items()}
+
+
+# Checked in order; the first whose test holds converts. Ours/transformers' full-model keys need no converter.
+CONVERTERS = (
+    ("authors-task", lambda keys: any(k.startswith(("lxrt_encoder.", "module.lxrt_encoder.")) for k in keys),
+     convert_authors_task),
+    ("authors-pretraining", lambda keys: any(k.startswith(("bert.", "module.bert.")) for k in keys),
+     convert_authors_pretraining),
+    ("bare-encoder", lambda keys: any(k.startswith("embeddings.") for k in keys), convert_bare_encoder),
+)  # fmt: skip
+
+
+def to_canonical(state_dict: Mapping[str, Tensor]) -> tuple[StateDict, str]:
+    """Recognise a state dict's layout by its keys and convert it to canonical keys.
+
+    Returns:
+        The converted state dict and the layout's name (``"lxmert"`` when no conversion was needed).
+    """
+    keys = list(state_dict)
+    for name, recognises, convert in CONVERTERS:
+        if recognises(keys):
+            return convert(state_dict), name
+    if any(k.startswith("lxmert.") for k in keys):
+        return dict(state_dict), "lxmert"
+    raise ValueError(f"unrecognised checkpoint layout; its first keys are {keys[:5]}")
+
+
+def for_model(canonical: Mapping[str, Tensor], model: nn.Module) -> StateDict:
+    """Cut a canonical state dict to ``model``'s key space (``LxmertModel`` has no ``lxmert.`` prefix)."""
+    if isinstance(model, LxmertModel):
+        return {k.removeprefix("lxmert."): v for k, v in canonical.items()}
+    return dict(canonical)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# QA-head transfer by answer string
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def transfer_answer_head(
+    state_dict: Mapping[str, Tensor],
+    source_answers: Sequence[str] | AnswerTable,
+    target_answers: Sequence[str] | AnswerTable,
+) -> tuple[StateDict, AnswerTransfer]:
+    """Re-index the answer classifier from one answer table to another by answer string.
+
+    Row ``i`` of the new ``answer_head.logit_fc.3.{weight,bias}`` is the source row of the answer that
+    normalises (:func:`~lxmert.answers.normalize_answer`) to the same string as target answer ``i``. As in the
+    authors' ``load_lxmert_qa`` (``--loadLXMERTQA``), a target answer the source never saw gets a zero row: its
+    logit starts at exactly 0 rather than at a random value. The rest of the state dict is passed through.
+
+    Args:
+        state_dict: canonical keys, with the source answer head (one row per source answer).
+        source_answers: the answers of the source head in row order (e.g. the 9500-answer ``all_ans.json``).
+        target_answers: the task's answers in label order.
+
+    Returns:
+        A new state dict with the re-indexed rows, and how many answers matched.
+    """
+    source = list(source_answers.label2ans if isinstance(source_answers, AnswerTable) else source_answers)
+    target = list(target_answers.label2ans if isinstance(target_answers, AnswerTable) else target_answers)
+    weight, bias = state_dict.get(ANSWER_ROWS + "weight"), state_dict.get(ANSWER_ROWS + "bias")
+    if weight is None or bias is None:
+        raise KeyError(f"the checkpoint has no answer head ({ANSWER_ROWS}weight/bias) to transfer")
+    if weight.shape[0] != len(source):
+        raise ValueError(
+            f"{ANSWER_ROWS}weight has {weight.shape[0]} rows but the source answer table has {len(source)} answers"
+        )
+    source_row: dict[str, int] = {}
+    for row, ans in enumerate(source):
+        source_row.setdefault(normalize_answer(ans), row)  # first spelling wins, as a dict lookup would
+    new_weight = weight.new_zeros(len(target), weight.shape[1])
+    new_bias = bias.new_zeros(len(target))
+    unmatched = []
+    for label, ans in enumerate(target):
+        row = source_row.get(normalize_answer(ans))
+        if row is None:
+            unmatched.append(ans)
+            continue
+        new_weight[label] = weight[row]
+        new_bias[label] = bias[row]
+    out = dict(state_dict)
+    out[ANSWER_ROWS + "weight"], out[ANSWER_ROWS + "bias"] = new_weight, new_bias
+    return out, AnswerTransfer(matched=len(target) - len(unmatched), unmatched=unmatched)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_state_dict(path: str | Path) -> StateDict:
+    """Read a ``.safetensors`` file, or a pickled ``.pth``/``.bin`` one with ``weights_only=True``.
+
+    Raises:
+        ValueError: naming the file, when it is truncated, corrupt, holds something other than a flat dict of
+            tensors, or would need code execution to unpickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"{path} is not a readable safetensors file (truncated or corrupt?): {err}"
+            ) from err
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as err:  # torch raises several types for a bad pickle: EOFError, RuntimeError, Unpickling...
+        raise ValueError(
+            f"{path} could not be read as a PyTorch state dict with weights_only=True "
+            f"(truncated, corrupt, or it holds objects other than tensors): {err}"
+        ) from err
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a flat state dict of tensors")
+    return dict(loaded)
+
+
+def _find_weights(directory: Path) -> Path:
+    for name in (WEIGHTS_FILE, TORCH_WEIGHTS_FILE):
+        if (directory / name).is_file():
+            return directory / name
+    found = sorted(p.name for p in directory.iterdir())
+    raise FileNotFoundError(
+        f"{directory} holds neither {WEIGHTS_FILE} nor {TORCH_WEIGHTS_FILE}; found {found}"
+    )
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(values).__name__}")
+    return values
+
+
+@dataclass
+class _Source:
+    """What a checkpoint path holds before a model exists."""
+
+    path: Path
+    canonical: StateDict
+    layout: str
+    config: LxmertConfig | None  # from config.json, if any
+    answers: AnswerTable | None  # from answers.json, if any
+
+
+def _read_source(path: str | Path) -> _Source:
+    path = Path(path)
+    if path.is_dir():
+        weights = _find_weights(path)
+        config_file = path / CONFIG_FILE
+        config_values = _read_json_object(config_file) if config_file.is_file() else None
+        answers = AnswerTable.load(path / ANSWERS_FILE) if (path / ANSWERS_FILE).is_file() else None
+    elif path.is_file():
+        weights, config_values, answers = path, None, None
+    else:
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    canonical, layout = to_canonical(read_state_dict(weights))
+    if layout in ("lxmert", "bare-encoder") and config_values and "model_type" in config_values:
+        layout = "transformers"  # same keys as ours; only transformers' config.json says model_type
+    config = LxmertConfig.from_dict(config_values) if config_values is not None else None
+    return _Source(weights, canonical, layout, config, answers)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config inference from tensor shapes
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _layer_count(keys: list[str], prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indices = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_config(canonical: Mapping[str, Tensor], **overrides: Any) -> LxmertConfig:
+    """Rebuild the config a canonical state dict was made with, from its tensor shapes.
+
+    Sizes, layer counts, label counts and which heads exist all show in the shapes; the number of attention
+    heads does not. It is taken as hidden_size / 64 (BERT's head width, the only one the authors used) when
+    ``hidden_size`` is 768, and must otherwise come in ``overrides``. Fields that leave no trace (dropout,
+    ``layer_norm_eps``, ...) keep their defaults unless overridden.
+
+    Raises:
+        ValueError: when a needed tensor is absent or the head count cannot be known.
+    """
+    keys = list(canonical)
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in canonical:
+            raise ValueError(f"cannot infer the config: the checkpoint has no {key!r}; pass a config")
+        return tuple(canonical[key].shape)
+
+    vocab_size, hidden = shape(WORD_EMBEDDINGS)
+    first_ffn = next((k for k in keys if re.search(r"\.(intermediate|lang_inter)\.dense\.weight$", k)), None)
+    values: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "max_position_embeddings": shape("lxmert.embeddings.position_embeddings.weight")[0],
+        "type_vocab_size": shape("lxmert.embeddings.token_type_embeddings.weight")[0],
+        "intermediate_size": shape(first_ffn)[0] if first_ffn else LxmertConfig.intermediate_size,
+        "visual_feat_dim": shape("lxmert.encoder.visn_fc.visn_fc.weight")[1],
+        "visual_pos_dim": shape("lxmert.encoder.visn_fc.box_fc.weight")[1],
+        "l_layers": _layer_count(keys, "lxmert.encoder.layer."),
+        "r_layers": _layer_count(keys, "lxmert.encoder.r_layers."),
+        "x_layers": _layer_count(keys, "lxmert.encoder.x_layers."),
+        "share_cross_attention": not any(".visual_attention_v2l." in k for k in keys),
+        "task_obj_predict": any(k.startswith("obj_predict_head.") for k in keys),
+        "task_qa": any(k.startswith("answer_head.") for k in keys),
+    }
+    if values["task_qa"]:
+        values["num_qa_labels"] = shape(ANSWER_ROWS + "weight")[0]
+    if values["task_obj_predict"]:
+        decoders = "obj_predict_head.decoder_dict."
+        values["visual_obj_loss"] = decoders + "obj.weight" in canonical
+        values["visual_attr_loss"] = decoders + "attr.weight" in canonical
+        values["visual_feat_loss"] = decoders + "feat.weight" in canonical
+        if values["visual_obj_loss"]:
+            values["num_object_labels"] = shape(decoders + "obj.weight")[0]
+        if values["visual_attr_loss"]:
+            values["num_attr_labels"] = shape(decoders + "attr.weight")[0]
+    values.update(overrides)
+    if "num_attention_heads" not in values:
+        if values["hidden_size"] != 768:
+            raise ValueError(
+                f"cannot infer num_attention_heads for hidden_size {values['hidden_size']} from tensor shapes; "
+                "pass config={'num_attention_heads': ...} or a full LxmertConfig"
+            )
+        values["num_attention_heads"] = 12
+    return LxmertConfig(**values)
+
+
+def _resolve_config(source: _Source, config: LxmertConfig | Mapping[str, Any] | None) -> LxmertConfig:
+    """A given LxmertConfig wins; a dict overrides the file's config (or the one inferred from shapes)."""
+    if isinstance(config, LxmertConfig):
+        return config
+    overrides = dict(config or {})
+    if source.config is not None:
+        return dataclasses.replace(source.config, **overrides)
+    return infer_config(source.canonical, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading into a model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_state_into(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    source_answers: Sequence[str] | AnswerTable | None = None,
+    target_answers: Sequence[str] | AnswerTable | None = None,
+    backbone_only: bool = False,
+    strict: bool = False,
+) -> LoadReport:
+    """Load any supported checkpoint into an existing model, in place.
+
+    Args:
+        model: any of our LXMERT models.
+        path: our or transformers' directory, or an authors' ``.pth`` (or a ``.bin``/``.safetensors``) file.
+        source_answers: the answers of the checkpoint's QA head in row order; defaults to its ``answers.json``.
+        target_answers: with this, the checkpoint's QA head is re-indexed to these answers by answer string
+            (:func:`transfer_answer_head`), as the authors' ``--loadLXMERTQA`` does.
+        backbone_only: load only the ``lxmert.*`` encoder and leave every head at init (``--loadLXMERT``).
+        strict: raise if any key is missing or unexpected instead of only reporting it.
+
+    Returns:
+        The report, also stored on ``model.load_report`` and logged.
+
+    Raises:
+        ValueError: when a tensor's shape does not fit the model (naming the tensor and both shapes), or the
+            file cannot be read.
+    """
+    source = _read_source(path)
+    return _load_source(model, source, source_answers, target_answers, backbone_only, strict)
+
+
+def _load_source(
+    model: nn.Module,
+    source: _Source,
+    source_answers: Sequence[str] | AnswerTable | None,
+    target_answers: Sequence[str] | AnswerTable | None,
+    backbone_only: bool,
+    strict: bool,
+) -> LoadReport:
+    canonical = dict(source.canonical)
+    report = LoadReport(source=str(source.path), layout=source.layout)
+    dropped: list[str] = []
+    if backbone_only:
+        dropped = [k for k in canonical if not k.startswith("lxmert.")]
+        canonical = {k: v for k, v in canonical.items() if k.startswith("lxmert.")}
+    if target_answers is not None:
+        source_answers = source_answers if source_answers is not None else source.answers
+        if source_answers is None:
+            raise ValueError(
+                f"{source.path} has no {ANSWERS_FILE}: pass source_answers (the checkpoint's answer table, "
+                "e.g. the authors' all_ans.json) to transfer the answer head"
+            )
+        canonical, report.answer_transfer = transfer_answer_head(canonical, source_answers, target_answers)
+    _untie_check(canonical, source.path)
+
+    state = for_model(canonical, model)
+    own = model.state_dict()
+    tied = _tied_keys(model)
+    misfits = [
+        f"tensor {key!r} has shape {tuple(value.shape)} but the model expects {tuple(own[key].shape)}"
+        for key, value in state.items()
+        if key in own and value.shape != own[key].shape
+    ]
+    if misfits:
+        shown = "\n  ".join(misfits[:10]) + ("\n  ..." if len(misfits) > 10 else "")
+        raise ValueError(f"{source.path} does not fit this config ({len(misfits)} tensors):\n  {shown}")
+    state = {k: v for k, v in state.items() if k not in tied}
+    result = model.load_state_dict(state, strict=False)
+    report.missing_keys = sorted(set(result.missing_keys) - tied)
+    report.unexpected_keys = sorted(set(result.unexpected_keys) | set(dropped))
+    if strict and (report.missing_keys or report.unexpected_keys):
+        raise ValueError(f"strict load failed:\n{report}")
+    model.load_report = report
+    logger.info("%s", report)
+    return report
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    """State-dict keys that alias a parameter already listed under an earlier key (the tied LM decoder)."""
+    seen: set[int] = set()
+    tied = set()
+    for key, value in model.state_dict(keep_vars=True).items():
+        if id(value) in seen:
+            tied.add(key)
+        seen.add(id(value))
+    return tied
+
+
+def _untie_check(canonical: StateDict, path: Path) -> None:
+    """Drop the decoder copy of a tied checkpoint; warn if the file's decoder was not really tied."""
+    decoder = canonical.pop(TIED_DECODER, None)
+    embeddings = canonical.get(WORD_EMBEDDINGS)
+    if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):
+        logger.warning(
+            "%s: %s differs from %s; the model ties them, so the word embeddings are used for both",
+            path, TIED_DECODER, WORD_EMBEDDINGS,
+        )  # fmt: skip
+
+
+def load_pretrained(
+    cls: type[LxmertPreTrainedModel],
+    path: str | Path,
+    config: LxmertConfig | Mapping[str, Any] | None = None,
+    *,
+    source_answers: Sequence[str] | AnswerTable | None = None,
+    target_answers: Sequence[str] | AnswerTable | None = None,
+    backbone_only: bool = False,
+    strict: bool = False,
+) -> LxmertPreTrainedModel:
+    """Build ``cls`` with the checkpoint's config and load its weights (``cls.from_pretrained``).
+
+    Args:
+        cls: the model class to build.
+        path: our or transformers' directory, or an authors' ``.pth`` (or ``.bin``/``.safetensors``) file.
+        config: an ``LxmertConfig`` used as is, or a dict of fields overriding the checkpoint's ``config.json``
+            (or, without one, the config inferred from tensor shapes: :func:`infer_config`).
+        source_answers, target_answers, backbone_only, strict: as in :func:`load_state_into`. With
+            ``target_answers`` a QA model gets one output per target answer.
+
+    Returns:
+        The model in eval mode, with ``model.load_report``.
+    """
+    source = _read_source(path)
+    resolved = _resolve_config(source, config)
+    if target_answers is not None:
+        resolved = dataclasses.replace(resolved, num_qa_labels=len(target_answers))
+    model = cls(resolved)
+    _load_source(model, source, source_answers, target_answers, backbone_only, strict)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def save_pretrained(
+    model: LxmertPreTrainedModel,
+    directory: str | Path,
+    *,
+    tokenizer: LxmertTokenizer | None = None,
+    answers: Sequence[str] | AnswerTable | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model (and optionally its tokenizer, answer table and notes) as one directory, atomically.
+
+    The directory is assembled beside ``directory`` and renamed into place; an existing one is replaced only
+    once the new one is complete.
+
+    Args:
+        model: the model to save.
+        directory: where the checkpoint goes.
+        tokenizer: written as ``vocab.txt``.
+        answers: the QA head's answers in label order, written as ``answers.json``; their number must match
+            the head.
+        meta: anything JSON-serialisable, written as ``meta.json``.
+
+    Returns:
+        The directory.
+    """
+    directory = Path(directory)
+    head = getattr(model, "answer_head", None)
+    if answers is not None and head is not None and len(answers) != head.logit_fc[-1].out_features:
+        raise ValueError(
+            f"{len(answers)} answers given for a QA head of {head.logit_fc[-1].out_features} outputs"
+        )
+    tied = _tied_keys(model)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    with atomic_directory(directory) as tmp:
+        model.config.to_json_file(tmp / CONFIG_FILE)
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        if answers is not None:
+            (answers if isinstance(answers, AnswerTable) else AnswerTable(answers)).save(tmp / ANSWERS_FILE)
+        if meta is not None:
+            atomic_write_text(tmp / META_FILE, json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Everything a checkpoint holds, for the app and the analysis
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: LxmertPreTrainedModel
+    tokenizer: LxmertTokenizer | None
+    answers: AnswerTable | None
+    meta: dict[str, Any]
+
+
+def model_class_for(canonical: Mapping[str, Tensor]) -> type[LxmertPreTrainedModel]:
+    """The model class whose heads a canonical state dict holds."""
+    keys = list(canonical)
+    if any(k.startswith("logit_fc.") for k in keys):
+        return LxmertForNLVR2
+    if any(k.startswith(("cls.", "obj_predict_head.")) for k in keys):
+        return LxmertForPreTraining
+    if any(k.startswith("answer_head.") for k in keys):
+        return LxmertForQuestionAnswering
+    return LxmertModel
+
+
+def load_checkpoint(
+    path: str | Path,
+    model_class: type[LxmertPreTrainedModel] | None = None,
+    config: LxmertConfig | Mapping[str, Any] | None = None,
+) -> LoadedCheckpoint:
+    """Load a model with its tokenizer, answer table and notes, whatever the checkpoint's layout.
+
+    Args:
+        path: a checkpoint directory or file (see :func:`load_pretrained`).
+        model_class: the class to build; by default the one whose heads the checkpoint holds (NLVR2, pre-training,
+            QA, or the bare encoder).
+        config: as in :func:`load_pretrained`.
+
+    Returns:
+        The model in eval mode; the tokenizer, answers and meta when the directory has ``vocab.txt``,
+        ``answers.json`` and ``meta.json`` (None / empty otherwise).
+    """
+    path = Path(path)
+    source = _read_source(path)
+    cls = model_class or model_class_for(source.canonical)
+    model = cls(_resolve_config(source, config))
+    _load_source(model, source, None, None, backbone_only=False, strict=False)
+    directory = path if path.is_dir() else None
+    tokenizer = (
+        LxmertTokenizer.from_dir(directory) if directory and (directory / VOCAB_FILE).is_file() else None
+    )
+    meta_file = directory / META_FILE if directory else None
+    meta = json.loads(meta_file.read_text()) if meta_file and meta_file.is_file() else {}
+    return LoadedCheckpoint(model=model.eval(), tokenizer=tokenizer, answers=source.answers, meta=meta)
+
+
+__all__ = [
+    "AnswerTransfer",
+    "LoadReport",
+    "LoadedCheckpoint",
+    "convert_authors_pretraining",
+    "convert_authors_task",
+    "convert_bare_encoder",
+    "for_model",
+    "infer_config",
+    "load_checkpoint",
+    "load_pretrained",
+    "load_state_into",
+    "model_class_for",
+    "read_state_dict",
+    "save_pretrained",
+    "to_canonical",
+    "transfer_answer_head",
+]
