@@ -6,12 +6,12 @@ Two kinds, on the same splits and scored by the same evaluators as the models:
    ``python -m training.finetune <task> --ablate vision`` (question only: every image becomes one blank region, so no
    image information reaches the model) or ``--ablate language`` (image only: every sentence is empty, the model reads
    ``[CLS] [SEP]``). Same initialisation, recipe and splits as the full model.
-2. **Answer priors** (this module, no model): the answer with the most training credit for each question type,
-   predicted for every evaluation question of that type (the most-frequent-answer-per-question-type baseline of the
-   VQA papers). Question types: VQA's ``question_type`` (the question's first words); GQA's detailed type where
-   the data records it, else the question's first two words; NLVR2 has none, so the prior is the majority label.
-   A type unseen in training falls back to the overall best answer. "Credit" is the sum of soft scores, so for GQA
-   and NLVR2 it is the count of the answer.
+2. **Answer priors** (this module, no model): the most frequent training answer (a question's best-scored one) of
+   each question type, predicted for every evaluation question of that type (the most-frequent-answer-per-question-
+   type baseline of the VQA papers; the counting is ``training.world.baselines``'). Question types: VQA's
+   ``question_type`` (the question's first words); GQA's detailed type where the data records it, else the
+   question's first two words; NLVR2's statement family where the world records it, else none (the majority
+   label). A type unseen in training falls back to the overall most frequent answer.
 
     python -m training.baselines --task vqa --split test
 """
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from training.metrics import nlvr2_label
 from training.tasks import get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits
+from training.world.baselines import best_answer, fit_majority, nlvr2_template, predict_majority, vqa_template
 
 
 @dataclass
@@ -51,35 +50,15 @@ class BaselineConfig:
 def question_type(task: str, datum: dict[str, Any]) -> str:
     """The group a question's prior is taken over (see the module docstring)."""
     if task == "vqa":
-        return datum["question_type"]
+        return vqa_template(datum)
     if task == "gqa":
-        types = datum.get("types") or {}
-        return types.get("detailed") or " ".join(datum["sent"].lower().split()[:2])
-    return "all"
+        return (datum.get("types") or {}).get("detailed") or " ".join(datum["sent"].lower().split()[:2])
+    return nlvr2_template(datum)
 
 
-def answer_credit(task: str, datum: dict[str, Any]) -> dict[Any, float]:
-    """What a training datum votes for: its soft label (VQA, GQA) or its truth value (NLVR2)."""
-    if task == "nlvr2":
-        return {nlvr2_label(datum["label"]): 1.0}
-    return dict(datum.get("label") or {})
-
-
-def fit_prior(
-    items: list[dict[str, Any]],
-    key: Callable[[dict[str, Any]], str],
-    credit: Callable[[dict[str, Any]], dict],
-) -> tuple[dict[str, Any], Any]:
-    """The best answer per question type and overall, by summed credit (ties: the first seen)."""
-    per_type: dict[str, Counter] = defaultdict(Counter)
-    overall: Counter = Counter()
-    for datum in items:
-        for answer, score in credit(datum).items():
-            per_type[key(datum)][answer] += score
-            overall[answer] += score
-    if not overall:
-        raise ValueError("the training items carry no labels to count")
-    return {k: c.most_common(1)[0][0] for k, c in per_type.items()}, overall.most_common(1)[0][0]
+def gold_answer(task: str, datum: dict[str, Any]) -> Any:
+    """What a training datum counts for: its best-scored answer (VQA, GQA) or its truth value (NLVR2)."""
+    return nlvr2_label(datum["label"]) if task == "nlvr2" else best_answer(datum["label"])
 
 
 def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
@@ -91,10 +70,12 @@ def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
     train_items = load_splits(data, train_splits, task_class.read_split)
     items = load_splits(data, split, task_class.read_split)
 
-    prior, fallback = fit_prior(
-        train_items, lambda d: question_type(cfg.task, d), lambda d: answer_credit(cfg.task, d)
-    )
-    predictions = {d[task_class.id_key]: prior.get(question_type(cfg.task, d), fallback) for d in items}
+    def template(datum: dict[str, Any]) -> str:
+        return question_type(cfg.task, datum)
+
+    labelled = [d for d in train_items if d.get("label") or cfg.task == "nlvr2"]
+    prior = fit_majority(labelled, template, lambda d: gold_answer(cfg.task, d))
+    predictions = {d[task_class.id_key]: predict_majority(prior, d, template) for d in items}
     out = (
         Path(cfg.out)
         if cfg.out
@@ -109,7 +90,7 @@ def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
         "baseline": "answer prior per question type",
         "train": train_splits,
         "split": split,
-        "question_types": len(prior),
+        "question_types": len(prior) - 1,  # without the overall fallback
         "items": len(items),
         "predictions": str(out),
         "metrics": metrics,

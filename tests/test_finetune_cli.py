@@ -1,0 +1,152 @@
+"""finetune → evaluate on a toy world, the official prediction-file formats, and the answer-prior baseline."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from finetune_toy import build
+
+from training import baselines, evaluate, finetune
+from training.data.tasks import load_gqa, load_nlvr2, load_vqa, write_json
+from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("toy"))
+
+
+def test_paper_recipe_is_the_default():
+    name, start, data, train = finetune.parse_args(["gqa"])
+    assert name == "gqa" and start.init == "runs/pretrain/final" and not start.from_scratch
+    assert (train.batch_size, train.epochs, train.lr, train.warmup_ratio, train.max_grad_norm) == (
+        32, 4, 1e-5, 0.1, 5.0,
+    )  # fmt: skip
+    assert (data.train, data.valid, train.output) == ("train,valid", "testdev", "runs/finetune/gqa")
+    _, _, data, train = finetune.parse_args(["vqa", "--lr", "1e-4", "--ablate", "vision"])
+    assert (data.train, data.valid, train.lr, data.ablate) == ("train,nominival", "minival", 1e-4, "vision")
+    assert finetune.parse_args(["nlvr2"])[3].lr == 5e-5
+
+
+def test_task_name_comes_first():
+    with pytest.raises(SystemExit):
+        finetune.parse_args(["--lr", "1e-4"])
+
+
+def read_vqa_submission(path) -> list[dict]:
+    """Parse a VQA result file, checking the schema the VQA evaluation server reads."""
+    entries = json.loads(path.read_text())
+    assert isinstance(entries, list)
+    for entry in entries:
+        assert set(entry) == {"question_id", "answer"}
+        assert isinstance(entry["question_id"], int) and isinstance(entry["answer"], str)
+    return entries
+
+
+def test_finetune_then_evaluate_writes_official_vqa_file(toy, tmp_path):
+    out = tmp_path / "vqa-run"
+    common = ["--data", str(toy["vqa"]), "--features", str(toy["features"]), "--train", "train"]
+    finetune.main(["vqa", "--init", str(toy["init"]), *common, "--output", str(out), "--epochs", "2",
+                   "--batch-size", "8", "--device", "cpu", "--threads", "1", "--log-every", "1"])  # fmt: skip
+    for directory in ("best", "final"):
+        assert {"config.json", "model.safetensors", "vocab.txt", "answers.json", "task_config.json"} <= {
+            p.name for p in (out / directory).iterdir()
+        }
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert len(valid) == 2 and {"accuracy", "yes/no", "number", "other"} <= set(valid[0])
+
+    result = evaluate.evaluate(evaluate.EvaluateConfig(checkpoint=str(out / "best"), split="minival"))
+    path = out / "predictions" / "minival_predict.json"
+    assert result["predictions"] == str(path)
+    items = load_vqa(toy["vqa"] / "minival.json")
+    entries = read_vqa_submission(path)
+    assert sorted(e["question_id"] for e in entries) == sorted(d["question_id"] for d in items)
+    rescored = vqa_scores({e["question_id"]: e["answer"] for e in entries}, items)
+    assert result["metrics"] == pytest.approx(rescored)
+    # The best checkpoint was chosen on the same split, so its score is the best validation record.
+    assert rescored["accuracy"] == pytest.approx(max(r["accuracy"] for r in valid))
+    saved = json.loads((out / "predictions" / "minival_predict_metrics.json").read_text())
+    assert saved["metrics"] == pytest.approx(rescored)
+
+
+def test_gqa_submission_format(toy, tmp_path):
+    out = tmp_path / "testdev_predict.json"
+    cfg = evaluate.EvaluateConfig(
+        checkpoint=str(toy["init"]), task="gqa", data=str(toy["gqa"]), features=str(toy["features"]),
+        split="minival", out=str(out),
+    )  # fmt: skip
+    result = evaluate.evaluate(cfg)
+    entries = json.loads(out.read_text())
+    items = load_gqa(toy["gqa"] / "minival.json")
+    assert isinstance(entries, list) and len(entries) == len(items)
+    for entry in entries:
+        assert set(entry) == {"questionId", "prediction"}
+        assert isinstance(entry["questionId"], str) and isinstance(entry["prediction"], str)
+    assert {e["questionId"] for e in entries} == {d["question_id"] for d in items}
+    rescored = gqa_scores({e["questionId"]: e["prediction"] for e in entries}, items)
+    assert result["metrics"] == pytest.approx(rescored)
+
+
+def test_nlvr2_submission_format(toy, tmp_path):
+    out = tmp_path / "valid_predict.csv"
+    cfg = evaluate.EvaluateConfig(
+        checkpoint=str(toy["init"]), task="nlvr2", data=str(toy["nlvr2"]), features=str(toy["features"]),
+        split="valid", out=str(out),
+    )  # fmt: skip
+    result = evaluate.evaluate(cfg)
+    lines = out.read_text().splitlines()
+    items = load_nlvr2(toy["nlvr2"] / "valid.json")
+    assert len(lines) == len(items)
+    assert all(re.fullmatch(r"[\w-]+,(True|False)", line) for line in lines), lines
+    # Read as lil-lab/nlvr's metrics.py reads it.
+    parsed = dict(line.strip().split(",") for line in lines)
+    assert set(parsed) == {d["identifier"] for d in items}
+    assert result["metrics"] == pytest.approx(nlvr2_scores(parsed, items))
+
+
+def test_unlabelled_split_gets_predictions_without_metrics(toy, tmp_path):
+    items = [{k: v for k, v in d.items() if k != "label"} for d in load_vqa(toy["vqa"] / "minival.json")]
+    write_json(tmp_path / "test.json", items)
+    write_json(
+        tmp_path / "trainval_label2ans.json", json.loads((toy["vqa"] / "trainval_label2ans.json").read_text())
+    )
+    cfg = evaluate.EvaluateConfig(
+        checkpoint=str(toy["init"]), task="vqa", data=str(tmp_path), features=str(toy["features"]), split="test",
+        out=str(tmp_path / "test_predict.json"),
+    )  # fmt: skip
+    result = evaluate.evaluate(cfg)
+    assert result["metrics"] is None
+    assert len(read_vqa_submission(tmp_path / "test_predict.json")) == len(items)
+
+
+def test_answer_prior_baseline_by_hand(tmp_path):
+    def q(qid, qtype, label, answer_type="other"):
+        return {"question_id": qid, "img_id": "x", "sent": "?", "answer_type": answer_type,
+                "question_type": qtype, "label": label}  # fmt: skip
+
+    train = [
+        q(1, "what color", {"red": 1.0}), q(2, "what color", {"red": 0.9, "blue": 0.3}),
+        q(3, "what color", {"blue": 1.0}), q(4, "is the", {"no": 1.0}, "yes/no"),
+        q(5, "is the", {"no": 1.0}, "yes/no"), q(6, "is the", {"yes": 1.0}, "yes/no"),
+        q(10, "is there", {"no": 1.0}, "yes/no"),  # "no" is now the most frequent answer overall (3 vs red's 2)
+    ]  # fmt: skip
+    test = [
+        q(7, "what color", {"red": 0.6, "blue": 1.0}), q(8, "is the", {"no": 1.0}, "yes/no"),
+        q(9, "how many", {"no": 0.3, "2": 1.0}, "number"),  # unseen type: the overall most frequent answer ("no")
+    ]  # fmt: skip
+    write_json(tmp_path / "train.json", train)
+    write_json(tmp_path / "test.json", test)
+    out = tmp_path / "prior.json"
+    result = baselines.run_prior(
+        baselines.BaselineConfig(task="vqa", data=str(tmp_path), train="train", split="test", out=str(out))
+    )
+    assert {e["question_id"]: e["answer"] for e in json.loads(out.read_text())} == {
+        7: "red",
+        8: "no",
+        9: "no",
+    }
+    assert result["metrics"]["accuracy"] == pytest.approx((0.6 + 1.0 + 0.3) / 3)
+    assert result["metrics"]["number"] == pytest.approx(0.3)
