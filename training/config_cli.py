@@ -1,0 +1,86 @@
+"""argparse from dataclasses: every config field is a CLI flag, and every flag is a config field.
+
+A field ``grad_accum: int = field(default=1, metadata={"help": "..."})`` becomes ``--grad-accum`` with that help
+string and default; booleans become ``--flag / --no-flag``; ``metadata["choices"]`` restricts the values. Several
+dataclasses can share one parser (each in its own argument group), e.g. the trainer's and a task's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> tuple[type, bool]:
+    """The parser type of a field annotation and whether it accepts None (``int | None`` → ``(int, True)``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"only X | None unions map to a flag, got {annotation}")
+        return args[0], True
+    return annotation, False
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    title: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """Add one flag per field of dataclass ``cls`` to ``parser``, in an argument group.
+
+    Args:
+        parser: the parser to extend; a flag that already exists raises argparse's conflict error.
+        cls: a dataclass whose fields carry ``metadata={"help": ...}``.
+        title: the group's title in ``--help`` (the class name by default).
+        defaults: field → default that replaces the dataclass default for this CLI (e.g. fine-tuning's lr).
+    """
+    defaults = defaults or {}
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise KeyError(f"defaults for unknown {cls.__name__} fields: {sorted(unknown)}")
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or cls.__name__)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if "help" not in f.metadata:
+            raise ValueError(f"{cls.__name__}.{f.name} has no help string in its metadata")
+        if f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        kind, optional = _scalar_type(hints[f.name])
+        help_text = f.metadata["help"] + (" (default: %(default)s)" if default not in (None, "") else "")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
+        if kind is bool:
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if kind not in (int, float, str):
+            raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind}")
+        required = default is None and not optional and f.default is dataclasses.MISSING
+        group.add_argument(
+            _flag(f.name), type=kind, choices=f.metadata.get("choices"), required=required, **kwargs
+        )
+
+
+def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """Build ``cls`` from the parsed flags that ``add_dataclass_arguments`` added for it."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init})
+
+
+__all__ = ["add_dataclass_arguments", "dataclass_from_args"]

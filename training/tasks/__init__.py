@@ -1,0 +1,30 @@
+"""The task registry: name → Task class, read by the shared trainer's command lines.
+
+Entries are ``"module:Class"`` strings imported on first use, so one task's heavy or broken imports never stop
+another task from loading. To add a task, write ``training/tasks/<name>.py`` with a ``Task`` subclass and add a
+line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import MetricSums, Task
+
+TASKS: dict[str, str] = {
+    "pretrain": "training.tasks.pretrain:PretrainTask",
+    "vqa": "training.tasks.vqa:VQATask",
+    "gqa": "training.tasks.gqa:GQATask",
+    "nlvr2": "training.tasks.nlvr2:NLVR2Task",
+}
+
+
+def get_task(name: str) -> type[Task]:
+    """The Task class registered under ``name``."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; registered: {sorted(TASKS)}")
+    module_name, class_name = TASKS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+__all__ = ["TASKS", "MetricSums", "Task", "get_task"]
