@@ -1,0 +1,23 @@
+"""Ask: the model's answers to the question, and how well the text matches the image."""
+
+import streamlit as st
+
+from app import panels, results
+from app.context import checkpoint_with, page_context, query_for, reported
+
+st.title("Ask")
+page = page_context("answer")
+top_k = st.slider("Answers to show", 3, 15, 5, key="ask_top_k")
+left, right = st.columns([3, 2], gap="large")
+with left:
+    with reported("Answering"):
+        panels.show_answers(results.answers(page.query, top_k), key="answers")
+    panels.show_checkpoint_card(page.checkpoint, key="answer_checkpoint")
+with right:
+    st.subheader("Does the sentence match the image?")
+    matcher = checkpoint_with(page.inputs, "match", required=False)
+    if matcher is not None:
+        with reported("Matching"):
+            panels.show_match(results.match_probability(query_for(page.inputs, matcher)), key="match")
+        st.caption(f"Matching head of `{matcher.name}`, reading the text as a statement about the image.")
+    panels.show_detections(page.scene, key="ask_detections")

@@ -1,0 +1,72 @@
+"""Attention explorer: any family, layer and head as a words × regions map, on the image, and over all heads."""
+
+import streamlit as st
+
+from app import panels, results
+from app.context import page_context, reported
+
+
+def layer_head_pickers(layers: int, heads: int, *, key: str, default_layer: int | None = None):
+    """Two selectboxes, layer and head, each with a "mean" choice (None); shown 1-based."""
+    left, right = st.columns(2)
+    layer = left.selectbox(
+        "Layer", [None, *range(layers)], index=0 if default_layer is None else default_layer + 1,
+        format_func=lambda i: "mean over layers" if i is None else str(i + 1), key=f"{key}_layer",
+    )  # fmt: skip
+    head = right.selectbox(
+        "Head", [None, *range(heads)], format_func=lambda i: "mean over heads" if i is None else str(i + 1),
+        key=f"{key}_head",
+    )  # fmt: skip
+    return layer, head
+
+
+st.title("Attention")
+st.caption(
+    "Attention weights are hypotheses about what the model uses, not proof: cross layers attend over hidden states "
+    "already mixed by earlier layers. Check a pattern against *Attributions*, which measure the answer's dependence."
+)
+page = page_context()
+with reported("Collecting attention", stop=True):
+    result = results.attention(page.query)
+maps, heads = result.maps, page.checkpoint.model.config.num_attention_heads
+
+map_column, image_column = st.columns([3, 2], gap="large")
+with map_column:
+    st.subheader("One map")
+    family = st.selectbox(
+        "Family (query → key)", list(panels.FAMILY_NAMES), index=2, format_func=panels.FAMILY_NAMES.get,
+        key="attention_family",
+    )  # fmt: skip
+    layer, head = layer_head_pickers(maps.num_layers(family), heads, key="map")
+    hide_special = st.toggle("Hide [CLS] and [SEP]", value=False, key="attention_hide_special")
+    panels.show_attention_map(maps, family, layer, head, page.scene.labels, hide_special, key="attention_map")
+
+with image_column:
+    st.subheader("Cross-attention on the image")
+    cross_layers = maps.num_layers("cross_l2v")
+    if cross_layers == 0:
+        st.info("This model has no cross-modality layers.")
+    else:
+        cross_layer, cross_head = layer_head_pickers(
+            cross_layers, heads, key="cross", default_layer=cross_layers - 1
+        )
+        token = st.selectbox(
+            "Word", range(len(maps.tokens)), index=min(1, len(maps.tokens) - 1),
+            format_func=lambda i: f"{i} {maps.tokens[i]}", key="attention_token",
+        )  # fmt: skip
+        panels.show_word_on_image(page.scene, maps, token, cross_layer, cross_head, key="word_on_image")
+        region = st.selectbox(
+            "Region",
+            range(maps.num_regions),
+            format_func=lambda i: page.scene.labels[i],
+            key="attention_region",
+        )
+        panels.show_region_to_words(
+            maps, region, page.scene.labels[region], cross_layer, cross_head, key="region_words"
+        )
+
+st.subheader("All heads")
+statistic = st.selectbox(
+    "Statistic", list(panels.STATISTICS), format_func=panels.STATISTICS.get, key="attention_statistic"
+)
+panels.show_head_grid(result.stats, statistic, (family, layer, head), key="head_grid")

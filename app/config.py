@@ -1,0 +1,63 @@
+"""Where the app finds its models, checkpoints and sample images; read from the environment once per process.
+
+The defaults are the repository's own ``assets/`` so that ``streamlit run app/main.py`` works on a fresh clone. A
+deployment (or a test) points elsewhere with environment variables, never with a path typed into the page: the
+comparison page lists only checkpoints found under ``checkpoints_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS_ENV = "LXMERT_ASSETS_DIR"
+CHECKPOINTS_ENV = "LXMERT_CHECKPOINTS_DIR"
+DEVICE_ENV = "LXMERT_DEVICE"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Locations and device of one running app.
+
+    Attributes:
+        assets_dir: holds ``default/detector`` and the default model checkpoint(s) under ``default/``, plus
+            ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes).
+        checkpoints_dir: searched (a few levels deep) for checkpoints to compare.
+        device: "cuda" when a GPU is present, else "cpu"; ``LXMERT_DEVICE`` overrides.
+    """
+
+    assets_dir: Path = REPO_ROOT / "assets"
+    checkpoints_dir: Path = REPO_ROOT / "assets"
+    device: str = "cpu"
+
+    @property
+    def default_dir(self) -> Path:
+        return self.assets_dir / "default"
+
+    @property
+    def detector_dir(self) -> Path:
+        return self.default_dir / "detector"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.assets_dir / "samples"
+
+    @classmethod
+    def from_env(cls) -> AppConfig:
+        """``LXMERT_ASSETS_DIR``, ``LXMERT_CHECKPOINTS_DIR`` (default: the assets dir) and ``LXMERT_DEVICE``."""
+        assets = Path(os.environ.get(ASSETS_ENV, REPO_ROOT / "assets")).expanduser().resolve()
+        checkpoints = Path(os.environ.get(CHECKPOINTS_ENV, assets)).expanduser().resolve()
+        return cls(
+            assets_dir=assets, checkpoints_dir=checkpoints, device=os.environ.get(DEVICE_ENV) or _device()
+        )
+
+
+def _device() -> str:
+    import torch  # only here: reading the config must not cost the torch import by itself
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+__all__ = ["ASSETS_ENV", "CHECKPOINTS_ENV", "DEVICE_ENV", "AppConfig", "REPO_ROOT"]

@@ -1,0 +1,276 @@
+"""Models loaded once per process, images detected once per input: the app's caches.
+
+``st.cache_resource`` holds the detector and every checkpoint (shared by all sessions, never modified: the
+analysis tools switch modes and masks inside context managers that restore them). ``st.cache_data`` holds what is
+computed from them: the regions of an image and, in ``app/results.py``, every analysis result. Cached functions take
+only plain keys (paths, image bytes, counts), so two visitors asking the same thing share one computation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from analysis.inputs import Example, example_from_regions
+from lxmert.checkpoints import CONFIG_FILE, META_FILE, WEIGHTS_FILE, load_checkpoint
+from lxmert.detection import Detector, ImageError, Regions, UnreadableImageError
+from lxmert.detection.detector import OBJECTS_FILE
+from lxmert.modeling import LxmertForPreTraining, LxmertForQuestionAnswering
+from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
+
+# How deep below a checkpoints directory a checkpoint may lie (runs/<name>/best is two levels).
+SEARCH_DEPTH = 3
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a checkpoint's heads let the app show; pages hide what is missing and say why."""
+
+    answer: bool
+    match: bool
+    masked_words: bool
+    masked_objects: bool
+
+    def describe(self) -> str:
+        names = {
+            "answer": "QA",
+            "match": "matching",
+            "masked_words": "masked LM",
+            "masked_objects": "masked objects",
+        }
+        have = [label for name, label in names.items() if getattr(self, name)]
+        return ", ".join(have) if have else "encoder only"
+
+
+def capabilities_of(model: torch.nn.Module) -> Capabilities:
+    """The heads a loaded model has (a QA model only answers; a pre-training model has what its config says)."""
+    if isinstance(model, LxmertForQuestionAnswering):
+        return Capabilities(answer=True, match=False, masked_words=False, masked_objects=False)
+    if isinstance(model, LxmertForPreTraining):
+        c = model.config
+        return Capabilities(
+            answer=c.task_qa,
+            match=c.task_matched,
+            masked_words=c.task_mask_lm,
+            masked_objects=c.task_obj_predict and set(c.visual_losses) == {"obj", "attr", "feat"},
+        )
+    return Capabilities(answer=False, match=False, masked_words=False, masked_objects=False)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint with what the app needs to use it.
+
+    Attributes:
+        name: how the app lists it (its path below the directory it was found in).
+        path: its directory.
+        model: the model in eval mode, on the app's device. Never modified after loading.
+        tokenizer: the checkpoint's own tokenizer (``vocab.txt``).
+        answers: the QA head's answers in label order, or None.
+        meta: ``meta.json`` (recipe, scores), empty when absent.
+        capabilities: which heads it has.
+    """
+
+    name: str
+    path: Path
+    model: torch.nn.Module
+    tokenizer: LxmertTokenizer
+    answers: list[str] | None
+    meta: dict = field(default_factory=dict)
+    capabilities: Capabilities = field(default_factory=lambda: Capabilities(False, False, False, False))
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    """A directory of our checkpoint format with a tokenizer (a saved detector has the same two files, plus vocabs)."""
+    return (
+        (path / CONFIG_FILE).is_file()
+        and (path / WEIGHTS_FILE).is_file()
+        and (path / VOCAB_FILE).is_file()
+        and not (path / OBJECTS_FILE).is_file()
+    )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def find_checkpoints(root: str, depth: int = SEARCH_DEPTH) -> dict[str, str]:
+    """Checkpoint directories at most ``depth`` levels below ``root``: name (relative path) → absolute path.
+
+    Re-scanned at most once a minute, so checkpoints written while the app runs appear without a restart.
+    """
+    base = Path(root)
+    found: dict[str, str] = {}
+    frontier = [base] if base.is_dir() else []
+    for _ in range(depth + 1):
+        next_frontier = []
+        for directory in frontier:
+            if is_checkpoint_dir(directory):
+                found[str(directory.relative_to(base)) if directory != base else directory.name] = str(
+                    directory
+                )
+            next_frontier += sorted(
+                p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
+        frontier = next_frontier
+    return dict(sorted(found.items()))
+
+
+@st.cache_resource(show_spinner="Loading the detector…", max_entries=4)
+def load_detector(path: str, device: str) -> Detector:
+    """The saved detector at ``path`` on ``device`` (raises FileNotFoundError naming a missing file)."""
+    return Detector.from_pretrained(path, device=device)
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
+def load_model(path: str, name: str, device: str) -> Checkpoint:
+    """The checkpoint at ``path`` with its tokenizer, answers and notes, on ``device``."""
+    loaded = load_checkpoint(path)
+    if loaded.tokenizer is None:
+        raise FileNotFoundError(f"{path} has no {VOCAB_FILE}: the app needs the checkpoint's tokenizer")
+    model = loaded.model.to(device).eval()
+    return Checkpoint(
+        name=name,
+        path=Path(path),
+        model=model,
+        tokenizer=loaded.tokenizer,
+        answers=None if loaded.answers is None else list(loaded.answers.label2ans),
+        meta=loaded.meta,
+        capabilities=capabilities_of(model),
+    )
+
+
+def read_meta(path: str | Path) -> dict:
+    """A checkpoint's ``meta.json`` without loading its weights (empty when absent or unreadable)."""
+    try:
+        return json.loads((Path(path) / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images and regions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """One image and its detected regions, cut to the number the visitor chose.
+
+    Attributes:
+        image: the upright RGB image the boxes refer to.
+        regions: the detector's regions (CPU tensors), best first.
+        object_names: the detector's object vocabulary.
+        attr_names: the detector's attribute vocabulary.
+    """
+
+    image: Image.Image
+    regions: Regions
+    object_names: list[str]
+    attr_names: list[str]
+
+    @property
+    def labels(self) -> list[str]:
+        """Per region, ``"index attribute object"``, as every figure and selector shows it."""
+        objects = [self.object_names[i] for i in self.regions.object_ids.tolist()]
+        attrs = [self.attr_names[i] for i in self.regions.attr_ids.tolist()]
+        return [f"{i} {a} {o}" for i, (a, o) in enumerate(zip(attrs, objects, strict=True))]
+
+
+def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
+    """Decode uploaded bytes under the detector's size limits into an upright RGB image.
+
+    Raises:
+        ImageError: the bytes are not an image Pillow can read, or the image is too large; the message names it.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise UnreadableImageError(f"{name}: {err}") from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UnreadableImageError(f"{name}: not an image file Pillow can read ({err})") from err
+    loaded = detector.load_image(image)
+    # Boxes come back in the original frame; draw on an image of that size.
+    if loaded.image.size != loaded.original_size:
+        return loaded.image.resize(loaded.original_size, Image.Resampling.BILINEAR)
+    return loaded.image
+
+
+@st.cache_data(max_entries=64, show_spinner="Detecting regions…")
+def detect(detector_path: str, device: str, image: bytes, name: str) -> Scene:
+    """Decode and detect one image: every region the detector keeps (the count is cut later, see :func:`scene`).
+
+    Raises:
+        ImageError: the bytes are not a usable image (not cached: Streamlit caches only returned values).
+    """
+    detector = load_detector(detector_path, device)
+    decoded = open_image(image, name, detector)
+    regions = detector.detect([detector.load_image(decoded)])[0]
+    return Scene(decoded, regions, detector.objects_vocab, detector.attributes_vocab)
+
+
+def first_regions(regions: Regions, count: int) -> Regions:
+    """The ``count`` best regions (rows are ordered best first)."""
+    count = max(1, min(count, len(regions)))
+    return Regions(
+        boxes=regions.boxes[:count],
+        features=regions.features[:count],
+        object_ids=regions.object_ids[:count],
+        object_conf=regions.object_conf[:count],
+        attr_probs=regions.attr_probs[:count],
+        image_height=regions.image_height,
+        image_width=regions.image_width,
+        num_real=min(regions.num_real, count),
+    )
+
+
+def scene(detector_path: str, device: str, image: bytes, name: str, num_regions: int) -> Scene:
+    """The image's scene with its ``num_regions`` best regions (detection itself is cached once per image)."""
+    detected = detect(detector_path, device, image, name)
+    return Scene(
+        detected.image,
+        first_regions(detected.regions, num_regions),
+        detected.object_names,
+        detected.attr_names,
+    )
+
+
+def example_for(checkpoint: Checkpoint, scene: Scene, text: str, device: str) -> Example:
+    """The analysis input for a checkpoint: its tokenisation of ``text`` and the scene's regions, on ``device``."""
+    example = example_from_regions(checkpoint.tokenizer, text, scene.regions)
+    return example if device == "cpu" else _on_device(example, device)
+
+
+def _on_device(example: Example, device: str) -> Example:
+    import dataclasses
+
+    moved = {
+        f.name: getattr(example, f.name).to(device)
+        for f in dataclasses.fields(example)
+        if isinstance(getattr(example, f.name), torch.Tensor)
+    }
+    regions = {name: value.to(device) for name, value in example.region_labels.items()}
+    return dataclasses.replace(example, **moved, region_labels=regions)
+
+
+__all__ = [
+    "Capabilities",
+    "Checkpoint",
+    "ImageError",
+    "Scene",
+    "capabilities_of",
+    "detect",
+    "example_for",
+    "find_checkpoints",
+    "first_regions",
+    "is_checkpoint_dir",
+    "load_detector",
+    "load_model",
+    "open_image",
+    "read_meta",
+    "scene",
+]

@@ -1,0 +1,356 @@
+"""One function per panel: ``show_*(data, *, key)`` draws one piece of a page from results it is handed.
+
+Panels compute nothing themselves: numbers come from ``app/results.py`` (that is, from ``analysis/``) and pictures
+from ``app/render.py``, so a page file reads as a list of panels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
+from analysis.forward import AnswerScore
+from analysis.masked import MaskedRegionPrediction, MaskedWordPrediction
+from app import render
+from app.loading import Checkpoint, Scene
+
+SPECIAL_TOKENS = ("[CLS]", "[SEP]")
+# Attention families in the order the model computes them, with the names the page shows (query → key).
+FAMILY_NAMES = {
+    "lang_self": "Language self-attention (language encoder)",
+    "vis_self": "Vision self-attention (relationship encoder)",
+    "cross_l2v": "Cross: language → vision",
+    "cross_v2l": "Cross: vision → language",
+    "x_lang_self": "Language self-attention (cross layers)",
+    "x_vis_self": "Vision self-attention (cross layers)",
+}
+FAMILY_SHORT = {
+    "lang_self": "lang",
+    "vis_self": "vis",
+    "cross_l2v": "l→v",
+    "cross_v2l": "v→l",
+    "x_lang_self": "x-lang",
+    "x_vis_self": "x-vis",
+}
+STATISTICS = {
+    "normalized_entropy": "Entropy / log(keys): 1 = uniform, 0 = one key",
+    "max_weight": "Largest weight per query",
+    "cls_mass": "Mass on [CLS]",
+    "sep_mass": "Mass on [SEP]",
+    "other_modality_share": "Share of the other modality in the update (attention × value norm)",
+}
+CAPTION_STYLE = "Boxes are the detector's; colour and brightness show the score of each box."
+
+
+def plot(figure, *, key: str) -> None:
+    st.plotly_chart(figure, key=key, config={"displaylogo": False})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image and regions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def show_detections(scene: Scene, *, key: str) -> None:
+    """The image with every region the model sees, labelled with attribute, object and confidences."""
+    regions = scene.regions
+    confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
+    figure = render.detections_figure(
+        scene.image, regions.boxes.numpy(), scene.labels, confidences,
+        title=f"{len(regions)} regions ({regions.num_real} detections above the threshold, the rest fill)",
+    )  # fmt: skip
+    plot(figure, key=key)
+
+
+def show_region_table(scene: Scene, *, key: str) -> None:
+    """One row per region: label, confidences, box, and whether it is a detection or a fill proposal."""
+    regions = scene.regions
+    table = pd.DataFrame(
+        {
+            "object": [scene.object_names[i] for i in regions.object_ids.tolist()],
+            "object conf": regions.object_conf.numpy(),
+            "attribute": [scene.attr_names[i] for i in regions.attr_ids.tolist()],
+            "attribute conf": regions.attr_conf.numpy(),
+            "box (x1, y1, x2, y2)": [", ".join(f"{v:.0f}" for v in box) for box in regions.boxes.tolist()],
+            "kind": ["detection" if i < regions.num_real else "fill" for i in range(len(regions))],
+        }
+    )
+    table.index.name = "region"
+    st.dataframe(
+        table,
+        key=key,
+        column_config={
+            "object conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
+            "attribute conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
+        },
+    )
+
+
+def show_checkpoint_card(checkpoint: Checkpoint, *, key: str) -> None:
+    """Which checkpoint answers, what its heads can do, and the scores and recipe its ``meta.json`` records."""
+    config = checkpoint.model.config
+    st.markdown(
+        f"**`{checkpoint.name}`** · {type(checkpoint.model).__name__} · heads: {checkpoint.capabilities.describe()}  \n"
+        f"layers L/R/X {config.l_layers}/{config.r_layers}/{config.x_layers}, hidden {config.hidden_size}, "
+        f"{config.num_attention_heads} heads, "
+        f"{len(checkpoint.answers) if checkpoint.answers else 0} answers"
+    )
+    scores = checkpoint.meta.get("scores")
+    if isinstance(scores, dict) and scores:
+        st.dataframe(pd.DataFrame([scores], index=["score"]), key=f"{key}_scores")
+    recipe = checkpoint.meta.get("command") or checkpoint.meta.get("recipe")
+    if recipe:
+        with st.expander("How it was trained"):
+            st.code(recipe if isinstance(recipe, str) else repr(recipe), language="bash")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Answers and matching
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def answer_name(answer: AnswerScore) -> str:
+    return answer.answer if answer.answer is not None else f"answer #{answer.index}"
+
+
+def show_answers(answers: Sequence[AnswerScore], *, key: str, title: str = "Top answers") -> None:
+    """The best answer in words, then the top-k as bars with their probabilities."""
+    best = answers[0]
+    st.markdown(f"### Answer: **{answer_name(best)}**  \n{best.probability:.1%} probability")
+    labels = [answer_name(a) for a in answers]
+    plot(
+        render.ranking_figure(labels, [a.probability for a in answers], title=title, highlight=labels[0]),
+        key=key,
+    )
+
+
+def show_match(probability: float, *, key: str) -> None:
+    """P(the sentence describes the image), from the matching head."""
+    verdict = "matches" if probability >= 0.5 else "does not match"
+    st.metric("Match score", f"{probability:.1%}", help="P(sentence describes image) from the matching head")
+    st.progress(probability, text=f"The model says the sentence {verdict} the image.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def labels_for(side: str, tokens: Sequence[str], region_labels: Sequence[str]) -> list[str]:
+    return [f"{i} {t}" for i, t in enumerate(tokens)] if side == "lang" else list(region_labels)
+
+
+def kept_positions(side: str, tokens: Sequence[str], count: int, hide_special: bool) -> list[int]:
+    """Which rows or columns to draw: every one, or the language side without [CLS] and [SEP]."""
+    if side == "lang" and hide_special:
+        return [i for i, t in enumerate(tokens) if t not in SPECIAL_TOKENS]
+    return list(range(count))
+
+
+def grid_rows(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[tuple[str, int]]]:
+    """Stack each family's (L, H) statistic into one rows × heads table, labelled ``"l→v 3"``."""
+    blocks, labels, index = [], [], []
+    for family in FAMILY_NAMES:
+        values = stats.get(family)
+        if values is None or values.shape[0] == 0 or np.all(np.isnan(values)):
+            continue
+        blocks.append(values)
+        for layer in range(values.shape[0]):
+            labels.append(f"{FAMILY_SHORT[family]} {layer + 1}")
+            index.append((family, layer))
+    return np.concatenate(blocks), labels, index
+
+
+def show_head_grid(
+    stats: HeadStats, statistic: str, selected: tuple[str, int | None, int | None] | None, *, key: str
+) -> None:
+    """Every head of every layer and family on one statistic; the head the other views show is outlined."""
+    values, labels, index = grid_rows(getattr(stats, statistic))
+    cell = None
+    if selected is not None and selected[1] is not None and (selected[0], selected[1]) in index:
+        family, layer, head = selected
+        cell = (index.index((family, layer)), values.shape[1] if head is None else head)
+    figure = render.head_grid_figure(
+        values, labels, title=STATISTICS[statistic], colorbar_title=statistic.replace("_", " "), selected=cell
+    )
+    plot(figure, key=key)
+
+
+def show_attention_map(
+    maps: AttentionMaps,
+    family: str,
+    layer: int | None,
+    head: int | None,
+    region_labels: Sequence[str],
+    hide_special: bool,
+    *,
+    key: str,
+) -> None:
+    """One family's query × key map for a layer and head (None = averaged), words and regions named."""
+    matrix = maps.select(family, layer, head)
+    query_side, key_side = FAMILY_SIDES[family]
+    rows = kept_positions(query_side, maps.tokens, matrix.shape[0], hide_special)
+    columns = kept_positions(key_side, maps.tokens, matrix.shape[1], hide_special)
+    where = f"layer {'mean' if layer is None else layer + 1}, head {'mean' if head is None else head + 1}"
+    figure = render.attention_heatmap(
+        matrix[np.ix_(rows, columns)],
+        [labels_for(query_side, maps.tokens, region_labels)[i] for i in rows],
+        [labels_for(key_side, maps.tokens, region_labels)[i] for i in columns],
+        title=f"{FAMILY_NAMES[family]}, {where}",
+        query_title=f"query ({query_side})",
+        key_title=f"key ({key_side})",
+    )
+    plot(figure, key=key)
+    if hide_special and (query_side == "lang" or key_side == "lang"):
+        st.caption("[CLS] and [SEP] are hidden from the picture only; rows still sum to 1 with them.")
+
+
+def show_word_on_image(
+    scene: Scene, maps: AttentionMaps, token: int, layer: int | None, head: int | None, *, key: str
+) -> None:
+    """Where one word looks: its language → vision attention painted on the regions."""
+    scores = maps.token_to_regions(token, layer, head)
+    figure = render.region_scores_figure(
+        scene.image, scene.regions.boxes.numpy(), scores, scene.labels,
+        title=f"“{maps.tokens[token]}” → regions", colorbar_title="attention",
+    )  # fmt: skip
+    plot(figure, key=key)
+
+
+def show_region_to_words(
+    maps: AttentionMaps, region: int, region_label: str, layer: int | None, head: int | None, *, key: str
+) -> None:
+    """Which words one region reads: its vision → language attention on the tokens."""
+    scores = maps.region_to_tokens(region, layer, head)
+    st.markdown(
+        render.token_highlight_html(maps.tokens, scores, caption=f"region {region_label} → words"),
+        unsafe_allow_html=True,
+    )
+    top = np.argsort(-scores)[:3]
+    st.caption("Most attended: " + ", ".join(f"{maps.tokens[i]} ({scores[i]:.2f})" for i in top))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Masked predictions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def show_masked_words(
+    with_image: Sequence[MaskedWordPrediction], without_image: Sequence[MaskedWordPrediction], *, key: str
+) -> None:
+    """Per masked word, the fillers with the image beside those without it, and the original word's probability."""
+    for seeing, blind in zip(with_image, without_image, strict=True):
+        st.markdown(
+            f"**{seeing.original}** (position {seeing.position}): P(original) "
+            f"{seeing.original_probability:.1%} with the image, {blind.original_probability:.1%} without"
+        )
+        left, right = st.columns(2)
+        for column, prediction, title in (
+            (left, seeing, "with the image"),
+            (right, blind, "without the image"),
+        ):
+            with column:
+                names = [c.name or str(c.index) for c in prediction.fillers]
+                figure = render.ranking_figure(
+                    names,
+                    [c.probability for c in prediction.fillers],
+                    title=title,
+                    highlight=prediction.original,
+                )
+                plot(figure, key=f"{key}_{prediction.position}_{title}")
+
+
+def show_masked_regions(
+    scene: Scene,
+    with_text: Sequence[MaskedRegionPrediction],
+    without_text: Sequence[MaskedRegionPrediction],
+    *,
+    key: str,
+) -> None:
+    """Per masked region: the detector's label, then object and attribute guesses with and without the text."""
+    for seeing, blind in zip(with_text, without_text, strict=True):
+        r = seeing.region
+        detected_object = scene.object_names[int(scene.regions.object_ids[r])]
+        detected_attr = scene.attr_names[int(scene.regions.attr_ids[r])]
+        nearest = ", ".join(f"{i} ({d:.2f})" for i, d in seeing.nearest_regions[:3])
+        st.markdown(
+            f"**Region {r}**: the detector says *{detected_attr} {detected_object}*; "
+            f"the regressed feature lies nearest to regions {nearest}"
+        )
+        columns = st.columns(4)
+        panels = (
+            (seeing.objects, "object, with text", detected_object),
+            (blind.objects, "object, without text", detected_object),
+            (seeing.attributes, "attribute, with text", detected_attr),
+            (blind.attributes, "attribute, without text", detected_attr),
+        )
+        for column, (candidates, title, truth) in zip(columns, panels, strict=True):
+            with column:
+                names = [c.name or str(c.index) for c in candidates]
+                figure = render.ranking_figure(
+                    names, [c.probability for c in candidates], title=title, highlight=truth
+                )
+                plot(figure, key=f"{key}_{r}_{title}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Explanations
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def show_explanation(
+    scene: Scene,
+    tokens: Sequence[str],
+    token_scores: np.ndarray,
+    region_scores: np.ndarray,
+    *,
+    title: str,
+    score_name: str,
+    hide_special: bool,
+    key: str,
+) -> None:
+    """One explanation on both inputs: words as coloured chips, regions as heat on the image."""
+    token_scores = np.asarray(token_scores, dtype=float)
+    shown = [i for i, t in enumerate(tokens) if not (hide_special and t in SPECIAL_TOKENS)]
+    st.markdown(
+        render.token_highlight_html(
+            [tokens[i] for i in shown], token_scores[shown], caption=f"{score_name} of each word"
+        ),
+        unsafe_allow_html=True,
+    )
+    figure = render.region_scores_figure(
+        scene.image, scene.regions.boxes.numpy(), np.asarray(region_scores, dtype=float), scene.labels,
+        title=title, colorbar_title=score_name,
+    )  # fmt: skip
+    plot(figure, key=key)
+
+
+def show_curves(
+    curves: dict[str, dict[str, tuple[list[float], list[float]]]], metric: str, *, key: str
+) -> None:
+    """One metric over training steps, a line per checkpoint."""
+    series = {name: by_metric[metric] for name, by_metric in curves.items() if metric in by_metric}
+    plot(render.curves_figure(series, title=metric, x_title="step", y_title=metric), key=key)
+
+
+__all__ = [
+    "FAMILY_NAMES",
+    "STATISTICS",
+    "show_answers",
+    "show_attention_map",
+    "show_checkpoint_card",
+    "show_curves",
+    "show_detections",
+    "show_explanation",
+    "show_head_grid",
+    "show_masked_regions",
+    "show_masked_words",
+    "show_match",
+    "show_region_table",
+    "show_region_to_words",
+    "show_word_on_image",
+]

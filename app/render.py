@@ -1,0 +1,367 @@
+"""The app's one renderer: every picture of attention, relevancy and attribution is drawn here.
+
+Inputs are plain data (numpy arrays, lists of labels, PIL images) as ``analysis/`` returns them; outputs are plotly
+figures, PIL images or HTML strings for Streamlit to show. One box renderer and one pair of colour scales serve all
+methods, so a map from raw attention, rollout, Chefer relevancy or Integrated Gradients reads the same way:
+
+- unsigned scores (attention, relevancy) use ``SEQUENTIAL`` from 0 up;
+- signed scores (attributions) use ``DIVERGING`` centred on 0, red for evidence for the answer, blue against.
+
+Directions are always named query → key: a words × regions heatmap has the language queries as rows.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.colors import sample_colorscale
+
+SEQUENTIAL = "Viridis"
+DIVERGING = "RdBu_r"
+# Distinct box colours for plain detections (plotly's qualitative "Dark24", enough for 24 boxes, then repeated).
+BOX_PALETTE = (
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB",
+    "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
+    "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+)  # fmt: skip
+# How dark the unattended part of an image gets in a heat overlay: pixel × (FLOOR + (1 - FLOOR) × heat).
+HEAT_FLOOR = 0.25
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+
+
+def _signed(scores: np.ndarray) -> bool:
+    return bool(np.nanmin(scores) < 0) if scores.size else False
+
+
+def _colour_range(scores: np.ndarray) -> tuple[float, float]:
+    """Symmetric around 0 for signed scores, [0, max] for unsigned ones (never an empty range)."""
+    top = float(np.nanmax(np.abs(scores))) if scores.size else 0.0
+    top = top if top > 0 else 1.0
+    return (-top, top) if _signed(scores) else (0.0, top)
+
+
+def _colours(scores: np.ndarray, scale: str, low: float, high: float) -> list[str]:
+    positions = np.clip((np.asarray(scores, dtype=float) - low) / (high - low), 0.0, 1.0)
+    return sample_colorscale(scale, positions.tolist())
+
+
+def region_labels(object_names: Sequence[str], attr_names: Sequence[str] | None = None) -> list[str]:
+    """``"3 red circle"``: region index, then attribute and object, as rows and columns of every figure."""
+    attrs = attr_names if attr_names is not None else [""] * len(object_names)
+    return [
+        f"{i} {a} {o}".replace("  ", " ") for i, (a, o) in enumerate(zip(attrs, object_names, strict=True))
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Boxes on the image
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def heat_image(image: Image.Image, boxes: np.ndarray, scores: np.ndarray) -> Image.Image:
+    """Dim the image outside high-scoring boxes: each box paints its score, the maximum wins where boxes overlap.
+
+    This is the box painting of Chefer et al.'s LXMERT notebook, on magnitudes so that signed attributions light
+    up whichever way they point.
+
+    Args:
+        image: the RGB image the boxes were detected in.
+        boxes: (R, 4) pixel (x1, y1, x2, y2).
+        scores: (R,) one score per box.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = rgb.shape[:2]
+    heat = np.zeros((height, width), dtype=np.float32)
+    magnitude = np.abs(np.asarray(scores, dtype=np.float32))
+    top = float(magnitude.max()) if magnitude.size else 0.0
+    if top > 0:
+        for (x1, y1, x2, y2), value in zip(np.asarray(boxes), magnitude / top, strict=True):
+            c1, r1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
+            c2, r2 = min(int(np.ceil(x2)), width), min(int(np.ceil(y2)), height)
+            heat[r1:r2, c1:c2] = np.maximum(heat[r1:r2, c1:c2], value)
+    shaded = rgb * (HEAT_FLOOR + (1.0 - HEAT_FLOOR) * heat)[..., None]
+    return Image.fromarray(shaded.round().astype(np.uint8))
+
+
+def _box_trace(box: np.ndarray, colour: str, hover: str, width: float) -> go.Scatter:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return go.Scatter(
+        x=[x1, x2, x2, x1, x1],
+        y=[y1, y1, y2, y2, y1],
+        mode="lines",
+        line=dict(color=colour, width=width),
+        fill="toself",
+        fillcolor="rgba(0,0,0,0)",
+        hoveron="fills+points",
+        hoverinfo="text",
+        text=hover,
+        showlegend=False,
+    )
+
+
+def _image_figure(image: Image.Image, title: str) -> go.Figure:
+    figure = go.Figure(go.Image(z=np.asarray(image.convert("RGB")), hoverinfo="skip"))
+    figure.update_xaxes(visible=False, range=[0, image.width])
+    figure.update_yaxes(visible=False, range=[image.height, 0], scaleanchor="x")
+    figure.update_layout(title=title, height=max(360, min(640, image.height + 60)), **_LAYOUT)
+    return figure
+
+
+def detections_figure(
+    image: Image.Image,
+    boxes: np.ndarray,
+    labels: Sequence[str],
+    confidences: np.ndarray,
+    *,
+    title: str = "Detected regions",
+) -> go.Figure:
+    """The image with one outlined, labelled box per region; hover shows the label and confidences.
+
+    Args:
+        image: the RGB image.
+        boxes: (R, 4) pixel (x1, y1, x2, y2).
+        labels: R strings, e.g. from :func:`region_labels`.
+        confidences: (R,) or (R, 2) object (and attribute) confidence per region.
+    """
+    figure = _image_figure(image, title)
+    confidences = np.asarray(confidences, dtype=float).reshape(len(labels), -1)
+    for i, (box, label) in enumerate(zip(np.asarray(boxes), labels, strict=True)):
+        colour = BOX_PALETTE[i % len(BOX_PALETTE)]
+        conf = " · ".join(f"{c:.2f}" for c in confidences[i])
+        figure.add_trace(_box_trace(box, colour, f"{html.escape(label)}<br>confidence {conf}", 2.0))
+        figure.add_annotation(
+            x=float(box[0]), y=float(box[1]), text=html.escape(label), showarrow=False, xanchor="left",
+            yanchor="bottom", font=dict(size=10, color="white"), bgcolor=colour, opacity=0.85, borderpad=1,
+        )  # fmt: skip
+    return figure
+
+
+def region_scores_figure(
+    image: Image.Image,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: Sequence[str],
+    *,
+    title: str,
+    top_k: int = 5,
+    colorbar_title: str = "score",
+) -> go.Figure:
+    """Scores on boxes: the image dimmed outside high-scoring boxes, the ``top_k`` boxes outlined and labelled.
+
+    Every box answers hover with its label and score; the outline colour follows the shared colour scale
+    (sequential for unsigned scores, diverging around 0 for signed ones) and a colour bar gives the values.
+    """
+    scores = np.asarray(scores, dtype=float)
+    low, high = _colour_range(scores)
+    scale = DIVERGING if _signed(scores) else SEQUENTIAL
+    figure = _image_figure(heat_image(image, boxes, scores), title)
+    colours = _colours(scores, scale, low, high)
+    ranked = np.argsort(-np.abs(scores), kind="stable")
+    shown = set(ranked[:top_k].tolist())
+    # Weakest first, so the strongest boxes are drawn on top.
+    for i in ranked[::-1]:
+        hover = f"{html.escape(labels[i])}<br>{colorbar_title} {scores[i]:.3f}"
+        figure.add_trace(_box_trace(boxes[i], colours[i], hover, 3.0 if i in shown else 0.0))
+        if i in shown:
+            figure.add_annotation(
+                x=float(boxes[i][0]), y=float(boxes[i][1]), text=f"{html.escape(labels[i])} {scores[i]:.2f}",
+                showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="white"),
+                bgcolor="rgba(0,0,0,0.65)", borderpad=1,
+            )  # fmt: skip
+    figure.add_trace(_colorbar_trace(scale, low, high, colorbar_title))
+    return figure
+
+
+def _colorbar_trace(scale: str, low: float, high: float, title: str) -> go.Scatter:
+    """An invisible point whose only job is the colour bar (box outlines are lines, which carry none)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        marker=dict(colorscale=scale, cmin=low, cmax=high, color=[low], showscale=True,
+                    colorbar=dict(title=title, thickness=12)),
+        hoverinfo="skip",
+        showlegend=False,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Matrices
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def attention_heatmap(
+    matrix: np.ndarray,
+    query_labels: Sequence[str],
+    key_labels: Sequence[str],
+    *,
+    title: str,
+    query_title: str,
+    key_title: str,
+    colorbar_title: str = "attention",
+) -> go.Figure:
+    """A query × key heatmap (rows are queries, as in ``(Tq, Tk)`` attention), hover giving both labels."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(query_labels), len(key_labels)):
+        raise ValueError(
+            f"matrix is {matrix.shape}, labels are {len(query_labels)} queries × {len(key_labels)} keys"
+        )
+    low, high = _colour_range(matrix)
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(range(len(key_labels))),
+            y=list(range(len(query_labels))),
+            customdata=[[(q, k) for k in key_labels] for q in query_labels],
+            hovertemplate="%{customdata[0]} → %{customdata[1]}<br>%{z:.3f}<extra></extra>",
+            colorscale=DIVERGING if _signed(matrix) else SEQUENTIAL,
+            zmin=low,
+            zmax=high,
+            colorbar=dict(title=colorbar_title, thickness=12),
+        )
+    )
+    figure.update_xaxes(
+        title=key_title, tickvals=list(range(len(key_labels))), ticktext=list(key_labels), tickangle=-45
+    )
+    figure.update_yaxes(
+        title=query_title, tickvals=list(range(len(query_labels))), ticktext=list(query_labels),
+        autorange="reversed",
+    )  # fmt: skip
+    figure.update_layout(title=title, height=max(320, 60 + 22 * len(query_labels)), **_LAYOUT)
+    return figure
+
+
+def head_grid_figure(
+    values: np.ndarray,
+    row_labels: Sequence[str],
+    *,
+    title: str,
+    colorbar_title: str,
+    selected: tuple[int, int] | None = None,
+) -> go.Figure:
+    """Rows × heads of one statistic, with a row-mean column: the all-heads overview of VL-InterpreT.
+
+    Args:
+        values: (rows, H), one row per (family, layer).
+        row_labels: a label per row, e.g. ``"cross l→v 3"``.
+        selected: (row, head) to outline, the one the other views show; head ``H`` is the mean column.
+    """
+    values = np.asarray(values, dtype=float)
+    heads = values.shape[1]
+    table = np.concatenate([values, values.mean(axis=1, keepdims=True)], axis=1)
+    columns = [f"h{h}" for h in range(heads)] + ["mean"]
+    low, high = _colour_range(table)
+    figure = go.Figure(
+        go.Heatmap(
+            z=table,
+            x=columns,
+            y=list(row_labels),
+            colorscale=DIVERGING if _signed(table) else SEQUENTIAL,
+            zmin=low,
+            zmax=high,
+            text=np.round(table, 2),
+            texttemplate="%{text}",
+            textfont=dict(size=9),
+            hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>",
+            colorbar=dict(title=colorbar_title, thickness=12),
+        )
+    )
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(type="category", side="top")
+    if selected is not None:
+        row, head = selected
+        figure.add_shape(
+            type="rect",
+            x0=head - 0.5,
+            x1=head + 0.5,
+            y0=row - 0.5,
+            y1=row + 0.5,
+            line=dict(color="red", width=3),
+        )
+    figure.update_layout(title=title, height=max(320, 80 + 24 * len(row_labels)), **_LAYOUT)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokens, rankings, curves
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def token_highlight_html(tokens: Sequence[str], scores: np.ndarray, *, caption: str = "") -> str:
+    """Tokens as coloured chips on the shared scale; hover shows each token's score.
+
+    Returns:
+        An HTML fragment (every token escaped) for ``st.markdown(..., unsafe_allow_html=True)``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if len(tokens) != len(scores):
+        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
+    low, high = _colour_range(scores)
+    scale = DIVERGING if _signed(scores) else SEQUENTIAL
+    chips = []
+    for token, score, colour in zip(tokens, scores, _colours(scores, scale, low, high), strict=True):
+        strength = abs(score) / max(abs(low), abs(high))
+        ink = "white" if (strength > 0.5 if scale == DIVERGING else score > (low + high) / 2) else "black"
+        background = colour if scale == SEQUENTIAL or strength > 0.05 else "#f0f0f0"
+        chips.append(
+            f'<span title="{score:.3f}" style="background:{background};color:{ink};padding:2px 6px;'
+            f'margin:2px;border-radius:4px;display:inline-block;font-family:monospace">{html.escape(token)}</span>'
+        )
+    head = f'<div style="font-size:0.85em;color:#666">{html.escape(caption)}</div>' if caption else ""
+    return f'{head}<div style="line-height:2.2em">{"".join(chips)}</div>'
+
+
+def ranking_figure(
+    labels: Sequence[str], probabilities: Sequence[float], *, title: str, highlight: str | None = None
+) -> go.Figure:
+    """Top-k answers (or words, or labels) as horizontal bars, best on top; ``highlight`` gets a darker bar."""
+    colours = ["#1f4e79" if label == highlight else "#6fa8dc" for label in labels]
+    figure = go.Figure(
+        go.Bar(
+            x=list(probabilities),
+            y=list(labels),
+            orientation="h",
+            marker_color=colours,
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(range=[0, max(1e-9, max(probabilities, default=1.0)) * 1.1], tickformat=".0%")
+    figure.update_layout(title=title, height=80 + 28 * max(1, len(labels)), **_LAYOUT)
+    return figure
+
+
+def curves_figure(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str, x_title: str, y_title: str
+) -> go.Figure:
+    """One line per named series of (x, y) points, e.g. a metric over training steps for each checkpoint."""
+    figure = go.Figure()
+    for name, (xs, ys) in curves.items():
+        figure.add_trace(
+            go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=name, marker=dict(size=4))
+        )
+    figure.update_xaxes(title=x_title)
+    figure.update_yaxes(title=y_title)
+    figure.update_layout(title=title, height=340, legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return figure
+
+
+__all__ = [
+    "DIVERGING",
+    "SEQUENTIAL",
+    "attention_heatmap",
+    "curves_figure",
+    "detections_figure",
+    "head_grid_figure",
+    "heat_image",
+    "ranking_figure",
+    "region_labels",
+    "region_scores_figure",
+    "token_highlight_html",
+]

@@ -1,0 +1,215 @@
+"""Every number the app shows, computed by ``analysis/`` and cached per input.
+
+Each function takes a :class:`Query` (which detector, checkpoint, image, region count and text) plus the options of
+one view, rebuilds the analysis input from the cached detector and checkpoint, calls one ``analysis`` function and
+returns its plain result. ``st.cache_data`` keys on those arguments, so moving a slider back shows the earlier
+result at once, and two pages asking the same thing share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+from analysis.attention import (
+    AttentionMaps,
+    HeadStats,
+    attention_maps_from_output,
+    cross_modal_share,
+    head_stats,
+)
+from analysis.attributions import Attributions, integrated_gradients, region_occlusion, token_occlusion
+from analysis.faithfulness import METHODS as FAITHFULNESS_METHODS
+from analysis.faithfulness import ExampleFaithfulness, ExplainConfig, example_faithfulness
+from analysis.forward import AnswerScore, predict_answers, run
+from analysis.masked import (
+    MaskedRegionPrediction,
+    MaskedWordPrediction,
+    predict_masked_regions,
+    predict_masked_words,
+)
+from analysis.relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
+from app.loading import Checkpoint, Scene, example_for, load_model, scene
+
+RELEVANCY_METHODS = {
+    "gradient": "Gradient relevancy (Chefer et al.)",
+    "rollout": "Attention rollout",
+    "raw_attention": "Raw attention (last cross layer)",
+}
+ATTRIBUTION_METHODS = {"ig": "Integrated gradients (Captum)", "occlusion": "Occlusion (one at a time)"}
+
+
+@dataclass(frozen=True)
+class Query:
+    """One input as every cache keys on it.
+
+    Attributes:
+        detector: the detector's directory.
+        checkpoint: the checkpoint's directory.
+        checkpoint_name: how the app lists the checkpoint.
+        device: where the models run.
+        image: the image file's bytes.
+        image_name: its name, for messages.
+        num_regions: how many of the best regions the model sees.
+        text: the question or sentence.
+    """
+
+    detector: str
+    checkpoint: str
+    checkpoint_name: str
+    device: str
+    image: bytes
+    image_name: str
+    num_regions: int
+    text: str
+
+    def scene(self) -> Scene:
+        return scene(self.detector, self.device, self.image, self.image_name, self.num_regions)
+
+    def model(self) -> Checkpoint:
+        return load_model(self.checkpoint, self.checkpoint_name, self.device)
+
+    def example(self):
+        return example_for(self.model(), self.scene(), self.text, self.device)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def tokens(query: Query) -> list[str]:
+    """The word pieces the checkpoint's tokenizer makes of the text, [CLS] and [SEP] included."""
+    return list(query.example().tokens)
+
+
+@st.cache_data(show_spinner="Answering…", max_entries=128)
+def answers(query: Query, k: int) -> list[AnswerScore]:
+    """The ``k`` most probable answers."""
+    checkpoint = query.model()
+    return predict_answers(checkpoint.model, query.example(), k, checkpoint.answers)
+
+
+@st.cache_data(show_spinner="Scoring the match…", max_entries=128)
+def match_probability(query: Query) -> float:
+    """P(the sentence describes the image) from the cross-modality matching head."""
+    with torch.no_grad():
+        logits = run(query.model().model, query.example()).cross_relationship_score[
+            0
+        ]  # (2,): index 1 = matched
+    return float(logits.float().softmax(-1)[1])
+
+
+@dataclass
+class AttentionResult:
+    """Every attention map of one input and its per-head statistics."""
+
+    maps: AttentionMaps
+    stats: HeadStats
+
+
+@st.cache_data(show_spinner="Collecting attention…", max_entries=32)
+def attention(query: Query) -> AttentionResult:
+    """All six attention families and their head statistics, from one forward pass."""
+    model = query.model().model
+    example = query.example()
+    with torch.no_grad():
+        output = run(model, example, output_attentions=True, output_hidden_states=True)
+    maps = attention_maps_from_output(output, example)
+    return AttentionResult(maps, head_stats(maps, cross_modal_share(model, output)))
+
+
+@st.cache_data(show_spinner="Predicting masked words…", max_entries=64)
+def masked_words(query: Query, positions: tuple[int, ...], vision: str, k: int) -> list[MaskedWordPrediction]:
+    """Top-k fillers of the masked positions with the image (``vision="image"``) or without (``"no_vision"``)."""
+    checkpoint = query.model()
+    return predict_masked_words(checkpoint.model, query.example(), positions, checkpoint.tokenizer, k, vision)
+
+
+@st.cache_data(show_spinner="Predicting masked objects…", max_entries=64)
+def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) -> list[MaskedRegionPrediction]:
+    """Object and attribute predictions for masked regions, with the text (``"text"``) or without (``"no_text"``)."""
+    checkpoint, scene_ = query.model(), query.scene()
+    return predict_masked_regions(
+        checkpoint.model, query.example(), regions, k, text, checkpoint.tokenizer.mask_token_id,
+        scene_.object_names, scene_.attr_names,
+    )  # fmt: skip
+
+
+@st.cache_data(show_spinner="Computing relevancy…", max_entries=64)
+def relevancy(query: Query, method: str, target: int | None, contrast: int | None) -> Relevancy:
+    """Token and region relevancy for an answer by one of ``RELEVANCY_METHODS``."""
+    if method == "gradient":
+        return gradient_relevancy(query.model().model, query.example(), target, contrast)
+    maps = attention(query).maps
+    if method == "rollout":
+        return rollout_relevancy(maps)
+    if method == "raw_attention":
+        return raw_attention_relevancy(maps)
+    raise ValueError(f"unknown relevancy method {method!r}; choose from {sorted(RELEVANCY_METHODS)}")
+
+
+@st.cache_data(show_spinner="Integrating gradients…", max_entries=32)
+def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> Attributions:
+    """Integrated gradients of the answer's logit to words and regions."""
+    checkpoint = query.model()
+    return integrated_gradients(
+        checkpoint.model, query.example(), target, contrast, n_steps,
+        pad_token_id=checkpoint.tokenizer.pad_token_id,
+    )  # fmt: skip
+
+
+@dataclass
+class Occlusion:
+    """Drop in the answer's logit when each token or region alone is occluded."""
+
+    tokens: np.ndarray
+    regions: np.ndarray
+
+
+@st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)
+def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusion:
+    """Per-token ([PAD]) and per-region (zeroed feature and box) occlusion of the answer's logit."""
+    checkpoint = query.model()
+    example = query.example()
+    return Occlusion(
+        tokens=token_occlusion(
+            checkpoint.model, example, target, contrast, checkpoint.tokenizer.pad_token_id
+        ),
+        regions=region_occlusion(checkpoint.model, example, target, contrast),
+    )
+
+
+@st.cache_data(show_spinner="Running the deletion tests…", max_entries=16)
+def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFaithfulness:
+    """Chefer et al.'s perturbation tests on this one input, for every method, measured by the answer's probability."""
+    checkpoint = query.model()
+    config = ExplainConfig(ig_steps=ig_steps, pad_token_id=checkpoint.tokenizer.pad_token_id)
+    return example_faithfulness(
+        checkpoint.model, query.example(), target, FAITHFULNESS_METHODS, config=config
+    )
+
+
+def positions_of(tokens_: Sequence[str]) -> list[int]:
+    """Positions of the words (not [CLS] / [SEP]) in a token list."""
+    return [i for i, t in enumerate(tokens_) if t not in ("[CLS]", "[SEP]")]
+
+
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "AttentionResult",
+    "Occlusion",
+    "Query",
+    "RELEVANCY_METHODS",
+    "answers",
+    "attention",
+    "faithfulness",
+    "ig",
+    "masked_regions",
+    "masked_words",
+    "match_probability",
+    "occlusion",
+    "positions_of",
+    "relevancy",
+    "tokens",
+]

@@ -1,0 +1,133 @@
+"""A tiny, seeded, randomly initialised assets directory laid out like ``assets/``, for the app's tests.
+
+    <root>/default/detector/   a small Faster R-CNN (random weights) and its vocabularies
+    <root>/default/model/      LxmertForQuestionAnswering: the answering default
+    <root>/default/pretrained/ LxmertForPreTraining with every head: its "parent"
+    <root>/runs/{a,b}/best/    two more QA checkpoints, each with a metrics.jsonl beside it, to compare
+    <root>/samples/            three gallery images (one with a sidecar of questions), two more in scenes/
+
+The weights are random, so predictions mean nothing; the tests check the app's plumbing and compare it with
+``analysis`` called directly on the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
+from lxmert.checkpoints import save_pretrained
+from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes
+from lxmert.tokenization import SPECIAL_TOKENS, LxmertTokenizer
+
+OBJECTS = ("circle", "square", "triangle", "star")
+ATTRIBUTES = ("red", "green", "blue", "small", "large")
+ANSWERS = ("red", "green", "blue", "yes", "no", "2", "3")
+WORDS = "what color is the circle square triangle star red green blue how many shapes are there ? a left of".split()
+QUESTIONS = ("What color is the circle?", "How many shapes are there?")
+FEATURE_DIM = 32
+NUM_REGIONS = 8
+
+
+def _config(**overrides) -> LxmertConfig:
+    fields = dict(
+        vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=24,
+        l_layers=2,
+        r_layers=1,
+        x_layers=2,
+        visual_feat_dim=FEATURE_DIM,
+        num_object_labels=len(OBJECTS),
+        num_attr_labels=len(ATTRIBUTES),
+        num_qa_labels=len(ANSWERS),
+    )
+    return LxmertConfig(**{**fields, **overrides})
+
+
+def _detector() -> Detector:
+    config = DetectorConfig.preset(
+        "small",
+        small_channels=(8, 16, 32),
+        feature_dim=FEATURE_DIM,
+        num_classes=len(OBJECTS),
+        num_attributes=len(ATTRIBUTES),
+        class_embed_dim=8,
+        attr_hidden_dim=16,
+        num_regions=NUM_REGIONS,
+    )
+    return Detector(FasterRCNNWithAttributes(config), list(OBJECTS), list(ATTRIBUTES))
+
+
+def scene_image(seed: int, size: int = 96) -> Image.Image:
+    """A few flat shapes on grey, like a (much simpler) synthetic-world scene."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size, size), (200, 200, 200))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y = rng.integers(5, size - 30, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        draw.ellipse([int(x), int(y), int(x) + 22, int(y) + 22], fill=colour)
+    return image
+
+
+def _metrics(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lines = []
+    for step in range(0, 50, 10):
+        lines.append(
+            {
+                "split": "train",
+                "scope": "step",
+                "step": step,
+                "loss": float(2 / (1 + step) + rng.random() * 0.1),
+            }
+        )
+    lines.append({"split": "valid", "scope": "eval", "step": 50, "loss": 0.5, "accuracy": 0.4 + 0.1 * seed})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def build_assets(root: Path) -> Path:
+    """Write the tiny assets tree under ``root`` and return ``root``."""
+    torch.manual_seed(0)
+    default = root / "default"
+    (default).mkdir(parents=True)
+    _detector().save_pretrained(default / "detector")
+    vocab = root / "vocab.txt"
+    vocab.write_text("".join(t + "\n" for t in (*SPECIAL_TOKENS, *WORDS)))
+    tokenizer = LxmertTokenizer(vocab)
+    meta = {"recipe": "random weights for tests", "scores": {"accuracy": 0.0}}
+    save_pretrained(
+        LxmertForQuestionAnswering(_config()).eval(),
+        default / "model",
+        tokenizer=tokenizer,
+        answers=ANSWERS,
+        meta=meta,
+    )
+    save_pretrained(
+        LxmertForPreTraining(_config()).eval(), default / "pretrained", tokenizer=tokenizer, answers=ANSWERS
+    )
+    for seed, name in enumerate(("a", "b")):
+        torch.manual_seed(100 + seed)
+        run = root / "runs" / name
+        save_pretrained(
+            LxmertForQuestionAnswering(_config()).eval(), run / "best", tokenizer=tokenizer, answers=ANSWERS
+        )
+        _metrics(run / "metrics.jsonl", seed)
+    samples = root / "samples"
+    (samples / "scenes").mkdir(parents=True)
+    for i in range(3):
+        scene_image(i).save(samples / f"scene_{i}.png")
+    (samples / "scene_0.json").write_text(json.dumps({"questions": list(QUESTIONS)}))
+    for i in range(3, 5):
+        scene_image(i).save(samples / "scenes" / f"scene_{i}.png")
+    return root
+
+
+__all__ = ["ANSWERS", "ATTRIBUTES", "NUM_REGIONS", "OBJECTS", "QUESTIONS", "build_assets", "scene_image"]

@@ -1,0 +1,200 @@
+"""AppTest smoke and behaviour tests of every page, on a tiny random default model (tests/app_toy_assets.py).
+
+The app runs in-process; ``LXMERT_ASSETS_DIR`` points it at the tiny assets. Results are checked against
+``analysis`` called directly on the same files, the way a script would.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets, scene_image
+from streamlit.testing.v1 import AppTest
+
+from analysis.forward import predict_answers, run
+from analysis.inputs import example_from_regions
+from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
+from lxmert.checkpoints import load_checkpoint
+from lxmert.detection import Detector
+
+APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
+PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions", "compare")
+TIMEOUT = 120  # the first run in a process imports torch, captum and plotly and loads the models
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> Path:
+    return build_assets(tmp_path_factory.mktemp("assets"))
+
+
+@pytest.fixture
+def app(assets, monkeypatch) -> AppTest:
+    monkeypatch.setenv(ASSETS_ENV, str(assets))
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+def open_page(app: AppTest, page: str) -> AppTest:
+    return app.switch_page(f"app_pages/{page}.py").run()
+
+
+def assert_clean(app: AppTest) -> None:
+    """No exception and no error message on the page."""
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def charts(app: AppTest) -> list:
+    return app.get("plotly_chart")
+
+
+def script_answer(assets: Path, image: Path, question: str, k: int = 5):
+    """What a script gets from ``analysis`` for the same files: the reference the app must agree with."""
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    regions = detector([image])[0]
+    loaded = load_checkpoint(assets / "default" / "model")
+    example = example_from_regions(loaded.tokenizer, question, regions)
+    return predict_answers(loaded.model, example, k, loaded.answers.label2ans)
+
+
+def test_opens_on_the_default_model_with_the_first_sample(app):
+    assert_clean(app)
+    assert app.sidebar.selectbox(key="checkpoint").value == "default/model"
+    assert app.sidebar.text_input(key="text").value == QUESTIONS[0]  # the sample's sidecar suggestion
+    assert app.sidebar.slider(key="num_regions").value == NUM_REGIONS
+    assert len(charts(app)) == 1  # the detections
+    assert len(app.dataframe[0].value) == NUM_REGIONS
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_draws_without_errors(app, page):
+    open_page(app, page)
+    assert_clean(app)
+    assert charts(app), f"page {page} drew no figure"
+
+
+def test_ask_shows_the_answer_analysis_gives_from_a_script(app, assets):
+    open_page(app, "ask")
+    expected = script_answer(assets, assets / "samples" / "scene_0.png", QUESTIONS[0])
+    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
+    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    assert answer == expected[0].answer
+    assert float(probability) == pytest.approx(100 * expected[0].probability, abs=0.05)
+
+
+def test_match_score_is_the_matching_head_of_the_pretrained_parent(app, assets):
+    open_page(app, "ask")
+    assert any("default/pretrained" in i.value for i in app.info)  # QA model has no matching head: says so
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    loaded = load_checkpoint(assets / "default" / "pretrained")
+    example = example_from_regions(
+        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
+    )
+    with torch.no_grad():
+        expected = run(loaded.model, example).cross_relationship_score[0].softmax(-1)[1].item()
+    assert app.metric[0].value == f"{expected:.1%}"
+
+
+def test_fewer_regions_reach_the_model(app):
+    app.sidebar.slider(key="num_regions").set_value(3).run()
+    assert len(app.dataframe[0].value) == 3
+    open_page(app, "attention")
+    assert_clean(app)
+    assert (
+        len(app.selectbox(key=next(k for k in _keys(app) if k.startswith("attention_region"))).options) == 3
+    )
+
+
+def _keys(app: AppTest) -> list[str]:
+    return [w.key for w in app.selectbox if w.key]
+
+
+def test_attention_families_layers_and_heads_can_be_chosen(app):
+    open_page(app, "attention")
+    app.selectbox(key="attention_family").set_value("vis_self").run()
+    app.selectbox(key="map_layer").set_value(0).run()
+    app.selectbox(key="map_head").set_value(1).run()
+    assert_clean(app)
+    app.selectbox(key="attention_statistic").set_value("other_modality_share").run()
+    assert_clean(app)
+    app.toggle(key="attention_hide_special").set_value(True).run()
+    assert_clean(app)
+
+
+def test_masked_word_without_a_selection_asks_for_one(app):
+    open_page(app, "masked_word")
+    pills = app.get("button_group")[0]
+    pills.set_value([]).run()
+    assert any("Select at least one word" in i.value for i in app.info)
+
+
+def test_masked_object_predicts_each_chosen_region(app):
+    open_page(app, "masked_object")
+    chooser = app.multiselect[0]
+    chooser.set_value([1, 2]).run()
+    assert_clean(app)
+    assert [m.value.split("**")[1] for m in app.markdown if m.value.startswith("**Region")] == [
+        "Region 1",
+        "Region 2",
+    ]
+
+
+@pytest.mark.parametrize("method", ["gradient", "rollout", "raw_attention", "ig", "occlusion"])
+def test_every_attribution_method_draws(app, method):
+    open_page(app, "attributions")
+    app.selectbox(key="attribution_method").set_value(method).run()
+    assert_clean(app)
+    assert charts(app)
+
+
+def test_deletion_tests_run_on_request(app):
+    open_page(app, "attributions")
+    app.toggle(key="run_faithfulness").set_value(True).run()
+    assert_clean(app)
+    assert len(charts(app)) == 2
+
+
+def test_compare_lists_checkpoints_of_the_configured_directory(app):
+    open_page(app, "compare")
+    options = app.multiselect(key="compare_checkpoints").options
+    assert set(options) == {"default/model", "default/pretrained", "runs/a/best", "runs/b/best"}
+
+
+def test_an_upload_that_is_not_an_image_gets_a_message(app):
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    assert any("Upload an image" in i.value for i in app.info)
+    app.sidebar.file_uploader[0].set_value(("notes.png", b"this is not a png", "image/png")).run()
+    assert not app.exception
+    assert any("cannot be used" in e.value and "notes.png" in e.value for e in app.error)
+
+
+def test_an_uploaded_image_is_detected(app):
+    import io
+
+    buffer = io.BytesIO()
+    scene_image(7).save(buffer, format="JPEG")
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader[0].set_value(("mine.jpg", buffer.getvalue(), "image/jpeg")).run()
+    assert_clean(app)
+    assert len(app.dataframe[0].value) == NUM_REGIONS
+
+
+def test_a_random_scene_comes_from_the_pool(app):
+    app.sidebar.radio(key="source").set_value("Random scene").run()
+    first = app.session_state["scene"]
+    assert Path(first).parent.name == "scenes"
+    app.sidebar.button[0].click().run()
+    assert app.session_state["scene"] != first
+    assert_clean(app)
+
+
+def test_missing_assets_are_explained_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv(ASSETS_ENV, str(tmp_path))
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not app.exception
+    assert any("detector" in e.value for e in app.error)
+    assert any("assets/default" in i.value for i in app.info)
