@@ -1,0 +1,127 @@
+"""A tiny world end to end: layout in the real formats, disjoint splits, same seed same bytes."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lxmert.answers import AnswerTable
+from training.data.tasks import load_gqa, load_nlvr2, load_pretrain, load_vqa
+from training.world.__main__ import parse_args
+from training.world.generate import WorldConfig, balance_answers, build_world
+from training.world.scenes import read_vocab_file
+
+TINY = dict(
+    images=30,
+    nlvr2_fraction=0.4,
+    pairs_per_statement=2,
+    nlvr2_valid_fraction=0.34,
+    nlvr2_test_fraction=0.34,
+    min_vqa_answer_count=2,
+    workers=1,
+)
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world") / "w"
+    build_world(WorldConfig(out=str(out), seed=3, **TINY), progress=False)
+    return out
+
+
+def test_layout_is_in_the_real_formats(world):
+    summary = json.loads((world / "world.json").read_text())
+    assert summary["seed"] == 3 and summary["counts"]["images"] == 30
+    assert len(list((world / "images").glob("*.png"))) == 30
+    objects = read_vocab_file(world / "objects_vocab.txt")
+    attributes = read_vocab_file(world / "attributes_vocab.txt")
+    for split in ("train", "valid", "testdev"):
+        assert load_gqa(world / f"gqa/{split}.json")
+    for split in ("train", "nominival", "minival", "test"):
+        assert load_vqa(world / f"vqa/{split}.json")
+    for name in ("mscoco_train", "mscoco_nominival", "mscoco_minival"):
+        data = load_pretrain(world / f"lxmert/{name}.json")
+        assert all(len(d["sentf"]["synth_cap"]) == 5 for d in data)
+    for split in ("train", "valid", "test"):
+        assert load_nlvr2(world / f"nlvr2/{split}.json")
+    vqa_table = AnswerTable.load(world / "vqa/trainval_ans2label.json")
+    assert vqa_table == AnswerTable.load(world / "vqa/trainval_label2ans.json")
+    assert all(a in vqa_table for d in load_vqa(world / "vqa/train.json") for a in d["label"])
+    gqa_table = AnswerTable.load(world / "gqa/trainval_ans2label.json")
+    assert all(a in gqa_table for d in load_gqa(world / "gqa/train.json") for a in d["label"])
+    all_ans = AnswerTable.load(world / "lxmert/all_ans.json")
+    assert {"yes", "no"} <= set(all_ans.label2ans)
+    for entry in json.loads((world / "annotations/train.json").read_text()):
+        assert (world / "images" / f"{entry['img_id']}.png").exists()
+        for obj in entry["objects"]:
+            assert objects[obj["label_id"]] == obj["label"]
+            assert [attributes[i] for i in obj["attr_ids"]] == obj["attributes"]
+            x1, y1, x2, y2 = obj["box"]
+            assert 0 <= x1 < x2 <= entry["width"] and 0 <= y1 < y2 <= entry["height"]
+
+
+def test_pretraining_images_never_appear_in_finetuning_validation_or_test(world):
+    pretrained = {
+        d["img_id"]
+        for name in ("mscoco_train", "mscoco_nominival")
+        for d in load_pretrain(world / f"lxmert/{name}.json")
+    }
+    held_out = {d["img_id"] for d in load_vqa(world / "vqa/minival.json") + load_vqa(world / "vqa/test.json")}
+    held_out |= {d["img_id"] for split in ("valid", "testdev") for d in load_gqa(world / f"gqa/{split}.json")}
+    assert pretrained and held_out and not pretrained & held_out
+    splits = json.loads((world / "world.json").read_text())["splits"]
+    assert sum(len(ids) for ids in splits.values()) == len({i for ids in splits.values() for i in ids}) == 30
+
+
+def test_nlvr2_follows_nlvr2_naming_and_sentences_have_several_pairs(world):
+    for split in ("train", "valid", "test"):
+        data = load_nlvr2(world / f"nlvr2/{split}.json")
+        for k, d in enumerate(data):
+            assert re.fullmatch(rf"{split}-\d+-\d+-0", d["identifier"]) and d["uid"] == f"nlvr2_{split}_{k}"
+            assert d["img0"] == d["identifier"][:-2] + "-img0" and d["img1"] == d["identifier"][:-2] + "-img1"
+            assert (world / "images" / f"{d['img0']}.png").exists()
+        groups = {}
+        for d in data:
+            set_id = d["identifier"].split("-")[1]
+            groups.setdefault(set_id, set()).add(d["sent"])
+        assert all(len(sents) == 1 for sents in groups.values())
+        assert len(data) == TINY["pairs_per_statement"] * len(groups)
+
+
+def test_same_seed_same_bytes(world, tmp_path):
+    again = tmp_path / "again"
+    build_world(WorldConfig(out=str(again), seed=3, **TINY), progress=False)
+    assert digest(again) == digest(world)
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_change_the_bytes(world, tmp_path):
+    parallel = tmp_path / "parallel"
+    build_world(WorldConfig(out=str(parallel), seed=3, **{**TINY, "workers": 2}), progress=False)
+    assert digest(parallel) == digest(world)
+
+
+def test_balancing_caps_each_answer_within_its_family():
+    questions = [{"answer": a, "types": {"detailed": "count"}} for a in ["1"] * 70 + ["2"] * 20 + ["3"] * 10]
+    questions += [{"answer": "yes", "types": {"detailed": "exist"}}] * 5
+    kept = balance_answers(questions, np.random.default_rng(0), ratio=1.2)
+    counts = {a: sum(q["answer"] == a for q in kept) for a in ("1", "2", "3", "yes")}
+    assert counts == {"1": 40, "2": 20, "3": 10, "yes": 5}  # cap = ceil(1.2 * 100 / 3) = 40
+
+
+def test_cli_flags_map_to_config_fields():
+    cfg = parse_args(["--out", "/tmp/x", "--images", "12", "--seed", "5", "--gqa-balance-ratio", "2.0"])
+    assert (cfg.out, cfg.images, cfg.seed, cfg.gqa_balance_ratio) == ("/tmp/x", 12, 5, 2.0)
+    with pytest.raises(ValueError, match="images"):
+        WorldConfig(images=0)

@@ -1,0 +1,71 @@
+"""A contact sheet of world scenes with their ground-truth boxes and labels, for people to look at.
+
+python -m training.world.preview --out docs/images/world_samples.png --scenes 6 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from training.world.scenes import Scene, render_scene, sample_scene
+
+BOX_COLOUR = (255, 0, 255)
+LABEL_BACKGROUND = (0, 0, 0)
+LABEL_TEXT = (255, 255, 255)
+
+
+def draw_annotated(scene: Scene, scale: int = 2, font_size: int = 11) -> Image.Image:
+    """The rendered scene, enlarged ``scale`` times, with each box and a 'size colour fill shape' label."""
+    image = render_scene(scene).resize((scene.width * scale, scene.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=font_size)
+    for obj in scene.objects:
+        x1, y1, x2, y2 = (v * scale for v in obj.box)
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=BOX_COLOUR, width=2)
+        label = f"{obj.size} {obj.colour} {obj.fill} {obj.shape}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        width, height = right - left + 3, bottom - top + 3
+        tx = max(0, min(x1, image.width - width))  # keep the label inside the picture
+        ty = y1 - height if y1 - height >= 0 else min(y2 + 1, image.height - height)
+        draw.rectangle((tx, ty, tx + width, ty + height), fill=LABEL_BACKGROUND)
+        draw.text((tx + 1 - left, ty + 1 - top), label, fill=LABEL_TEXT, font=font)
+    return image
+
+
+def contact_sheet(scenes: list[Scene], columns: int = 3, scale: int = 2, gap: int = 6) -> Image.Image:
+    tiles = [draw_annotated(s, scale) for s in scenes]
+    width, height = tiles[0].size
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new(
+        "RGB", (columns * width + (columns - 1) * gap, rows * height + (rows - 1) * gap), "white"
+    )
+    for k, tile in enumerate(tiles):
+        sheet.paste(tile, ((k % columns) * (width + gap), (k // columns) * (height + gap)))
+    return sheet
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.world.preview", description=__doc__)
+    parser.add_argument("--out", default="docs/images/world_samples.png", help="PNG file to write")
+    parser.add_argument("--scenes", type=int, default=6, help="number of scenes on the sheet")
+    parser.add_argument("--columns", type=int, default=3, help="scenes per row")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
+    parser.add_argument("--scale", type=int, default=2, help="enlargement of each scene, so labels fit")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    sheet = contact_sheet([sample_scene(rng) for _ in range(args.scenes)], args.columns, args.scale)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
