@@ -162,6 +162,21 @@ def vision_condition(
     raise ValueError(f"vision condition must be one of {VISION_CONDITIONS}, got {condition!r}")
 
 
+def _word_predictions(
+    probs: Tensor, example: Example, positions: Sequence[int], tokenizer: LxmertTokenizer, top_k: int
+) -> list[MaskedWordPrediction]:
+    """Top-k fillers from (W, V) probabilities, row w for ``positions[w]``."""
+    predictions = []
+    for row, p in zip(probs, positions, strict=True):
+        fillers = _top_k(row, top_k, None)
+        names = tokenizer.convert_ids_to_tokens([c.index for c in fillers])
+        for candidate, name in zip(fillers, names, strict=True):
+            candidate.name = name
+        original = float(row[int(example.input_ids[p])])
+        predictions.append(MaskedWordPrediction(p, example.tokens[p], fillers, original))
+    return predictions
+
+
 def predict_masked_words(
     model: nn.Module,
     example: Example,
@@ -186,23 +201,116 @@ def predict_masked_words(
         ablation: ``mask`` (zero features) or ``drop`` (delete regions).
         head_mask: heads to silence, family → (layers, H).
     """
+    positions = _check_positions(example, positions)
     masked = vision_condition(
         mask_words(example, positions, tokenizer.mask_token_id), vision, aligned, ablation
     )
     with torch.no_grad():
         output = run(model, masked, head_mask=head_mask)
     _require_heads(output, "prediction_logits")
-    probs = output.prediction_logits[0].float().softmax(-1)  # (T, V)
-    predictions = []
-    for p in _check_positions(example, positions):
-        fillers = _top_k(probs[p], top_k, None)
-        for candidate, name in zip(
-            fillers, tokenizer.convert_ids_to_tokens([c.index for c in fillers]), strict=True
-        ):
-            candidate.name = name
-        original_id = int(example.input_ids[p])
-        predictions.append(MaskedWordPrediction(p, example.tokens[p], fillers, float(probs[p, original_id])))
-    return predictions
+    probs = output.prediction_logits[0, positions].float().softmax(-1)  # (W, V)
+    return _word_predictions(probs, example, positions, tokenizer, top_k)
+
+
+def _each_word_probs(
+    model: nn.Module,
+    example: Example,
+    mask_token_id: int,
+    vision: str = "image",
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    ablation: str = "mask",
+    head_mask: dict[str, Tensor] | None = None,
+) -> tuple[list[int], Tensor]:
+    """Every non-special word masked on its own, in one batch: (positions, (W, V) probabilities).
+
+    Under ``aligned_removed`` each word's own aligned regions (by ``object_names``/``attr_names``) are ablated.
+    """
+    positions = (~example.special_mask).nonzero().flatten().tolist()
+    if not positions:
+        raise ValueError("the example has no words to mask")
+    if vision == "aligned_removed" and object_names is None:
+        raise ValueError("the aligned_removed condition needs object_names to align words with regions")
+    rows = []
+    for p in positions:
+        aligned = (
+            aligned_regions(example, example.tokens[p], object_names, attr_names) if object_names else []
+        )
+        rows.append(vision_condition(mask_words(example, [p], mask_token_id), vision, aligned, ablation))
+    with torch.no_grad():
+        # Dropped regions change the region count per row, so such rows run one at a time.
+        if len({row.num_regions for row in rows}) == 1:
+            outputs = [run(model, rows, head_mask=head_mask)]
+        else:
+            outputs = [run(model, row, head_mask=head_mask) for row in rows]
+    _require_heads(outputs[0], "prediction_logits")
+    logits = torch.cat([o.prediction_logits for o in outputs])  # (W, T, V)
+    return positions, logits[torch.arange(len(positions)), positions].float().softmax(-1)
+
+
+def predict_each_word(
+    model: nn.Module,
+    example: Example,
+    tokenizer: LxmertTokenizer,
+    top_k: int = 5,
+    vision: str = "image",
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    ablation: str = "mask",
+    head_mask: dict[str, Tensor] | None = None,
+) -> list[MaskedWordPrediction]:
+    """Top-k fillers of every word when it alone is masked (one batched pass), under a vision condition."""
+    positions, probs = _each_word_probs(
+        model, example, tokenizer.mask_token_id, vision, object_names, attr_names, ablation, head_mask
+    )
+    return _word_predictions(probs, example, positions, tokenizer, top_k)
+
+
+def _masked_region_outputs(
+    model: nn.Module,
+    rows: Sequence[Example],
+    head_mask: dict[str, Tensor] | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Object, attribute probabilities and regressed features, (B, R, ·), of a batch of masked examples."""
+    with torch.no_grad():
+        output = run(model, rows, head_mask=head_mask)
+    _require_heads(output, "obj_logits", "attr_logits", "feat_prediction")
+    return (
+        output.obj_logits.float().softmax(-1),
+        output.attr_logits.float().softmax(-1),
+        output.feat_prediction,
+    )
+
+
+def _region_prediction(
+    example: Example,
+    region: int,
+    obj_probs: Tensor,
+    attr_probs: Tensor,
+    feature: Tensor,
+    top_k: int,
+    object_names: Sequence[str] | None,
+    attr_names: Sequence[str] | None,
+) -> MaskedRegionPrediction:
+    distances = torch.cdist(feature[None].float(), example.visual_feats.float())[0]  # (R,)
+    order = distances.argsort()[:top_k].tolist()
+    return MaskedRegionPrediction(
+        region=region,
+        objects=_top_k(obj_probs, top_k, object_names),
+        attributes=_top_k(attr_probs, top_k, attr_names),
+        nearest_regions=[(i, float(distances[i])) for i in order],
+        original_object=None if example.object_ids is None else int(example.object_ids[region]),
+    )
+
+
+def _text_condition(example: Example, text: str, mask_token_id: int | None) -> Example:
+    if text == "text":
+        return example
+    if text != "no_text":
+        raise ValueError(f"text condition must be one of {TEXT_CONDITIONS}, got {text!r}")
+    if mask_token_id is None:
+        raise ValueError("text='no_text' needs mask_token_id")
+    return mask_text(example, mask_token_id)
 
 
 def predict_masked_regions(
@@ -222,7 +330,7 @@ def predict_masked_regions(
         model: an ``LxmertForPreTraining`` with its masked-object heads.
         example: the input.
         regions: region indices to mask.
-        top_k: labels per head.
+        top_k: labels per head, and nearest regions to the regressed feature.
         text: ``text`` (the question as is) or ``no_text`` (every word [MASK]ed; needs ``mask_token_id``).
         mask_token_id: the [MASK] id, for ``no_text``.
         object_names: the object vocabulary, to name labels.
@@ -230,32 +338,32 @@ def predict_masked_regions(
         head_mask: heads to silence, family → (layers, H).
     """
     regions = _check_regions(example, regions)
-    masked = ablate_regions(example, regions, "mask")
-    if text == "no_text":
-        if mask_token_id is None:
-            raise ValueError("text='no_text' needs mask_token_id")
-        masked = mask_text(masked, mask_token_id)
-    elif text != "text":
-        raise ValueError(f"text condition must be one of {TEXT_CONDITIONS}, got {text!r}")
-    with torch.no_grad():
-        output = run(model, masked, head_mask=head_mask)
-    _require_heads(output, "obj_logits", "attr_logits", "feat_prediction")
-    obj_probs = output.obj_logits[0].float().softmax(-1)  # (R, objects)
-    attr_probs = output.attr_logits[0].float().softmax(-1)  # (R, attributes)
-    distances = torch.cdist(output.feat_prediction[0].float(), example.visual_feats.float())  # (R, R)
-    predictions = []
-    for r in regions:
-        order = distances[r].argsort()[:top_k].tolist()
-        predictions.append(
-            MaskedRegionPrediction(
-                region=r,
-                objects=_top_k(obj_probs[r], top_k, object_names),
-                attributes=_top_k(attr_probs[r], top_k, attr_names),
-                nearest_regions=[(i, float(distances[r, i])) for i in order],
-                original_object=None if example.object_ids is None else int(example.object_ids[r]),
-            )
-        )
-    return predictions
+    masked = _text_condition(ablate_regions(example, regions, "mask"), text, mask_token_id)
+    obj, attr, feat = _masked_region_outputs(model, [masked], head_mask)
+    return [
+        _region_prediction(example, r, obj[0, r], attr[0, r], feat[0, r], top_k, object_names, attr_names)
+        for r in regions
+    ]
+
+
+def predict_each_region(
+    model: nn.Module,
+    example: Example,
+    top_k: int = 5,
+    text: str = "text",
+    mask_token_id: int | None = None,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    head_mask: dict[str, Tensor] | None = None,
+) -> list[MaskedRegionPrediction]:
+    """Predictions for every region when it alone is masked (one batched pass), with or without the text."""
+    base = _text_condition(example, text, mask_token_id)
+    rows = [ablate_regions(base, [r], "mask") for r in range(example.num_regions)]
+    obj, attr, feat = _masked_region_outputs(model, rows, head_mask)
+    return [
+        _region_prediction(example, r, obj[r, r], attr[r, r], feat[r, r], top_k, object_names, attr_names)
+        for r in range(example.num_regions)
+    ]
 
 
 @dataclass
@@ -318,49 +426,26 @@ def ablation_gauge(
     """
     if example.object_ids is None:
         raise ValueError("the ablation gauge needs the detector's object labels (example.object_ids)")
-    positions = (~example.special_mask).nonzero().flatten().tolist()
-    if not positions:
-        raise ValueError("the example has no words to mask")
     conditions = ["image", "no_vision"] + (["aligned_removed"] if object_names is not None else [])
     word_accuracy, word_probability = {}, {}
     for condition in conditions:
-        rows = []
-        for p in positions:
-            aligned = (
-                aligned_regions(example, example.tokens[p], object_names, attr_names) if object_names else []
-            )
-            rows.append(
-                vision_condition(
-                    mask_words(example, [p], tokenizer.mask_token_id), condition, aligned, ablation
-                )
-            )
-        with torch.no_grad():
-            # Dropped regions change the region count per row, so such rows run one at a time.
-            sizes = {row.num_regions for row in rows}
-            outputs = [run(model, rows)] if len(sizes) == 1 else [run(model, row) for row in rows]
-        _require_heads(outputs[0], "prediction_logits")
-        logits = torch.cat([o.prediction_logits for o in outputs])  # (W, T, V)
-        index = torch.arange(len(positions))
-        probs = logits[index, positions].float().softmax(-1)  # (W, V)
+        positions, probs = _each_word_probs(
+            model, example, tokenizer.mask_token_id, condition, object_names, attr_names, ablation
+        )
         targets = example.input_ids[positions]
         word_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
-        word_probability[condition] = float(probs[index, targets].mean())
+        word_probability[condition] = float(probs[torch.arange(len(positions)), targets].mean())
 
-    regions = list(range(example.num_regions))
+    R = example.num_regions
     object_accuracy, object_probability = {}, {}
     for condition in TEXT_CONDITIONS:
-        base = example if condition == "text" else mask_text(example, tokenizer.mask_token_id)
-        rows = [ablate_regions(base, [r], "mask") for r in regions]
-        with torch.no_grad():
-            output = run(model, rows)
-        _require_heads(output, "obj_logits")
-        index = torch.tensor(regions)
-        probs = output.obj_logits[index, index].float().softmax(-1)  # (R, objects)
-        targets = example.object_ids
-        object_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
-        object_probability[condition] = float(probs[index, targets].mean())
+        base = _text_condition(example, condition, tokenizer.mask_token_id)
+        obj, _, _ = _masked_region_outputs(model, [ablate_regions(base, [r], "mask") for r in range(R)], None)
+        probs = obj[torch.arange(R), torch.arange(R)]  # (R, objects): row r's prediction for region r
+        object_accuracy[condition] = float((probs.argmax(-1) == example.object_ids).float().mean())
+        object_probability[condition] = float(probs[torch.arange(R), example.object_ids].mean())
     return AblationGauge(
-        word_accuracy, word_probability, object_accuracy, object_probability, len(positions), len(regions)
+        word_accuracy, word_probability, object_accuracy, object_probability, len(positions), R
     )
 
 
@@ -377,6 +462,8 @@ __all__ = [
     "aligned_regions",
     "mask_text",
     "mask_words",
+    "predict_each_region",
+    "predict_each_word",
     "predict_masked_regions",
     "predict_masked_words",
     "vision_condition",

@@ -1,0 +1,194 @@
+"""Everything the app shows for one image and question, computed in one call and returned as plain data.
+
+:func:`analyze` runs the answers, every attention map with per-head statistics, the three relevancy maps, the
+integrated-gradients attributions, region occlusion, gradient head importance, and — for a pre-training model —
+the masked-word and masked-object predictions and the cross-modal ablation gauge. The app caches the result
+(``st.cache_data``) and draws it; interventions and the per-example faithfulness curves are separate calls, made
+when the user asks for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from lxmert.detection.regions import Regions
+from lxmert.tokenization import LxmertTokenizer
+
+from .attention import AttentionMaps, HeadStats, attention_maps_from_output, cross_modal_share, head_stats
+from .attributions import Attributions, integrated_gradients, region_occlusion
+from .forward import AnswerScore, answer_logits, run, top_answers
+from .inputs import Example, example_from_regions
+from .interventions import head_importance
+from .masked import (
+    AblationGauge,
+    MaskedRegionPrediction,
+    MaskedWordPrediction,
+    ablation_gauge,
+    predict_each_region,
+    predict_each_word,
+)
+from .relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
+
+
+@dataclass
+class SessionConfig:
+    """What :func:`analyze` computes and with which settings."""
+
+    top_k: int = 5  # answers, fillers and labels listed
+    ig_steps: int = 32  # integration steps of IG
+    ig_region_baseline: str = "zero"  # zero (the pre-training object mask) or mean
+    occlusion_baseline: str = (
+        "drop"  # how a region is occluded: drop (as the perturbation test), zero or mean
+    )
+    attributions: bool = True  # run integrated gradients and occlusion
+    masked: bool = True  # masked-word / masked-object predictions and the gauge (pre-training models only)
+
+
+@dataclass
+class Analysis:
+    """The app's view of one example.
+
+    Attributes:
+        example: the input.
+        checkpoint_id: which checkpoint produced it.
+        answers: the top-k answers.
+        target: the explained answer (the top one).
+        attention: every attention family, layer and head.
+        head_stats: per-head statistics, with the cross-modal share.
+        relevancy: ``raw_attention``, ``rollout`` and ``gradient`` relevancy of tokens and regions.
+        head_importance: family → (L, H) gradient importance for the target.
+        attributions: integrated gradients (None when switched off).
+        region_occlusion: (R,) logit drop per occluded region (None when switched off).
+        masked_words: every word masked alone, top-k fillers (pre-training models).
+        masked_regions: every region masked alone, top-k labels and nearest regions (pre-training models).
+        gauge: the cross-modal ablation gauge (pre-training models with detector labels).
+        seconds: wall time per part.
+    """
+
+    example: Example
+    checkpoint_id: str
+    answers: list[AnswerScore]
+    target: int
+    attention: AttentionMaps
+    head_stats: HeadStats
+    relevancy: dict[str, Relevancy]
+    head_importance: dict[str, np.ndarray]
+    attributions: Attributions | None = None
+    region_occlusion: np.ndarray | None = None
+    masked_words: list[MaskedWordPrediction] | None = None
+    masked_regions: list[MaskedRegionPrediction] | None = None
+    gauge: AblationGauge | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _has_pretraining_heads(model: nn.Module) -> bool:
+    return all(hasattr(model, name) for name in ("cls", "obj_predict_head"))
+
+
+def analyze_example(
+    model: nn.Module,
+    tokenizer: LxmertTokenizer,
+    example: Example,
+    checkpoint_id: str = "",
+    answer_names: Sequence[str] | None = None,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    config: SessionConfig | None = None,
+) -> Analysis:
+    """Compute everything the app shows for ``example``.
+
+    Args:
+        model: a QA model, or a pre-training model with its QA head (masked predictions need the latter).
+        tokenizer: the checkpoint's tokenizer.
+        example: the input.
+        checkpoint_id: recorded with the result (and in exports).
+        answer_names: the answer table, to name answers.
+        object_names: the detector's object vocabulary, to name labels and align words with regions.
+        attr_names: the detector's attribute vocabulary.
+        config: what to compute.
+    """
+    config = config or SessionConfig()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = now - clock
+        clock = now
+
+    with torch.no_grad():
+        output = run(model, example, output_attentions=True, output_hidden_states=True)
+    logits = answer_logits(output)[0]
+    target = int(logits.argmax())
+    maps = attention_maps_from_output(output, example)
+    stats = head_stats(maps, cross_modal_share(model, output))
+    lap("answers_attention")
+    relevancy = {
+        "raw_attention": raw_attention_relevancy(maps),
+        "rollout": rollout_relevancy(maps),
+        "gradient": gradient_relevancy(model, example, target),
+    }
+    lap("relevancy")
+    importance = head_importance(model, example, [target])
+    lap("head_importance")
+    analysis = Analysis(
+        example=example,
+        checkpoint_id=checkpoint_id,
+        answers=top_answers(logits, config.top_k, answer_names),
+        target=target,
+        attention=maps,
+        head_stats=stats,
+        relevancy=relevancy,
+        head_importance=importance,
+        seconds=seconds,
+    )
+    if config.attributions:
+        analysis.attributions = integrated_gradients(
+            model, example, target, n_steps=config.ig_steps, region_baseline=config.ig_region_baseline,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+        lap("integrated_gradients")
+        if example.num_regions > 1 or config.occlusion_baseline != "drop":
+            analysis.region_occlusion = region_occlusion(
+                model, example, target, baseline=config.occlusion_baseline
+            )
+        lap("occlusion")
+    if config.masked and _has_pretraining_heads(model):
+        k = config.top_k
+        analysis.masked_words = predict_each_word(model, example, tokenizer, k)
+        analysis.masked_regions = predict_each_region(
+            model, example, k, object_names=object_names, attr_names=attr_names
+        )
+        lap("masked")
+        if example.object_ids is not None:
+            analysis.gauge = ablation_gauge(model, example, tokenizer, object_names, attr_names)
+        lap("gauge")
+    return analysis
+
+
+def analyze(
+    model: nn.Module,
+    tokenizer: LxmertTokenizer,
+    regions: Regions,
+    question: str,
+    checkpoint_id: str = "",
+    answer_names: Sequence[str] | None = None,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    config: SessionConfig | None = None,
+) -> Analysis:
+    """:func:`analyze_example` for a question about the detector's regions of one image."""
+    example = example_from_regions(tokenizer, question, regions)
+    return analyze_example(
+        model, tokenizer, example, checkpoint_id, answer_names, object_names, attr_names, config
+    )
+
+
+__all__ = ["Analysis", "SessionConfig", "analyze", "analyze_example"]
