@@ -1,0 +1,528 @@
+"""LXMERT pre-training: the five tasks of the paper (§3.1) on (image, sentence) pairs.
+
+Recipe of the authors' ``src/pretrain/lxmert_data.py`` and ``lxmert_pretrain.py``:
+
+- **Masked language modelling** — each WordPiece ([CLS], [SEP] and padding excluded) is picked with probability
+  ``word_mask_rate`` (0.15); a picked token becomes [MASK] 80% of the time, a random vocabulary id 10%, and stays
+  10%. Labels are the original ids at picked positions and -100 elsewhere.
+- **Masked object prediction** — each region is picked with probability ``obj_mask_rate`` (0.15); its feature is
+  zeroed 80% of the time, replaced by the feature of a random region of a random image of the data set 10%, and
+  kept 10%. The model regresses the original feature at picked regions and classifies every region's detected
+  object and attribute, weighted by the detector's confidence (see ``LxmertForPreTraining``).
+- **Cross-modality matching** — with probability 0.5 the sentence is replaced by one of a different image.
+- **Image QA** — for a matched sentence that is a question with a label, the target is one answer drawn from its
+  soft label in proportion to the scores (answers outside the table dropped); -100 otherwise, and during the epochs
+  before ``qa_from_epoch`` (the paper pre-trains 10 epochs without QA, then 10 with it).
+
+All randomness of an item comes from ``numpy.random.default_rng([seed, epoch, index])``: an item is the same
+whatever the number of processes or workers, and after a resume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from lxmert.answers import AnswerTable
+from lxmert.fileio import atomic_write_text
+from lxmert.tokenization import LxmertTokenizer
+from training import distributed
+from training.data.store import FeatureStore
+
+from .base import Losses, Stats, Task
+
+IGNORE = -100
+MASK_TO_TOKEN, MASK_TO_RANDOM = 0.8, 0.9  # cumulative: 80% [MASK], 10% random, 10% unchanged
+MATCH_NEGATIVE_RATE = 0.5
+PRETRAIN_CONFIG_FILE = "pretrain_config.json"
+# The synthetic world's layout (training/world/generate.py): pre-training sees train + nominival, as the authors.
+WORLD_TRAIN_FILES = ("lxmert/mscoco_train.json", "lxmert/mscoco_nominival.json")
+WORLD_VALID_FILE = "lxmert/mscoco_minival.json"
+WORLD_ANSWERS = "lxmert/all_ans.json"
+WORLD_FEATURES = "features"
+# Keys of an item that have one row per region (padded to the batch's largest image) and one entry per answer.
+REGION_KEYS = (
+    "visual_feats", "visual_pos", "visual_attention_mask", "obj_ids", "obj_conf", "attr_ids", "attr_conf",
+    "feat_target", "feat_mask",
+)  # fmt: skip
+ANSWER_KEYS = {"ans_ids": -1, "ans_scores": 0.0}
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training data and objectives; defaults are the paper's, paths those of the synthetic world."""
+
+    world: str = field(
+        default="data/world", metadata={"help": "synthetic world directory: fills empty paths below"}
+    )
+    train_json: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated pre-training JSON files (default: WORLD/lxmert/mscoco_{train,nominival})"
+        },
+    )
+    valid_json: str = field(
+        default="", metadata={"help": "validation JSON files (default: WORLD/lxmert/mscoco_minival.json)"}
+    )
+    features: str = field(
+        default="", metadata={"help": "comma-separated feature store directories (default: WORLD/features)"}
+    )
+    vocab: str = field(
+        default="",
+        metadata={
+            "help": "WordPiece vocab.txt (default: WORLD/vocab.txt, else one trained into OUTPUT/vocab.txt)"
+        },
+    )
+    vocab_size: int = field(default=1000, metadata={"help": "size of a WordPiece vocabulary trained here"})
+    answers: str = field(
+        default="", metadata={"help": "QA answer table (default: WORLD/lxmert/all_ans.json)"}
+    )
+    qa_sets: str = field(
+        default="", metadata={"help": "comma-separated sources whose QA labels are used (default: all)"}
+    )
+    objects_vocab: str = field(
+        default="",
+        metadata={"help": "object label file sizing the object head (default: WORLD/objects_vocab.txt)"},
+    )
+    attributes_vocab: str = field(
+        default="", metadata={"help": "attribute label file (default: WORLD/attributes_vocab.txt)"}
+    )
+    preset: str = field(default="base", metadata={"help": "model preset", "choices": ["base", "tiny"]})
+    init: str = field(
+        default="", metadata={"help": "BERT-style weights for the language encoder (default: from scratch)"}
+    )
+    task_mask_lm: bool = field(default=True, metadata={"help": "masked language modelling"})
+    task_matched: bool = field(default=True, metadata={"help": "cross-modality matching"})
+    task_obj_predict: bool = field(default=True, metadata={"help": "masked object prediction"})
+    task_qa: bool = field(default=True, metadata={"help": "image question answering"})
+    visual_losses: str = field(
+        default="obj,attr,feat", metadata={"help": "masked-object losses: any of obj, attr, feat"}
+    )
+    word_mask_rate: float = field(default=0.15, metadata={"help": "probability of masking a word"})
+    obj_mask_rate: float = field(default=0.15, metadata={"help": "probability of masking a region"})
+    qa_from_epoch: int = field(default=10, metadata={"help": "first epoch (0-based) with the QA loss on"})
+    max_seq_length: int = field(
+        default=20, metadata={"help": "tokens per sentence, [CLS] and [SEP] included"}
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.visual_loss_names) - {"obj", "attr", "feat"}
+        if unknown:
+            raise ValueError(f"unknown visual losses {sorted(unknown)}; choose from obj, attr, feat")
+        for name in ("word_mask_rate", "obj_mask_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def visual_loss_names(self) -> tuple[str, ...]:
+        return tuple(name for name in self.visual_losses.split(",") if name)
+
+    def _paths(self, value: str, *world_files: str) -> list[Path]:
+        """The comma-separated paths of ``value``, or the world's files when it is empty."""
+        if value:
+            return [Path(p) for p in value.split(",") if p]
+        return [Path(self.world, name) for name in world_files]
+
+    def train_paths(self) -> list[Path]:
+        return self._paths(self.train_json, *WORLD_TRAIN_FILES)
+
+    def valid_paths(self) -> list[Path]:
+        return self._paths(self.valid_json, WORLD_VALID_FILE)
+
+    def feature_paths(self) -> list[Path]:
+        return self._paths(self.features, WORLD_FEATURES)
+
+    def answers_path(self) -> Path:
+        return self._paths(self.answers, WORLD_ANSWERS)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masking and sampling (pure functions of a numpy Generator)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def mask_words(
+    ids: np.ndarray,
+    rng: np.random.Generator,
+    rate: float,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """BERT's 80/10/10 word masking.
+
+    Draws, in this order: ``u = rng.random(T)`` (a token is picked where ``u < rate``), ``a = rng.random(T)``
+    (picked tokens become [MASK] where ``a < 0.8``, a random id where ``0.8 <= a < 0.9``, else stay) and
+    ``rng.integers(vocab_size, size=T)`` (the random ids).
+
+    Args:
+        ids: ``(T,)`` token ids.
+        rng: the item's generator.
+        rate: probability of picking a token.
+        mask_id: the [MASK] id.
+        vocab_size: random replacements are drawn from ``[0, vocab_size)``, as the authors do.
+        special_ids: ids never picked ([CLS], [SEP], [PAD]).
+
+    Returns:
+        ``(inputs, labels)``: the masked ids and ``(T,)`` targets, the original id where picked, -100 elsewhere.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    picked = (rng.random(ids.shape) < rate) & ~np.isin(ids, special_ids)
+    action = rng.random(ids.shape)
+    random_ids = rng.integers(vocab_size, size=ids.shape)
+    inputs = ids.copy()
+    inputs[picked & (action < MASK_TO_TOKEN)] = mask_id
+    to_random = picked & (action >= MASK_TO_TOKEN) & (action < MASK_TO_RANDOM)
+    inputs[to_random] = random_ids[to_random]
+    return inputs, np.where(picked, ids, IGNORE)
+
+
+def mask_objects(
+    feats: np.ndarray,
+    rng: np.random.Generator,
+    rate: float,
+    random_feature: Callable[[np.random.Generator], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' region masking: zero 80%, a random data set feature 10%, unchanged 10%.
+
+    Draws ``u = rng.random(R)`` (picked where ``u < rate``) and ``a = rng.random(R)`` (zeroed where ``a < 0.8``,
+    replaced where ``0.8 <= a < 0.9``), then one ``random_feature(rng)`` per replaced region, in order.
+
+    Returns:
+        ``(masked, feat_mask)``: the ``(R, F)`` features fed to the model and the ``(R,)`` float 0/1 mask of picked
+        regions (the regression targets).
+    """
+    picked = rng.random(len(feats)) < rate
+    action = rng.random(len(feats))
+    masked = feats.copy()
+    masked[picked & (action < MASK_TO_TOKEN)] = 0.0
+    for row in np.flatnonzero(picked & (action >= MASK_TO_TOKEN) & (action < MASK_TO_RANDOM)):
+        masked[row] = random_feature(rng)
+    return masked, picked.astype(np.float32)
+
+
+def sample_answer(answers: Sequence[tuple[int, float]], rng: np.random.Generator) -> int:
+    """One answer label drawn in proportion to its soft score; -100 for no (positive) answer."""
+    scores = np.array([score for _, score in answers], dtype=np.float64)
+    if len(scores) == 0 or scores.sum() <= 0:
+        return IGNORE
+    return int(answers[rng.choice(len(answers), p=scores / scores.sum())][0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class FeatureStores:
+    """Image id → features over one or more feature stores (the first that holds the image wins)."""
+
+    def __init__(self, paths: Sequence[str | Path]):
+        if not paths:
+            raise ValueError("no feature store given")
+        self.stores = [FeatureStore(p) for p in paths]
+        dims = {s.feature_dim for s in self.stores}
+        if len(dims) > 1:
+            raise ValueError(
+                f"feature stores {list(map(str, paths))} hold different feature sizes {sorted(dims)}"
+            )
+        self.feature_dim = dims.pop()
+
+    def get(self, img_id: str) -> dict[str, Any]:
+        for store in self.stores:
+            if img_id in store:
+                return store.get(img_id)
+        raise KeyError(
+            f"image {img_id!r} is in none of the feature stores {[str(s.path) for s in self.stores]}"
+        )
+
+    def missing(self, img_ids: Sequence[str]) -> list[str]:
+        return [i for i in img_ids if not any(i in s for s in self.stores)]
+
+
+@dataclass
+class PretrainItem:
+    img_id: str
+    source: str
+    answers: list[tuple[int, float]]  # (answer label, soft score); empty for captions
+
+
+def read_pretrain_json(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Concatenate the authors' pre-training files: lists of ``{img_id, sentf, labelf}``."""
+    data = []
+    for path in paths:
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no pre-training file at {path}") from None
+        if not isinstance(values, list) or not all(isinstance(d, dict) and "sentf" in d for d in values):
+            raise ValueError(f"{path} must hold a JSON list of {{img_id, sentf, labelf}} objects")
+        data.extend(values)
+    return data
+
+
+class PretrainDataset(Dataset):
+    """One item per (image, sentence), with masked words, masked regions, a matching negative and a QA target.
+
+    Args:
+        data: pre-training records ``{img_id, sentf: {source: [sent]}, labelf: {source: [{ans: score}]}}``.
+        features: the images' features.
+        tokenizer: WordPiece tokenizer.
+        answers: the QA answer table.
+        config: masking rates, objectives, QA sources and start epoch, sequence length.
+        seed: with the epoch and index, seeds every item's randomness.
+        qa_from_epoch: overrides ``config.qa_from_epoch`` (validation scores QA from the start).
+    """
+
+    def __init__(
+        self,
+        data: Sequence[dict[str, Any]],
+        features: FeatureStores,
+        tokenizer: LxmertTokenizer,
+        answers: AnswerTable,
+        config: PretrainConfig,
+        seed: int = 0,
+        qa_from_epoch: int | None = None,
+    ):
+        self.features, self.tokenizer, self.answers, self.config = features, tokenizer, answers, config
+        self.seed, self.epoch = seed, 0
+        self.qa_from_epoch = config.qa_from_epoch if qa_from_epoch is None else qa_from_epoch
+        qa_sets = set(config.qa_sets.split(",")) - {""}
+        self.items: list[PretrainItem] = []
+        sentences: list[str] = []
+        for datum in data:
+            for source, sents in datum["sentf"].items():
+                labels = datum.get("labelf", {}).get(source)
+                use_labels = labels is not None and (not qa_sets or source in qa_sets)
+                for i, sent in enumerate(sents):
+                    scored = labels[i].items() if use_labels else ()
+                    kept = [(self.answers.label(a), s) for a, s in scored]
+                    self.items.append(
+                        PretrainItem(datum["img_id"], source, [(a, s) for a, s in kept if a is not None])
+                    )
+                    sentences.append(sent)
+        if not self.items:
+            raise ValueError("the pre-training data hold no sentences")
+        self.image_ids = sorted({item.img_id for item in self.items})
+        if len(self.image_ids) < 2:
+            raise ValueError("matching negatives need sentences of at least two images")
+        missing = features.missing(self.image_ids)
+        if missing:
+            raise ValueError(f"{len(missing)} images have no features (e.g. {missing[:3]})")
+        T = config.max_seq_length
+        self.token_ids = np.full((len(sentences), T), tokenizer.pad_token_id, dtype=np.int64)
+        for row, sent in enumerate(sentences):
+            ids = tokenizer.encode(sent, T)
+            self.token_ids[row, : len(ids)] = ids
+        self.special_ids = [tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Items of ``epoch`` (masks, negatives, sampled answers) are drawn from ``(seed, epoch, index)``."""
+        self.epoch = epoch
+
+    def _random_feature(self, rng: np.random.Generator) -> np.ndarray:
+        image = self.features.get(self.image_ids[rng.integers(len(self.image_ids))])
+        return image["features"][rng.integers(image["num_boxes"])]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        cfg = self.config
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        item = self.items[index]
+        sentence, matched = index, 1
+        if cfg.task_matched and rng.random() < MATCH_NEGATIVE_RATE:
+            matched = 0
+            while self.items[sentence].img_id == item.img_id:
+                sentence = int(rng.integers(len(self.items)))
+        ids = self.token_ids[sentence]
+        rate = cfg.word_mask_rate if cfg.task_mask_lm else 0.0
+        input_ids, lm_labels = mask_words(
+            ids, rng, rate, self.tokenizer.mask_token_id, self.tokenizer.vocab_size, self.special_ids
+        )
+        image = self.features.get(item.img_id)
+        feats = image["features"]  # (R, F)
+        rate = cfg.obj_mask_rate if cfg.task_obj_predict else 0.0
+        masked_feats, feat_mask = mask_objects(feats, rng, rate, self._random_feature)
+        qa_on = cfg.task_qa and matched and self.epoch >= self.qa_from_epoch
+        ans = sample_answer(item.answers, rng) if qa_on else IGNORE
+        R = len(feats)
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy((ids != self.tokenizer.pad_token_id).astype(np.int64)),
+            "token_type_ids": torch.zeros(len(ids), dtype=torch.long),
+            "lm_labels": torch.from_numpy(lm_labels),
+            "visual_feats": torch.from_numpy(masked_feats),
+            "visual_pos": torch.from_numpy(image["normalized_boxes"]),
+            "visual_attention_mask": torch.ones(R, dtype=torch.long),
+            "obj_ids": torch.from_numpy(image["objects_id"]),
+            "obj_conf": torch.from_numpy(image["objects_conf"]),
+            "attr_ids": torch.from_numpy(image["attrs_id"]),
+            "attr_conf": torch.from_numpy(image["attrs_conf"]),
+            "feat_target": torch.from_numpy(feats),
+            "feat_mask": torch.from_numpy(feat_mask),
+            "matched": torch.tensor(matched),
+            "sentence_index": torch.tensor(
+                sentence
+            ),  # the item whose sentence this is (another's if unmatched)
+            "ans": torch.tensor(ans),
+            "ans_ids": torch.tensor([a for a, _ in item.answers], dtype=torch.long),
+            "ans_scores": torch.tensor([s for _, s in item.answers], dtype=torch.float32),
+        }
+
+    def majority_baselines(self) -> dict[str, float]:
+        """What always predicting the most frequent target scores on this data: the chance level of each head."""
+        words = Counter(t for t in self.token_ids.ravel().tolist() if t not in self.special_ids)
+        answered = [item.answers for item in self.items if item.answers]
+        answer_scores: Counter[int] = Counter()
+        for answers in answered:
+            for label, score in answers:
+                answer_scores[label] += score
+        objects, attrs = Counter(), Counter()
+        per_image = Counter(item.img_id for item in self.items)
+        for img_id, n_items in per_image.items():
+            image = self.features.get(img_id)
+            for key, counter in (("objects_id", objects), ("attrs_id", attrs)):
+                for label, count in Counter(image[key].tolist()).items():
+                    counter[label] += count * n_items
+        baselines = {
+            "mask_lm_acc": max(words.values()) / sum(words.values()),
+            "matched_acc": max(MATCH_NEGATIVE_RATE, 1 - MATCH_NEGATIVE_RATE),
+            "obj_acc": max(objects.values()) / sum(objects.values()),
+            "attr_acc": max(attrs.values()) / sum(attrs.values()),
+        }
+        if answered:
+            baselines["qa_score"] = max(answer_scores.values()) / len(answered)
+        return baselines
+
+
+def pretrain_collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack items; regions are padded to the batch's largest image (mask 0), answer lists to the longest."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if key in REGION_KEYS or key in ANSWER_KEYS:
+            batch[key] = nn.utils.rnn.pad_sequence(
+                values, batch_first=True, padding_value=ANSWER_KEYS.get(key, 0)
+            )
+        else:
+            batch[key] = torch.stack(values)
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Task
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class PretrainTask(Task):
+    """The five pre-training losses of ``LxmertForPreTraining`` and an accuracy for every head.
+
+    Metrics: ``mask_lm_acc`` (masked tokens), ``matched_acc`` (all pairs), ``qa_score`` (the soft score of the
+    predicted answer on matched questions, the authors' evaluator), ``obj_acc`` / ``attr_acc`` (the detector's
+    label on masked regions), and each loss (``feat_loss`` is the feature regression).
+
+    Args:
+        tokenizer: saved with the model.
+        answers: the QA answer table, saved with the model.
+        config: saved beside the model as ``pretrain_config.json``.
+    """
+
+    name = "pretrain"
+    main_metric = "loss"  # the authors keep the checkpoint with the best validation loss
+    higher_is_better = False
+
+    def __init__(self, tokenizer: LxmertTokenizer, answers: AnswerTable, config: PretrainConfig):
+        self.tokenizer, self.answers, self.config = tokenizer, answers, config
+
+    def collate(self, items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return pretrain_collate(items)
+
+    def compute(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Losses, Stats]:
+        lm_labels, ans = batch["lm_labels"], batch["ans"]  # (B, T), (B,)
+        masked, answered = lm_labels != IGNORE, ans != IGNORE
+        counts = torch.stack([masked.sum(), answered.sum()])
+        # A mean over zero targets is NaN: a loss with no target in this batch is left out (its head gets no
+        # gradient here; under DDP, find_unused_parameters lets that be).
+        has_masked, has_answer = counts.tolist()
+        out = model(
+            input_ids=batch["input_ids"],
+            visual_feats=batch["visual_feats"],
+            visual_pos=batch["visual_pos"],
+            attention_mask=batch["attention_mask"],
+            visual_attention_mask=batch["visual_attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+            labels=lm_labels if has_masked else None,
+            obj_labels={
+                "obj": (batch["obj_ids"], batch["obj_conf"]),
+                "attr": (batch["attr_ids"], batch["attr_conf"]),
+                "feat": (batch["feat_target"], batch["feat_mask"]),
+            },
+            matched_label=batch["matched"],
+            ans=ans if has_answer else None,
+        )
+        losses = dict(out.losses)
+        if model.training and distributed.world_size() > 1:
+            # Masked tokens and answered questions vary per process: weight each process's mean by its share.
+            scale = distributed.global_mean_scale(counts)
+            for name, factor in zip(("mask_lm", "qa"), scale, strict=True):
+                if name in losses:
+                    losses[name] = losses[name] * factor
+
+        stats: Stats = {}
+        if out.prediction_logits is not None:
+            hits = (out.prediction_logits.argmax(-1) == lm_labels) & masked
+            stats["mask_lm_acc"] = (hits.sum(), masked.sum())
+        if out.cross_relationship_score is not None:
+            hits = out.cross_relationship_score.argmax(-1) == batch["matched"]
+            stats["matched_acc"] = (hits.sum(), torch.tensor(len(hits)))
+        if out.question_answering_score is not None:
+            predicted = out.question_answering_score.argmax(-1, keepdim=True)  # (B, 1)
+            soft = (batch["ans_scores"] * (batch["ans_ids"] == predicted)).sum(-1)  # (B,)
+            stats["qa_score"] = ((soft * answered).sum(), answered.sum())
+        regions = batch["feat_mask"].bool() & batch["visual_attention_mask"].bool()  # masked, real regions
+        for key, logits in (("obj", out.obj_logits), ("attr", out.attr_logits)):
+            if logits is not None:
+                hits = (logits.argmax(-1) == batch[f"{key}_ids"]) & regions
+                stats[f"{key}_acc"] = (hits.sum(), regions.sum())
+        return losses, stats
+
+    def save_pretrained_kwargs(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "answers": self.answers}
+
+    def save_extras(self, directory: Path) -> None:
+        atomic_write_text(
+            Path(directory) / PRETRAIN_CONFIG_FILE, json.dumps(asdict(self.config), indent=2) + "\n"
+        )
+
+
+def feature_regression_baseline(dataset: PretrainDataset, max_images: int = 500) -> float:
+    """SmoothL1 (averaged over feature dimensions) of predicting the mean region feature: the feat loss at chance."""
+    ids = dataset.image_ids[:max_images]
+    feats = torch.from_numpy(np.concatenate([dataset.features.get(i)["features"] for i in ids]))
+    return float(F.smooth_l1_loss(feats.mean(0).expand_as(feats), feats))
+
+
+__all__ = [
+    "FeatureStores",
+    "PretrainConfig",
+    "PretrainDataset",
+    "PretrainTask",
+    "feature_regression_baseline",
+    "mask_objects",
+    "mask_words",
+    "pretrain_collate",
+    "read_pretrain_json",
+    "sample_answer",
+]
