@@ -154,3 +154,15 @@ def test_ce_loss_ignores_unanswerable_questions(toy):
     batch["target"][:] = 0.0
     losses, _ = task.compute(model, batch)
     assert losses["qa"].item() == 0.0
+
+
+def test_feature_size_mismatch_is_named(toy):
+    from lxmert.config import LxmertConfig
+    from lxmert.modeling import LxmertForQuestionAnswering
+
+    task = make_task(toy, "vqa")
+    model = LxmertForQuestionAnswering(
+        LxmertConfig.preset("tiny", visual_feat_dim=16, l_layers=1), num_labels=6
+    )
+    with pytest.raises(ValueError, match="takes 16-d region features but .* holds 8-d"):
+        task.check_model(model)

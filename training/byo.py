@@ -85,6 +85,9 @@ class ByoConfig:
     init: str = field(
         default="runs/pretrain/final", metadata={"help": "pre-trained checkpoint to start from"}
     )
+    vocab: str = field(
+        default="", metadata={"help": "WordPiece vocab.txt when the checkpoint has none (an authors' .pth)"}
+    )
     epochs: int = field(default=4, metadata={"help": "fine-tuning epochs (paper: 4)"})
     batch_size: int = field(default=32, metadata={"help": "fine-tuning batch size (paper: 32)"})
     lr: float = field(default=5e-5, metadata={"help": "fine-tuning peak learning rate (paper, VQA: 5e-5)"})
@@ -268,7 +271,7 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
         **task_class.train_defaults, "output": str(out / "model"), "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
     })  # fmt: skip
-    finetune("vqa", FinetuneConfig(init=cfg.init), data, train)
+    finetune("vqa", FinetuneConfig(init=cfg.init, vocab=cfg.vocab), data, train)
     model = out / "model" / ("best" if splits["valid"] else "final")
     result = {"data": str(out / "data"), "features": str(out / "features"), "model": str(model)}
     if splits["test"]:

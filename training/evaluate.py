@@ -118,6 +118,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     split = cfg.split or task.config.valid
     items = task.load_items(split)
     model = load_checkpoint(cfg.checkpoint).model if fine_tuned else task.build_model(cfg.checkpoint, False)
+    task.check_model(model)
     predictions = predict_split(task, model, items, cfg.batch_size, resolve_device(cfg.device))
 
     out = (

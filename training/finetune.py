@@ -104,6 +104,7 @@ def finetune(name: str, start: FinetuneConfig, data, train: TrainConfig) -> dict
     train_set, valid_set = task.datasets()
     torch.manual_seed(train.seed)  # the new head's (or, from scratch, every weight's) initialisation
     model = task.build_model(start.init, start.from_scratch)
+    task.check_model(model)
     report = getattr(model, "load_report", None)
     print(f"{name}: {len(train_set)} training, {len(valid_set) if valid_set else 0} validation items; "
           f"{'from scratch' if start.from_scratch else report or start.init}")  # fmt: skip

@@ -161,6 +161,15 @@ class FinetuneTask(Task):
                 "scratch" rows; the authors' ``--fromScratch``).
         """
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise if the model's visual input size is not the feature stores' (a detector/checkpoint mismatch)."""
+        expected, found = model.config.visual_feat_dim, self.features.feature_dim
+        if expected != found:
+            raise ValueError(
+                f"the model takes {expected}-d region features but {self.config.features} holds {found}-d ones: "
+                "extract features with the detector the checkpoint was pre-trained on"
+            )
+
     # -- predictions -----------------------------------------------------------------------------------------------
 
     @abstractmethod

@@ -21,8 +21,8 @@ from .qa import QATask
 class GQATask(QATask):
     name = "gqa"
     data_defaults = {
-        "data": "data/world/gqa",
-        "features": "data/world/features",
+        "data": "runs/world/gqa",
+        "features": "runs/features/world",
         "train": "train,valid",
         "valid": "testdev",
     }

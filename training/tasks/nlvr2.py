@@ -34,8 +34,8 @@ from .qa import model_inputs
 class NLVR2Task(FinetuneTask):
     name = "nlvr2"
     data_defaults = {
-        "data": "data/world/nlvr2",
-        "features": "data/world/features",
+        "data": "runs/world/nlvr2",
+        "features": "runs/features/world",
         "train": "train",
         "valid": "valid",
     }

@@ -20,8 +20,8 @@ from .qa import QATask
 class VQATask(QATask):
     name = "vqa"
     data_defaults = {
-        "data": "data/world/vqa",
-        "features": "data/world/features",
+        "data": "runs/world/vqa",
+        "features": "runs/features/world",
         "train": "train,nominival",
         "valid": "minival",
     }
