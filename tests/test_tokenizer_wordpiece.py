@@ -15,6 +15,7 @@ QUERIES = [
     "a",
     "is the small rubber cylinder behind the large metal sphere and left of the green cube",  # gets truncated
     "",
+    "the [MASK] is Red",  # special tokens in the text stay whole
 ]
 
 
@@ -46,6 +47,7 @@ def test_special_ids_are_read_from_the_vocab(bert_layout_vocab):
     assert tok.vocab_size == 104 + 14 + 6
     assert tok.tokenize("Cylinders?") == ["cyl", "##ind", "##er", "##s", "?"]
     assert tok.decode(tok("the red cylinders")["input_ids"][0]) == "the red cylinders"
+    assert tok("the [MASK] cube")["input_ids"][0].tolist() == [101, 104, 103, 105, 102]
 
 
 def test_ids_equal_transformers_bert_tokenizer(tmp_path, bert_layout_vocab):
