@@ -1,0 +1,146 @@
+"""Detector configuration: one dataclass whose defaults are the bottom-up-attention (BUTD) Visual Genome detector.
+
+The defaults describe the Caffe detector that produced LXMERT's features (Anderson et al. 2018; the authors'
+``generate_tsv.py`` and its ``test.prototxt``): ResNet-101 C4, 1600 objects and 400 attributes, images resized to a
+600-pixel shorter side (at most 1000), 300 RPN proposals at test time, per-class NMS at 0.3, 36 regions kept with a
+0.2 confidence threshold. The ``small`` preset is the detector for the synthetic world, small enough to train on a
+2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes as ``visual_feat_dim``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("resnet101_c4", "small")
+
+
+@dataclass
+class DetectorConfig:
+    # "resnet101_c4": res2-res4 backbone (stride 16), res5 run on each 14x14 RoI then mean-pooled (BUTD layout).
+    # "small": a few residual conv blocks (stride 8) and a two-layer MLP on 7x7 RoIs.
+    backbone: str = "resnet101_c4"
+    # Channels of the small backbone's stem and stages; unused by resnet101_c4.
+    small_channels: tuple[int, ...] = (32, 64, 128)
+    # Size of the RoI feature of each region: LXMERT's visual_feat_dim (2048 = res5 output channels).
+    feature_dim: int = 2048
+    # Vocabulary sizes, background / "no attribute" excluded: the model adds index 0 for each.
+    num_classes: int = 1600
+    num_attributes: int = 400
+    # Input transform: shorter side resized to min_size unless the longer would exceed max_size.
+    min_size: int = 600
+    max_size: int = 1000
+    # RGB mean and std on a 0..1 scale; Caffe subtracts its BGR means (102.98, 115.95, 122.77) and does not divide.
+    pixel_mean: tuple[float, float, float] = (122.7717 / 255, 115.9465 / 255, 102.9801 / 255)
+    pixel_std: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
+    # RPN: Caffe scales 4, 8, 16, 32 at stride 16 and ratios 0.5, 1, 2 (12 anchors per position).
+    anchor_sizes: tuple[int, ...] = (64, 128, 256, 512)
+    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_top_n_train: int = 12000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 6000
+    rpn_post_nms_top_n_test: int = 300
+    rpn_nms_threshold: float = 0.7
+    rpn_fg_iou_threshold: float = 0.7
+    rpn_bg_iou_threshold: float = 0.3
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    # RoI head: pooled size (res5 halves 14 to 7), sampling during training (detectron2 defaults).
+    roi_output_size: int = 14
+    roi_sampling_ratio: int = 0
+    roi_batch_size_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_fg_iou_threshold: float = 0.5
+    roi_bg_iou_threshold: float = 0.5
+    # Attribute head (BUTD): [RoI feature; embedding of the class] -> attr_hidden_dim -> ReLU -> attributes + 1.
+    class_embed_dim: int = 256
+    attr_hidden_dim: int = 512
+    # Region selection as in the authors' extractor: MIN_BOXES = MAX_BOXES = 36, conf_thresh 0.2, TEST.NMS 0.3.
+    num_regions: int = 36
+    conf_threshold: float = 0.2
+    nms_threshold: float = 0.3
+    # Image guards: refuse more pixels than Pillow's own decompression-bomb limit; downscale longer sides above this.
+    max_image_pixels: int = 89_478_485
+    max_image_side: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "resnet101_c4" and self.feature_dim != 2048:
+            raise ValueError(
+                f"resnet101_c4 pools 2048-d res5 features; feature_dim {self.feature_dim} cannot change"
+            )
+        for name in ("num_classes", "num_attributes", "num_regions", "feature_dim", "min_size", "max_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("conf_threshold", "nms_threshold", "rpn_nms_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        # JSON round-trips tuples as lists; keep one type so that configs compare equal.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, list):
+                setattr(self, field.name, tuple(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"DetectorConfig has no fields {unknown}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> DetectorConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> DetectorConfig:
+        """A registered preset (``butd``, ``small``) with optional field overrides."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "butd": {},
+    # The synthetic world: 256x256 scenes of flat-coloured shapes 26-66 px wide, kept at native resolution.
+    "small": dict(
+        backbone="small",
+        small_channels=(24, 48, 96),
+        feature_dim=256,
+        min_size=256,
+        max_size=512,
+        pixel_mean=(0.5, 0.5, 0.5),
+        pixel_std=(0.25, 0.25, 0.25),
+        anchor_sizes=(24, 40, 64, 96),
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_test=200,
+        roi_output_size=7,
+        roi_sampling_ratio=2,
+        roi_batch_size_per_image=64,
+        class_embed_dim=64,
+        attr_hidden_dim=128,
+    ),
+}
+
+__all__ = ["BACKBONES", "DetectorConfig", "PRESETS"]

@@ -1,0 +1,177 @@
+"""The detector interface: images in, :class:`Regions` out, and a directory format to save and load it.
+
+A saved detector is a directory of four files:
+
+- ``config.json``: the :class:`DetectorConfig`, enough to rebuild the model;
+- ``model.safetensors``: the weights (optionally fp16; they are loaded back into fp32);
+- ``objects_vocab.txt`` and ``attributes_vocab.txt``: one class name per line, in index order, the layout of
+  bottom-up-attention's ``1600-400-20`` vocabulary files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save
+
+from lxmert.detection.config import DetectorConfig
+from lxmert.detection.frcnn import FasterRCNNWithAttributes
+from lxmert.detection.images import LoadedImage, load_image, to_tensor
+from lxmert.detection.regions import Regions
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+OBJECTS_FILE = "objects_vocab.txt"
+ATTRIBUTES_FILE = "attributes_vocab.txt"
+
+
+class Detector:
+    """A Faster R-CNN with attributes plus its vocabularies.
+
+    Args:
+        model: the network; it is put in eval mode.
+        objects_vocab: class names, ``config.num_classes`` of them, background excluded.
+        attributes_vocab: attribute names, ``config.num_attributes`` of them, "no attribute" excluded.
+    """
+
+    def __init__(
+        self, model: FasterRCNNWithAttributes, objects_vocab: list[str], attributes_vocab: list[str]
+    ) -> None:
+        config = model.config
+        if len(objects_vocab) != config.num_classes:
+            raise ValueError(f"{len(objects_vocab)} object names for num_classes={config.num_classes}")
+        if len(attributes_vocab) != config.num_attributes:
+            raise ValueError(
+                f"{len(attributes_vocab)} attribute names for num_attributes={config.num_attributes}"
+            )
+        self.model = model.eval()
+        self.objects_vocab = list(objects_vocab)
+        self.attributes_vocab = list(attributes_vocab)
+
+    @property
+    def config(self) -> DetectorConfig:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> Detector:
+        self.model.to(device)
+        return self
+
+    def load_image(self, source: str | Path | Image.Image) -> LoadedImage:
+        """Open one image under this detector's size limits (see :func:`lxmert.detection.images.load_image`)."""
+        return load_image(
+            source, max_pixels=self.config.max_image_pixels, max_side=self.config.max_image_side
+        )
+
+    def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[Regions]:
+        """Detect ``config.num_regions`` regions in each image, as one batch.
+
+        Raises:
+            ImageError: an image cannot be read or is too large; the message names it.
+        """
+        return self.detect([self.load_image(image) for image in images])
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[LoadedImage]) -> list[Regions]:
+        """Detect regions in already loaded images; boxes are mapped back to each image's original size.
+
+        Images of different sizes go through the model in separate calls: a batch is padded to its largest
+        image, and the padding would change the features of the smaller ones (the cause of lower scores with
+        detectron2's batch mode, airsplay/lxmert#48). So an image's regions never depend on its batch-mates.
+        """
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, loaded in enumerate(images):
+            by_size.setdefault(loaded.image.size, []).append(index)
+        outputs: dict[int, dict[str, torch.Tensor]] = {}
+        for indices in by_size.values():
+            batch = self.model([to_tensor(images[i].image).to(self.device) for i in indices])
+            outputs.update(zip(indices, batch, strict=True))
+        return [_regions(loaded, outputs[index]) for index, loaded in enumerate(images)]
+
+    def save_pretrained(self, directory: str | Path, *, half: bool = False) -> None:
+        """Write the four files of a saved detector; each appears whole or not at all.
+
+        Args:
+            directory: created if missing.
+            half: store floating-point weights as fp16 (half the size; loaded back as fp32).
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            name: (tensor.half() if half and tensor.is_floating_point() else tensor)
+            .detach()
+            .cpu()
+            .contiguous()
+            for name, tensor in self.model.state_dict().items()
+        }
+        _atomic_write(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
+        _atomic_write(directory / CONFIG_FILE, self.config.to_json().encode())
+        _atomic_write(directory / OBJECTS_FILE, ("\n".join(self.objects_vocab) + "\n").encode())
+        _atomic_write(directory / ATTRIBUTES_FILE, ("\n".join(self.attributes_vocab) + "\n").encode())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Detector:
+        """Load a detector saved by :meth:`save_pretrained`.
+
+        Raises:
+            FileNotFoundError: a file of the format is missing (the message names it).
+            ValueError: the config, vocabularies and weights disagree.
+        """
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE, OBJECTS_FILE, ATTRIBUTES_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory} is not a saved detector: {name} is missing")
+        config = DetectorConfig.from_json_file(directory / CONFIG_FILE)
+        model = FasterRCNNWithAttributes(config)
+        try:
+            model.load_state_dict(load_file(directory / WEIGHTS_FILE))
+        except RuntimeError as err:
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE} does not fit {directory / CONFIG_FILE}: {err}"
+            ) from err
+        detector = cls(model, _read_vocab(directory / OBJECTS_FILE), _read_vocab(directory / ATTRIBUTES_FILE))
+        return detector.to(device)
+
+
+def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
+    """The model's output for one image as Regions, boxes scaled from the working copy to the original pixels."""
+    scale_x, scale_y = loaded.scale
+    width, height = loaded.original_size
+    return Regions(
+        boxes=output["boxes"].float().cpu() * torch.tensor([scale_x, scale_y, scale_x, scale_y]),
+        features=output["features"].float().cpu(),
+        object_ids=output["object_ids"].cpu(),
+        object_conf=output["object_conf"].float().cpu(),
+        attr_probs=output["attr_probs"].float().cpu(),
+        image_height=height,
+        image_width=width,
+        num_real=int(output["num_real"]),
+    )
+
+
+def _read_vocab(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide a shipped detector from other users
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+__all__ = ["ATTRIBUTES_FILE", "CONFIG_FILE", "Detector", "OBJECTS_FILE", "WEIGHTS_FILE"]
