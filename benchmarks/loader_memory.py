@@ -29,17 +29,19 @@ GIB = 1024**3
 
 
 class StoreDataset(Dataset):
-    """One item per image: the fields a pre-training or fine-tuning loader takes from the store."""
+    """One item per image: the fields a pre-training or fine-tuning loader takes from the store.
+
+    It holds only the store (a path once pickled), so nothing in a worker grows with the number of images.
+    """
 
     def __init__(self, store: FeatureStore):
         self.store = store
-        self.ids = store.ids
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.store)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = self.store.get(self.ids[index])
+        item = self.store.get_row(index)
         return {
             "features": torch.from_numpy(item["features"]),
             "boxes": torch.from_numpy(item["normalized_boxes"]),

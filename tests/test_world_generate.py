@@ -117,7 +117,8 @@ def test_balancing_caps_each_answer_within_its_family():
     questions += [{"answer": "yes", "types": {"detailed": "exist"}}] * 5
     kept = balance_answers(questions, np.random.default_rng(0), ratio=1.2)
     counts = {a: sum(q["answer"] == a for q in kept) for a in ("1", "2", "3", "yes")}
-    assert counts == {"1": 40, "2": 20, "3": 10, "yes": 5}  # cap = ceil(1.2 * 100 / 3) = 40
+    # caps recomputed on what is kept: 40 (of 100), 28 (of 70), 24, 22, 21, then 21 of 51 holds
+    assert counts == {"1": 21, "2": 20, "3": 10, "yes": 5}
 
 
 def test_cli_flags_map_to_config_fields():

@@ -14,7 +14,8 @@ Layout of a store directory (R = max boxes per image, D = feature size, N = imag
     attrs_id.bin         (N, R) int64        attrs_conf.bin    (N, R) float32
     sizes.bin            (N, 3) int64: img_h, img_w, num_boxes
     ids.txt              image ids in row order, one per line
-    index_ids.npy        image ids sorted (bytes), written by finalize(); with index_rows.npy the row of each
+    index_ids.npy        written by finalize(): image ids sorted (bytes); index_rows.npy gives the row of each,
+    row_ids.npy          and row_ids.npy the id of each row; all three are memory-mapped too
 
 Rows with fewer than R boxes are zero-padded; ``get`` returns only the first ``num_boxes``.
 
@@ -37,7 +38,7 @@ FORMAT_NAME = "lxmert-feature-store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 IDS_FILE = "ids.txt"
-INDEX_IDS, INDEX_ROWS = "index_ids.npy", "index_rows.npy"
+INDEX_IDS, INDEX_ROWS, ROW_IDS = "index_ids.npy", "index_rows.npy", "row_ids.npy"
 FEATURE_DTYPES = ("float32", "float16")
 # Per-box columns other than features: name -> (dtype, trailing shape).
 BOX_COLUMNS = {
@@ -117,14 +118,14 @@ class FeatureStore:
                     maps[name] = np.zeros((0, *row_shape), dtype)
                 else:
                     maps[name] = np.memmap(self.path / name, dtype, "r", shape=(self._count, *row_shape))
-            maps[INDEX_IDS] = np.load(self.path / INDEX_IDS, mmap_mode="r")
-            maps[INDEX_ROWS] = np.load(self.path / INDEX_ROWS, mmap_mode="r")
+            for name in (INDEX_IDS, INDEX_ROWS, ROW_IDS):
+                maps[name] = np.load(self.path / name, mmap_mode="r")
             self._maps = maps
         return self._maps
 
     @property
     def ids(self) -> list[str]:
-        """Image ids in row order."""
+        """Image ids in row order (read on first use; ``get`` and ``get_row`` never need the list)."""
         if self._ids is None:
             self._ids = (self.path / IDS_FILE).read_text(encoding="utf-8").splitlines()[: self._count]
         return self._ids
@@ -329,7 +330,11 @@ class FeatureStoreWriter:
             [i.encode("utf-8") for i in ids], dtype=f"S{max((len(i.encode()) for i in ids), default=1)}"
         )
         order = np.argsort(encoded, kind="stable")
-        for name, array in ((INDEX_IDS, encoded[order]), (INDEX_ROWS, order.astype(np.int64))):
+        for name, array in (
+            (INDEX_IDS, encoded[order]),
+            (INDEX_ROWS, order.astype(np.int64)),
+            (ROW_IDS, encoded),
+        ):
             with tempfile.NamedTemporaryFile(dir=self.path, suffix=".npy", delete=False) as tmp:
                 np.save(tmp, array)
             os.replace(tmp.name, self.path / name)

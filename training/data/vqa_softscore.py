@@ -12,6 +12,7 @@ and it is called with ``re.UNICODE`` in the *count* position, so at most 32 peri
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -101,6 +102,7 @@ def process_digit_article(text: str) -> str:
     return " ".join(words)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # annotators repeat the same few strings; this runs per annotator answer
 def preprocess_answer(answer: str) -> str:
     """The answer normalisation of compute_softscore.py: ``"Two."`` -> ``"2"``, ``"a Red!"`` -> ``"red"``."""
     return process_digit_article(process_punctuation(answer)).replace(",", "")

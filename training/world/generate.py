@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from lxmert.answers import AnswerTable, normalize_answer
 from lxmert.fileio import atomic_directory
-from training.data.tasks import read_json, write_json
+from training.data.tasks import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
@@ -242,24 +242,29 @@ def _run_jobs(pool: multiprocessing.pool.Pool | None, function, jobs: list, bar:
 
 
 def balance_answers(
-    questions: list[dict[str, Any]], rng: np.random.Generator, ratio: float
+    questions: list[dict[str, Any]], rng: np.random.Generator, ratio: float, max_rounds: int = 10
 ) -> list[dict[str, Any]]:
-    """Drop questions so that within each family no answer holds more than ``ratio`` × a uniform share.
+    """Drop questions until, within each family, no answer holds more than ``ratio`` × a uniform share.
 
     GQA balances answer distributions per question group so that priors do not answer the question; here the group is
-    the family (template), the unit the question-only baseline conditions on.
+    the family (template), the unit the question-only baseline conditions on. Dropping changes the shares, so the cap
+    is recomputed on what is kept until nothing exceeds it.
     """
     by_family: dict[str, list[int]] = defaultdict(list)
     for position, q in enumerate(questions):
         by_family[q["types"]["detailed"]].append(position)
     keep = np.ones(len(questions), dtype=bool)
     for positions in by_family.values():
-        by_answer: dict[str, list[int]] = defaultdict(list)
-        for position in positions:
-            by_answer[questions[position]["answer"]].append(position)
-        cap = math.ceil(ratio * len(positions) / len(by_answer))
-        for members in by_answer.values():
-            if len(members) > cap:
+        for _ in range(max_rounds):
+            by_answer: dict[str, list[int]] = defaultdict(list)
+            for position in positions:
+                if keep[position]:
+                    by_answer[questions[position]["answer"]].append(position)
+            cap = math.ceil(ratio * sum(map(len, by_answer.values())) / len(by_answer))
+            over = [members for members in by_answer.values() if len(members) > cap]
+            if not over:
+                break
+            for members in over:
                 keep[rng.choice(members, size=len(members) - cap, replace=False)] = False
     return [q for q, kept in zip(questions, keep, strict=True) if kept]
 
@@ -390,26 +395,30 @@ def build_world(cfg: WorldConfig, progress: bool = True) -> dict[str, Any]:
             if pool is not None:
                 pool.close()
                 pool.join()
-        _write_outputs(tmp, cfg, plan, images, nlvr2_results)
-        summary = _summary(cfg, plan, images, nlvr2_results, tmp)
+        file_counts = _write_outputs(tmp, cfg, plan, images, nlvr2_results)
+        summary = _summary(cfg, plan, images, nlvr2_results, file_counts)
         write_json(tmp / "world.json", summary, indent=1)
     return summary
 
 
 def _write_outputs(
     tmp: Path, cfg: WorldConfig, plan: WorldPlan, images: dict, nlvr2_results: list[dict]
-) -> None:
+) -> dict[str, int]:
+    """Write every file of the layout; returns the number of items of each task file, e.g. {"gqa/train": 123}."""
+    counts = {}
     for split in MAIN_SPLITS:
         write_json(tmp / "annotations" / f"{split}.json", [images[i]["annotation"] for i in plan.main[split]])
     gqa = _gqa_files(images, plan, cfg)
     for name, data in gqa.items():
         write_json(tmp / "gqa" / f"{name}.json", data)
+        counts[f"gqa/{name}"] = len(data)
     gqa_table = AnswerTable(sorted({a for name in ("train", "valid") for d in gqa[name] for a in d["label"]}))
     gqa_table.save(tmp / "gqa" / "trainval_label2ans.json")
     gqa_table.save_ans2label(tmp / "gqa" / "trainval_ans2label.json")
     vqa, vqa_raw, vqa_table = _vqa_files(images, plan, cfg)
     for split in MAIN_SPLITS:
         write_json(tmp / "vqa" / f"{split}.json", vqa[split])
+        counts[f"vqa/{split}"] = len(vqa[split])
         write_json(tmp / "vqa" / f"{split}_raw_answers.json", vqa_raw[split])
     vqa_table.save(tmp / "vqa" / "trainval_label2ans.json")
     vqa_table.save_ans2label(tmp / "vqa" / "trainval_ans2label.json")
@@ -423,12 +432,16 @@ def _write_outputs(
         for uid, item in enumerate(items):
             item["uid"] = f"nlvr2_{split}_{uid}"
         write_json(tmp / "nlvr2" / f"{split}.json", items)
+        counts[f"nlvr2/{split}"] = len(items)
         write_json(
             tmp / "annotations" / f"nlvr2_{split}.json", [a for r in results for a in r["annotations"]]
         )
+    return counts
 
 
-def _summary(cfg: WorldConfig, plan: WorldPlan, images: dict, nlvr2_results: list[dict], tmp: Path) -> dict:
+def _summary(
+    cfg: WorldConfig, plan: WorldPlan, images: dict, nlvr2_results: list[dict], file_counts: dict[str, int]
+) -> dict[str, Any]:
     splits = {split: ids for split, ids in plan.main.items()}
     for split in NLVR2_SPLITS:
         ids = [a["img_id"] for r in nlvr2_results if r["split"] == split for a in r["annotations"]]
@@ -438,9 +451,7 @@ def _summary(cfg: WorldConfig, plan: WorldPlan, images: dict, nlvr2_results: lis
         "objects": sum(len(r["annotation"]["objects"]) for r in images.values()),
         "captions": sum(len(r["captions"]) for r in images.values()),
     }
-    for task, names in (("gqa", GQA_SPLITS), ("vqa", MAIN_SPLITS), ("nlvr2", NLVR2_SPLITS)):
-        for name in names:
-            counts[f"{task}/{name}"] = len(read_json(tmp / task / f"{name}.json"))
+    counts.update(file_counts)
     return {
         "format_version": FORMAT_VERSION,
         "seed": cfg.seed,

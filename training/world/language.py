@@ -364,14 +364,15 @@ def gqa_relate_exist(scene: Scene, rng: np.random.Generator) -> Draft | None:
     if rng.random() < 0.5:
         desc = filter_of(scene.objects[subject], rng)
     else:  # something that exists in the scene, but not on that side of the reference
-        others = [
-            j
-            for j in range(len(scene.objects))
-            if j != reference and not scene.holds(j, predicate, reference)
+        related = [
+            j for j in range(len(scene.objects)) if j != reference and scene.holds(j, predicate, reference)
         ]
-        if not others:
+        others = [j for j in range(len(scene.objects)) if j != reference and j not in related]
+        candidates = [filter_of(scene.objects[j], rng) for j in others for _ in range(3)]
+        candidates = [c for c in candidates if not any(matches(scene.objects[j], c) for j in related)]
+        if not candidates:
             return None
-        desc = filter_of(scene.objects[others[rng.integers(len(others))]], rng)
+        desc = candidates[rng.integers(len(candidates))]
     program = [
         *_unique_program(ref),
         _select({}),

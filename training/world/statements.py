@@ -145,13 +145,20 @@ STATEMENT_FAMILIES: tuple[Callable[[Scene, Scene, np.random.Generator], Statemen
 )
 
 
-def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_tries: int = 20) -> Statement:
-    """A statement about objects that occur in the pair (its truth on this pair may be either)."""
+def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_tries: int = 30) -> Statement:
+    """A statement about objects of the pair, true of it when one is found in ``max_tries`` proposals.
+
+    Starting from a true pair lets the other pairs of a set be chosen to reach half true, half false: false pairs
+    are easy to find, true ones are not.
+    """
+    fallback = None
     for _ in range(max_tries):
         statement = STATEMENT_FAMILIES[rng.integers(len(STATEMENT_FAMILIES))](left, right, rng)
         if statement is not None:
-            return statement
-    return _both_contain(left, right, rng)
+            if evaluate(statement, left, right):
+                return statement
+            fallback = fallback or statement
+    return fallback or _both_contain(left, right, rng)
 
 
 def sample_statement_set(
