@@ -76,7 +76,7 @@ def _arrays(
 def _json_safe(value: np.ndarray) -> Any:
     """Nested lists with NaN as null (JSON has no NaN)."""
     array = np.asarray(value, dtype=np.float64)
-    return np.where(np.isnan(array), None, array.round(7)).tolist()
+    return np.where(np.isnan(array), None, array).tolist()
 
 
 def export_json(

@@ -17,13 +17,14 @@ from .inputs import Example, batch_inputs
 @contextmanager
 def evaluation(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode (no dropout) for the block, then restore every module's own mode."""
-    modes = {module: module.training for module in model.modules()}
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        for module, training in modes.items():
-            module.train(training)
+        # Set the flags directly: Module.train() recurses, which would make restoring quadratic in depth.
+        for module, training in modes:
+            module.training = training
 
 
 def run(
