@@ -39,8 +39,11 @@ def _image(rng: np.random.Generator, img_id: str, num_boxes: int) -> dict:
     }
 
 
-def build(root: Path, images: int = 12) -> dict[str, Path]:
-    """Write the toy world under ``root``; returns its paths (``features``, ``vqa``, ``gqa``, ``nlvr2``, ``init``)."""
+def build(root: Path, images: int = 12, dropout: float = 0.1) -> dict[str, Path]:
+    """Write the toy world under ``root``; returns its paths (``features``, ``vqa``, ``gqa``, ``nlvr2``, ``init``).
+
+    ``dropout`` is the checkpoint's (0 makes training deterministic whatever the number of processes).
+    """
     rng = np.random.default_rng(0)
     rows = [_image(rng, f"img{i}", 2 + i % 3) for i in range(images)]
     with FeatureStoreWriter(root / "features", num_boxes=4, feature_dim=FEATURE_DIM) as writer:
@@ -94,6 +97,7 @@ def build(root: Path, images: int = 12) -> dict[str, Path]:
     config = LxmertConfig.preset(
         "tiny", vocab_size=tokenizer.vocab_size, visual_feat_dim=FEATURE_DIM, num_qa_labels=len(PRETRAIN_ANSWERS),
         num_object_labels=10, num_attr_labels=17, l_layers=1, r_layers=1, x_layers=1,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )  # fmt: skip
     LxmertForPreTraining(config).save_pretrained(root / "init", tokenizer=tokenizer, answers=PRETRAIN_ANSWERS)
     return {

@@ -150,3 +150,34 @@ def test_answer_prior_baseline_by_hand(tmp_path):
     }
     assert result["metrics"]["accuracy"] == pytest.approx((0.6 + 1.0 + 0.3) / 3)
     assert result["metrics"]["number"] == pytest.approx(0.3)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo) sees the same global batches: without dropout, the same validation
+    metrics, consistency included (its groups straddle the two shards)."""
+    import os
+    import subprocess
+    import sys
+
+    def run(processes: int) -> list[dict]:
+        out = tmp_path / f"p{processes}"
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+                    "--master-port", str(29500 + processes)]  # fmt: skip
+        command = [
+            *(launcher if processes > 1 else [sys.executable]), "-m", "training.finetune", "nlvr2",
+            "--init", str(toy["init"]), "--data", str(toy["nlvr2"]), "--features", str(toy["features"]),
+            "--output", str(out), "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--threads", "1",
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in records if r["split"] == "valid"]
+
+    toy = build(tmp_path / "toy", dropout=0.0)
+    single, double = run(1), run(2)
+    assert len(single) == len(double) == 2
+    for a, b in zip(single, double, strict=True):
+        for metric in ("accuracy", "consistency", "loss"):
+            assert a[metric] == pytest.approx(b[metric], abs=1e-4), metric

@@ -170,6 +170,25 @@ class FinetuneTask(Task):
                 "extract features with the detector the checkpoint was pre-trained on"
             )
 
+    def freeze_unreachable(self, model: nn.Module, batch: dict[str, Any]) -> list[str]:
+        """Freeze the parameters this task's loss cannot reach; returns their names.
+
+        The heads read the pooled [CLS] output, which the vision side of the last cross-modality layer (its
+        self-attention and feed-forward) never reaches. Those weights get no gradient, so training leaves them
+        as they are either way; frozen, DDP neither waits for their gradients nor traces the model outputs they
+        produce (``vision_output``), which ``find_unused_parameters`` would trip over. Found by one backward
+        pass on ``batch`` rather than by name, so every configuration (unshared cross-attention, no cross
+        layers) is covered.
+        """
+        losses, _ = self.compute(model, batch)
+        sum(losses.values()).backward()
+        unreachable = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        for name, p in model.named_parameters():
+            p.grad = None
+            if name in unreachable:
+                p.requires_grad_(False)
+        return unreachable
+
     # -- predictions -----------------------------------------------------------------------------------------------
 
     @abstractmethod
