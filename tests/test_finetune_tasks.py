@@ -166,3 +166,15 @@ def test_feature_size_mismatch_is_named(toy):
     )
     with pytest.raises(ValueError, match="takes 16-d region features but .* holds 8-d"):
         task.check_model(model)
+
+
+@pytest.mark.parametrize("name", ["vqa", "nlvr2"])
+def test_unreachable_parameters_are_the_last_cross_layers_vision_side(toy, name):
+    task = make_task(toy, name)
+    model = task.build_model(str(toy["init"]), from_scratch=False)
+    frozen = task.freeze_unreachable(model, next(batches(task, task.load_items("train"), size=2)))
+    # The toy model has one cross layer: its vision self-attention (10 tensors) and feed-forward (6).
+    assert len(frozen) == 16 and all(n.startswith("lxmert.encoder.x_layers.0.visn_") for n in frozen), frozen
+    params = dict(model.named_parameters())
+    assert not any(params[n].requires_grad for n in frozen)
+    assert all(p.grad is None for p in model.parameters())
