@@ -41,7 +41,6 @@ FINETUNE_TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 4,
     "warmup_ratio": 0.1,
     "max_grad_norm": 5.0,
-    "save_every": 0,
     "log_every": 10,
 }
 
