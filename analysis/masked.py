@@ -405,6 +405,43 @@ class AblationGauge:
         return self.object_accuracy["text"] - self.object_accuracy["no_text"]
 
 
+def _each_region_outputs(
+    model: nn.Module, example: Example, text: str, mask_token_id: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every region masked on its own, in one batch: (R, ·) object and attribute probabilities and features of
+    the masked region of each row."""
+    base = _text_condition(example, text, mask_token_id)
+    R = example.num_regions
+    obj, attr, feat = _masked_region_outputs(
+        model, [ablate_regions(base, [r], "mask") for r in range(R)], None
+    )
+    diagonal = torch.arange(R)  # row r's prediction for region r
+    return obj[diagonal, diagonal], attr[diagonal, diagonal], feat[diagonal, diagonal]
+
+
+def _gauge(
+    example: Example, word_probs: dict[str, tuple[list[int], Tensor]], object_probs: dict[str, Tensor]
+) -> AblationGauge:
+    """The gauge from each condition's (positions, (W, V)) word and (R, objects) object probabilities."""
+    word_accuracy, word_probability = {}, {}
+    for condition, (positions, probs) in word_probs.items():
+        targets = example.input_ids[positions]
+        word_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
+        word_probability[condition] = float(probs[torch.arange(len(positions)), targets].mean())
+    object_accuracy, object_probability = {}, {}
+    for condition, probs in object_probs.items():
+        object_accuracy[condition] = float((probs.argmax(-1) == example.object_ids).float().mean())
+        object_probability[condition] = float(probs[torch.arange(len(probs)), example.object_ids].mean())
+    num_words = len(next(iter(word_probs.values()))[0])
+    return AblationGauge(
+        word_accuracy, word_probability, object_accuracy, object_probability, num_words, example.num_regions
+    )
+
+
+def _gauge_conditions(object_names: Sequence[str] | None) -> list[str]:
+    return ["image", "no_vision"] + (["aligned_removed"] if object_names is not None else [])
+
+
 def ablation_gauge(
     model: nn.Module,
     example: Example,
@@ -426,33 +463,62 @@ def ablation_gauge(
     """
     if example.object_ids is None:
         raise ValueError("the ablation gauge needs the detector's object labels (example.object_ids)")
-    conditions = ["image", "no_vision"] + (["aligned_removed"] if object_names is not None else [])
-    word_accuracy, word_probability = {}, {}
-    for condition in conditions:
-        positions, probs = _each_word_probs(
-            model, example, tokenizer.mask_token_id, condition, object_names, attr_names, ablation
-        )
-        targets = example.input_ids[positions]
-        word_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
-        word_probability[condition] = float(probs[torch.arange(len(positions)), targets].mean())
+    mask_id = tokenizer.mask_token_id
+    word_probs = {
+        condition: _each_word_probs(model, example, mask_id, condition, object_names, attr_names, ablation)
+        for condition in _gauge_conditions(object_names)
+    }
+    object_probs = {c: _each_region_outputs(model, example, c, mask_id)[0] for c in TEXT_CONDITIONS}
+    return _gauge(example, word_probs, object_probs)
 
-    R = example.num_regions
-    object_accuracy, object_probability = {}, {}
-    for condition in TEXT_CONDITIONS:
-        base = _text_condition(example, condition, tokenizer.mask_token_id)
-        obj, _, _ = _masked_region_outputs(model, [ablate_regions(base, [r], "mask") for r in range(R)], None)
-        probs = obj[torch.arange(R), torch.arange(R)]  # (R, objects): row r's prediction for region r
-        object_accuracy[condition] = float((probs.argmax(-1) == example.object_ids).float().mean())
-        object_probability[condition] = float(probs[torch.arange(R), example.object_ids].mean())
-    return AblationGauge(
-        word_accuracy, word_probability, object_accuracy, object_probability, len(positions), R
-    )
+
+@dataclass
+class MaskedOverview:
+    """Every word and every region masked alone, and the gauge, sharing the passes they have in common."""
+
+    words: list[MaskedWordPrediction]
+    regions: list[MaskedRegionPrediction]
+    gauge: AblationGauge | None  # None when the example has no detector labels
+
+
+def masked_overview(
+    model: nn.Module,
+    example: Example,
+    tokenizer: LxmertTokenizer,
+    top_k: int = 5,
+    object_names: Sequence[str] | None = None,
+    attr_names: Sequence[str] | None = None,
+    ablation: str = "mask",
+) -> MaskedOverview:
+    """:func:`predict_each_word`, :func:`predict_each_region` and :func:`ablation_gauge` in one go.
+
+    The words masked with the image and the regions masked with the text are one pass each, shared by the
+    predictions and the gauge.
+    """
+    mask_id = tokenizer.mask_token_id
+    positions, probs = _each_word_probs(model, example, mask_id, "image", object_names, attr_names, ablation)
+    words = _word_predictions(probs, example, positions, tokenizer, top_k)
+    obj, attr, feat = _each_region_outputs(model, example, "text", mask_id)
+    regions = [
+        _region_prediction(example, r, obj[r], attr[r], feat[r], top_k, object_names, attr_names)
+        for r in range(example.num_regions)
+    ]
+    if example.object_ids is None:
+        return MaskedOverview(words, regions, None)
+    word_probs = {"image": (positions, probs)}
+    for condition in _gauge_conditions(object_names)[1:]:
+        word_probs[condition] = _each_word_probs(
+            model, example, mask_id, condition, object_names, attr_names, ablation
+        )
+    object_probs = {"text": obj, "no_text": _each_region_outputs(model, example, "no_text", mask_id)[0]}
+    return MaskedOverview(words, regions, _gauge(example, word_probs, object_probs))
 
 
 __all__ = [
     "ABLATIONS",
     "AblationGauge",
     "Candidate",
+    "MaskedOverview",
     "MaskedRegionPrediction",
     "MaskedWordPrediction",
     "TEXT_CONDITIONS",
@@ -462,6 +528,7 @@ __all__ = [
     "aligned_regions",
     "mask_text",
     "mask_words",
+    "masked_overview",
     "predict_each_region",
     "predict_each_word",
     "predict_masked_regions",

@@ -25,14 +25,7 @@ from .attributions import Attributions, integrated_gradients, region_occlusion
 from .forward import AnswerScore, answer_logits, run, top_answers
 from .inputs import Example, example_from_regions
 from .interventions import head_importance
-from .masked import (
-    AblationGauge,
-    MaskedRegionPrediction,
-    MaskedWordPrediction,
-    ablation_gauge,
-    predict_each_region,
-    predict_each_word,
-)
+from .masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction, masked_overview
 from .relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
 
 
@@ -161,15 +154,13 @@ def analyze_example(
             )
         lap("occlusion")
     if config.masked and _has_pretraining_heads(model):
-        k = config.top_k
-        analysis.masked_words = predict_each_word(model, example, tokenizer, k)
-        analysis.masked_regions = predict_each_region(
-            model, example, k, object_names=object_names, attr_names=attr_names
+        overview = masked_overview(model, example, tokenizer, config.top_k, object_names, attr_names)
+        analysis.masked_words, analysis.masked_regions, analysis.gauge = (
+            overview.words,
+            overview.regions,
+            overview.gauge,
         )
-        lap("masked")
-        if example.object_ids is not None:
-            analysis.gauge = ablation_gauge(model, example, tokenizer, object_names, attr_names)
-        lap("gauge")
+        lap("masked_and_gauge")
     return analysis
 
 

@@ -11,6 +11,7 @@ from analysis.masked import (
     ablation_gauge,
     aligned_regions,
     mask_words,
+    masked_overview,
     predict_each_region,
     predict_each_word,
     predict_masked_regions,
@@ -156,3 +157,18 @@ def test_aligned_regions_match_detector_names(tokenizer):
 def test_masked_predictions_need_pretraining_heads(tokenizer):
     with pytest.raises(ValueError, match="LxmertForPreTraining"):
         predict_masked_words(toy_qa_model(), toy_example(tokenizer), [1], tokenizer)
+
+
+def test_masked_overview_equals_the_separate_calls(model, tokenizer):
+    example = toy_example(tokenizer, "is there a ball left of the cube")
+    overview = masked_overview(model, example, tokenizer, top_k=2, object_names=OBJECT_NAMES)
+    words = predict_each_word(model, example, tokenizer, top_k=2)
+    regions = predict_each_region(model, example, top_k=2, object_names=OBJECT_NAMES)
+    gauge = ablation_gauge(model, example, tokenizer, object_names=OBJECT_NAMES)
+    assert [[c.index for c in w.fillers] for w in overview.words] == [
+        [c.index for c in w.fillers] for w in words
+    ]
+    assert [r.nearest_regions[0][0] for r in overview.regions] == [r.nearest_regions[0][0] for r in regions]
+    assert [r.objects[0].name for r in overview.regions] == [r.objects[0].name for r in regions]
+    assert overview.gauge.word_accuracy == pytest.approx(gauge.word_accuracy)
+    assert overview.gauge.object_probability == pytest.approx(gauge.object_probability)
