@@ -162,18 +162,28 @@ def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_t
 
 
 def sample_statement_set(
-    rng: np.random.Generator, pairs: int = 4, size: int = 256, pool_factor: int = 3
+    rng: np.random.Generator, pairs: int = 4, size: int = 256, pool_factor: int = 3, proposals: int = 10
 ) -> tuple[Statement, list[tuple[Scene, Scene, bool]]]:
     """A statement and ``pairs`` image pairs with no image shared, about half of them making it true.
 
-    Scenes are drawn into a pool of ``pool_factor * pairs``; the statement is proposed from the first two, and each
-    further pair is the first unused pool pair (in random order) whose truth is the one still needed.
+    Scenes are drawn into a pool of ``pool_factor * pairs``. Statements true of the first two scenes are proposed
+    until one holds for 20-80% of the other pool pairs (else the closest to half is kept), so that true and false
+    pairs both exist; each further pair is then the first unused pool pair, in random order, whose truth is the one
+    still needed.
 
     Returns:
         The statement and a list of (left scene, right scene, truth).
     """
     pool = [sample_scene(rng, size) for _ in range(max(pool_factor, 1) * pairs)]
-    statement = propose_statement(pool[0], pool[1], rng)
+    rest = [(i, j) for i in range(2, len(pool)) for j in range(2, len(pool)) if i != j]
+    statement, best_gap = None, 1.0
+    for _ in range(proposals):
+        candidate = propose_statement(pool[0], pool[1], rng)
+        rate = float(np.mean([evaluate(candidate, pool[i], pool[j]) for i, j in rest])) if rest else 0.5
+        if abs(rate - 0.5) < best_gap:
+            statement, best_gap = candidate, abs(rate - 0.5)
+        if best_gap <= 0.3:
+            break
     found = [(pool[0], pool[1], evaluate(statement, pool[0], pool[1]))]
     used = {0, 1}
     for index in range(1, pairs):
