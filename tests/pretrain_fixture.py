@@ -13,8 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lxmert.tokenization import train_wordpiece
+from lxmert.answers import AnswerTable
+from lxmert.config import LxmertConfig
+from lxmert.tokenization import LxmertTokenizer, train_wordpiece
 from training.data.store import FeatureStoreWriter
+from training.pretrain import model_config
+from training.tasks.pretrain import (
+    FeatureStores,
+    PretrainConfig,
+    PretrainDataset,
+    PretrainTask,
+    read_pretrain_json,
+)
 
 SHAPES = ("circle", "square", "triangle", "star", "heart")
 COLOURS = ("red", "green", "blue", "white")
@@ -79,3 +89,19 @@ def build_world(root: Path, seed: int = 0) -> Path:
     (root / "attributes_vocab.txt").write_text("\n".join(COLOURS) + "\n")
     train_wordpiece(sentences, 60, root / "vocab.txt")
     return root
+
+
+def pretrain_setup(world: Path, **overrides) -> tuple[PretrainDataset, PretrainTask, LxmertConfig]:
+    """The training data, task and tiny model config of ``world`` (QA on from the start unless overridden)."""
+    config = PretrainConfig(world=str(world), preset="tiny", **{"qa_from_epoch": 0, **overrides})
+    tokenizer = LxmertTokenizer(world / "vocab.txt")
+    answers = AnswerTable.from_all_ans(config.answers_path())
+    features = FeatureStores(config.feature_paths())
+    data = PretrainDataset(
+        read_pretrain_json(config.train_paths()), features, tokenizer, answers, config, seed=1
+    )
+    return (
+        data,
+        PretrainTask(tokenizer, answers, config),
+        model_config(config, tokenizer, answers, features.feature_dim),
+    )

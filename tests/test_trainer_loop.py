@@ -19,6 +19,15 @@ from training.trainer import ResumableSampler, TrainConfig, Trainer, linear_warm
 R, T, F = 4, 6, 8
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class ToyQA(Dataset):
     """The second token names the answer (token 5 + label): learnable from the language side in a few steps."""
 

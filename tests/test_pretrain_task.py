@@ -1,0 +1,148 @@
+"""The pre-training task on the model: losses at init, one batch overfitted, metrics, BERT-style initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pretrain_fixture import build_world, pretrain_setup
+
+from lxmert.config import LxmertConfig
+from lxmert.modeling import LxmertForPreTraining
+from training.bert_init import bert_language_state, init_language_from_bert
+from training.tasks import get_task
+from training.tasks.pretrain import (
+    PretrainTask,
+    pretrain_collate,
+)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+def test_model_is_sized_from_the_world(world):
+    _, _, cfg = pretrain_setup(world)
+    assert (cfg.vocab_size, cfg.num_qa_labels, cfg.num_object_labels, cfg.num_attr_labels) == (60, 9, 5, 4)
+    assert cfg.visual_feat_dim == 12 and cfg.hidden_size == LxmertConfig.preset("tiny").hidden_size
+
+
+def test_losses_at_init_are_those_of_uniform_predictions(world):
+    data, task, cfg = pretrain_setup(world)
+    torch.manual_seed(0)
+    model = LxmertForPreTraining(cfg).eval()
+    batch = pretrain_collate([data[i] for i in range(len(data))])
+    with torch.no_grad():
+        losses, stats = task.compute(model, batch)
+    assert set(losses) == {"mask_lm", "matched", "obj", "attr", "feat", "qa"}
+    assert losses["mask_lm"].item() == pytest.approx(math.log(cfg.vocab_size), abs=0.1)
+    assert losses["matched"].item() == pytest.approx(math.log(2), abs=0.05)
+    assert losses["qa"].item() == pytest.approx(math.log(cfg.num_qa_labels), abs=0.1)
+    # obj/attr: mean over all regions of confidence × CE, × 6.67; at init CE ≈ ln(classes).
+    mean_conf = batch["obj_conf"].mean().item()
+    assert losses["obj"].item() == pytest.approx(math.log(5) * mean_conf * 6.67, rel=0.1)
+    num, count = stats["mask_lm_acc"]
+    assert count == (batch["lm_labels"] != -100).sum() and 0 <= num <= count
+
+
+def test_overfits_one_batch(world):
+    data, task, cfg = pretrain_setup(world)
+    torch.manual_seed(0)
+    model = LxmertForPreTraining(cfg)
+    batch = pretrain_collate([data[i] for i in range(8)])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        losses, stats = task.compute(model, batch)
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    assert history[-1] < 0.2 * history[0], (history[0], history[-1])
+    num, count = stats["matched_acc"]
+    assert num / count == 1.0
+
+
+def test_a_batch_without_masked_words_or_answers_still_trains(world):
+    data, task, cfg = pretrain_setup(world, word_mask_rate=0.0, task_qa=False)
+    model = LxmertForPreTraining(cfg)
+    losses, stats = task.compute(model, pretrain_collate([data[0], data[1]]))
+    assert set(losses) == {"matched", "obj", "attr", "feat"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert stats["mask_lm_acc"][1] == 0
+
+
+def test_majority_baselines_match_a_direct_count(world):
+    data, _, _ = pretrain_setup(world)
+    chance = data.majority_baselines()
+    # Every image has 3 questions; the first has two answers (1.0, 0.3), the others one (1.0): each question
+    # of an image is about a different region, so a constant colour answer scores at most the colour's share.
+    assert 0 < chance["qa_score"] <= 1 and chance["matched_acc"] == 0.5
+    objects = torch.cat([torch.from_numpy(data.features.get(i)["objects_id"]) for i in data.image_ids])
+    assert chance["obj_acc"] == pytest.approx(
+        objects.bincount().max().item() / len(objects)
+    )  # 7 items per image
+
+
+def test_registry_names_the_pretraining_task():
+    assert get_task("pretrain") is PretrainTask
+    with pytest.raises(KeyError, match="unknown task"):
+        get_task("nope")
+
+
+def test_language_encoder_starts_from_bert(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    bert_config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=24, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    bert = transformers.BertForPreTraining(bert_config).eval()
+    state = {k: v for k, v in bert.state_dict().items()}
+    state["bert.embeddings.LayerNorm.gamma"] = state.pop("bert.embeddings.LayerNorm.weight")  # old TF naming
+    state["bert.embeddings.LayerNorm.beta"] = state.pop("bert.embeddings.LayerNorm.bias")
+    torch.save(state, tmp_path / "bert.bin")
+
+    cfg = LxmertConfig.preset(
+        "tiny", vocab_size=50, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=24, l_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        visual_feat_dim=8, num_qa_labels=3, num_object_labels=4, num_attr_labels=4,
+    )  # fmt: skip
+    model = LxmertForPreTraining(cfg).eval()
+    report = init_language_from_bert(model, tmp_path / "bert.bin")
+    assert "lxmert.encoder.layer.1.output.dense.weight" in report.loaded
+    assert "bert.encoder.layer.2.output.dense.weight" in report.ignored  # BERT's third layer has no place
+    assert "bert.pooler.dense.weight" in report.ignored
+
+    input_ids = torch.randint(1, 50, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        expected = bert.bert(input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+        ours = model.lxmert(
+            input_ids, torch.randn(2, 3, 8), torch.rand(2, 3, 4), mask, output_hidden_states=True
+        ).language_hidden_states[2]
+    diff = (ours - expected)[mask.bool()].abs().max().item()
+    assert diff < 1e-5, f"language layer 2 differs from BERT's by {diff}"
+
+
+def test_bert_keys_with_wrong_shapes_are_named(tmp_path):
+    cfg = LxmertConfig.preset("tiny", vocab_size=50, visual_feat_dim=8, num_qa_labels=3)
+    model = LxmertForPreTraining(cfg)
+    bad = {"bert.embeddings.word_embeddings.weight": torch.zeros(51, cfg.hidden_size)}
+    torch.save(bad, tmp_path / "bad.bin")
+    with pytest.raises(ValueError, match="word_embeddings"):
+        init_language_from_bert(model, tmp_path / "bad.bin")
+    assert bert_language_state({"cls.predictions.bias": torch.zeros(1)}) == {}
