@@ -169,3 +169,8 @@ def test_large_jpeg_uses_reduced_decoding_and_keeps_its_size(tmp_path: Path) -> 
 def test_to_tensor_refuses_other_modes() -> None:
     with pytest.raises(ValueError, match="RGB"):
         to_tensor(Image.new("L", (2, 2)))
+
+
+def test_empty_image_is_refused() -> None:
+    with pytest.raises(UnreadableImageError, match="empty image"):
+        load_image(Image.new("RGB", (0, 0)))

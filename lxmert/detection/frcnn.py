@@ -116,9 +116,8 @@ class AttributePredictor(nn.Module):
         self.bbox_pred = nn.Linear(config.feature_dim, num_class_columns * 4)
         self.cls_embed = nn.Embedding(num_class_columns, config.class_embed_dim)
         self.attr_linear1 = nn.Linear(config.feature_dim + config.class_embed_dim, config.attr_hidden_dim)
-        self.attr_linear2 = nn.Linear(
-            config.attr_hidden_dim, config.num_attributes + 1
-        )  # column 0: no attribute
+        # Column 0 of the attribute scores is "no attribute", as background is for classes.
+        self.attr_linear2 = nn.Linear(config.attr_hidden_dim, config.num_attributes + 1)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         for layer in (self.cls_score, self.bbox_pred):
@@ -142,7 +141,7 @@ def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets: (N, K) attribute indices (0 = no attribute), padded with -1.
     """
     if logits.shape[0] == 0:
-        return logits.sum() * 0.0  # keeps the graph (and DDP) intact when a batch has no foreground
+        return logits.sum() * 0.0  # a batch without foreground: zero, still connected to the graph
     valid = targets >= 0  # (N, K)
     log_probs = F.log_softmax(logits, dim=1).gather(1, targets.clamp(min=0))  # (N, K)
     per_region = -(log_probs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
@@ -162,6 +161,7 @@ class AttributeRoIHeads(RoIHeads):
             batch_size_per_image=config.roi_batch_size_per_image,
             positive_fraction=config.roi_positive_fraction,
             bbox_reg_weights=None,  # torchvision's (10, 10, 5, 5), as in Caffe's normalised targets
+            # torchvision's own post-processing is replaced by select_regions, which reads self.config.
             score_thresh=config.conf_threshold,
             nms_thresh=config.nms_threshold,
             detections_per_img=config.num_regions,
@@ -221,32 +221,28 @@ class AttributeRoIHeads(RoIHeads):
             )
             chosen_features = region_features[rows][choice.indices]
             attr_logits = self.box_predictor.attribute_logits(chosen_features, choice.labels)
+            # Softmax over "no attribute" + A, then column 0 dropped, as the Caffe extractor does.
+            attr_probs = F.softmax(attr_logits, dim=-1)[:, 1:]
             results.append(
                 {
                     "boxes": choice.boxes,
                     "features": chosen_features,
                     "object_ids": choice.labels - 1,
                     "object_conf": choice.scores,
-                    "attr_probs": F.softmax(attr_logits, dim=-1)[
-                        :, 1:
-                    ],  # "no attribute" dropped, as in Caffe
+                    "attr_probs": attr_probs,
                     "num_real": torch.tensor(choice.num_real),
                 }
             )
         return results
 
 
-def _matched_attributes(
-    targets: list[dict[str, torch.Tensor]], matched_idxs: list[torch.Tensor]
-) -> torch.Tensor:
+def _matched_attributes(targets: list[dict[str, torch.Tensor]], matched: list[torch.Tensor]) -> torch.Tensor:
     """(P, K) attributes of the ground-truth box each sampled RoI matched, -1 padded to the batch's widest K."""
     per_image = []
-    for target, idx in zip(targets, matched_idxs, strict=True):
+    for target, rows in zip(targets, matched, strict=True):
         attributes = target["attributes"]
         # An image without objects has only background RoIs; their (ignored) rows still need a value.
-        per_image.append(
-            attributes[idx] if attributes.shape[0] else attributes.new_full((idx.numel(), 1), -1)
-        )
+        per_image.append(attributes[rows] if len(attributes) else attributes.new_full((len(rows), 1), -1))
     width = max(a.shape[1] for a in per_image)
     return torch.cat([F.pad(a, (0, width - a.shape[1]), value=-1) for a in per_image])
 
