@@ -16,8 +16,8 @@ from app.config import AppConfig
 st.set_page_config(page_title="LXMERT lab", page_icon=":material/visibility:", layout="wide")
 
 PAGES = [
-    st.Page("app_pages/regions.py", title="Image & regions", icon=":material/image_search:", default=True),
-    st.Page("app_pages/ask.py", title="Ask", icon=":material/question_answer:"),
+    st.Page("app_pages/ask.py", title="Ask", icon=":material/question_answer:", default=True),
+    st.Page("app_pages/regions.py", title="Image & regions", icon=":material/image_search:"),
     st.Page("app_pages/attention.py", title="Attention", icon=":material/grid_on:"),
     st.Page("app_pages/masked_word.py", title="Masked word", icon=":material/text_fields:"),
     st.Page("app_pages/masked_object.py", title="Masked object", icon=":material/crop_free:"),

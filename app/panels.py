@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
@@ -68,6 +67,8 @@ def show_detections(scene: Scene, *, key: str) -> None:
 
 def show_region_table(scene: Scene, *, key: str) -> None:
     """One row per region: label, confidences, box, and whether it is a detection or a fill proposal."""
+    import pandas as pd  # seconds to import on a busy CPU: kept off the way to the first answer
+
     regions = scene.regions
     table = pd.DataFrame(
         {
@@ -90,6 +91,10 @@ def show_region_table(scene: Scene, *, key: str) -> None:
     )
 
 
+def _number(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def show_checkpoint_card(checkpoint: Checkpoint, *, key: str) -> None:
     """Which checkpoint answers, what its heads can do, and the scores and recipe its ``meta.json`` records."""
     config = checkpoint.model.config
@@ -101,7 +106,9 @@ def show_checkpoint_card(checkpoint: Checkpoint, *, key: str) -> None:
     )
     scores = checkpoint.meta.get("scores")
     if isinstance(scores, dict) and scores:
-        st.dataframe(pd.DataFrame([scores], index=["score"]), key=f"{key}_scores")
+        st.markdown(
+            "Measured scores: " + " · ".join(f"{name} **{_number(value)}**" for name, value in scores.items())
+        )
     recipe = checkpoint.meta.get("command") or checkpoint.meta.get("recipe")
     if recipe:
         with st.expander("How it was trained"):
@@ -162,22 +169,40 @@ def grid_rows(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list
         for layer in range(values.shape[0]):
             labels.append(f"{FAMILY_SHORT[family]} {layer + 1}")
             index.append((family, layer))
-    return np.concatenate(blocks), labels, index
+    return (np.concatenate(blocks) if blocks else np.zeros((0, 0))), labels, index
+
+
+def show_family_grid(
+    values: dict[str, np.ndarray],
+    *,
+    title: str,
+    colorbar_title: str,
+    selected: tuple[str, int | None, int | None] | None = None,
+    key: str,
+) -> None:
+    """A per-head number of every layer of every family as one grid; ``selected`` (family, layer, head) outlined."""
+    table, labels, index = grid_rows(values)
+    if not labels:
+        st.info(f"{title}: no values for this model.")
+        return
+    cell = None
+    if selected is not None and selected[1] is not None and (selected[0], selected[1]) in index:
+        family, layer, head = selected
+        cell = (index.index((family, layer)), table.shape[1] if head is None else head)
+    plot(
+        render.head_grid_figure(table, labels, title=title, colorbar_title=colorbar_title, selected=cell),
+        key=key,
+    )
 
 
 def show_head_grid(
     stats: HeadStats, statistic: str, selected: tuple[str, int | None, int | None] | None, *, key: str
 ) -> None:
-    """Every head of every layer and family on one statistic; the head the other views show is outlined."""
-    values, labels, index = grid_rows(getattr(stats, statistic))
-    cell = None
-    if selected is not None and selected[1] is not None and (selected[0], selected[1]) in index:
-        family, layer, head = selected
-        cell = (index.index((family, layer)), values.shape[1] if head is None else head)
-    figure = render.head_grid_figure(
-        values, labels, title=STATISTICS[statistic], colorbar_title=statistic.replace("_", " "), selected=cell
-    )
-    plot(figure, key=key)
+    """Every head of every layer and family on one statistic; the head the map shows is outlined."""
+    show_family_grid(
+        getattr(stats, statistic), title=STATISTICS[statistic], colorbar_title=statistic.replace("_", " "),
+        selected=selected, key=key,
+    )  # fmt: skip
 
 
 def show_attention_map(
@@ -196,13 +221,13 @@ def show_attention_map(
     rows = kept_positions(query_side, maps.tokens, matrix.shape[0], hide_special)
     columns = kept_positions(key_side, maps.tokens, matrix.shape[1], hide_special)
     where = f"layer {'mean' if layer is None else layer + 1}, head {'mean' if head is None else head + 1}"
-    figure = render.attention_heatmap(
+    figure = render.matrix_heatmap(
         matrix[np.ix_(rows, columns)],
         [labels_for(query_side, maps.tokens, region_labels)[i] for i in rows],
         [labels_for(key_side, maps.tokens, region_labels)[i] for i in columns],
         title=f"{FAMILY_NAMES[family]}, {where}",
-        query_title=f"query ({query_side})",
-        key_title=f"key ({key_side})",
+        row_title=f"query ({query_side})",
+        column_title=f"key ({key_side})",
     )
     plot(figure, key=key)
     if hide_special and (query_side == "lang" or key_side == "lang"):
@@ -346,6 +371,7 @@ __all__ = [
     "show_curves",
     "show_detections",
     "show_explanation",
+    "show_family_grid",
     "show_head_grid",
     "show_masked_regions",
     "show_masked_words",

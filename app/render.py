@@ -194,29 +194,29 @@ def _colorbar_trace(scale: str, low: float, high: float, title: str) -> go.Scatt
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def attention_heatmap(
+def matrix_heatmap(
     matrix: np.ndarray,
-    query_labels: Sequence[str],
-    key_labels: Sequence[str],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
     *,
     title: str,
-    query_title: str,
-    key_title: str,
+    row_title: str,
+    column_title: str,
     colorbar_title: str = "attention",
 ) -> go.Figure:
-    """A query × key heatmap (rows are queries, as in ``(Tq, Tk)`` attention), hover giving both labels."""
+    """A rows × columns heatmap, hover naming both; for attention the rows are queries and the columns keys."""
     matrix = np.asarray(matrix, dtype=float)
-    if matrix.shape != (len(query_labels), len(key_labels)):
+    if matrix.shape != (len(row_labels), len(column_labels)):
         raise ValueError(
-            f"matrix is {matrix.shape}, labels are {len(query_labels)} queries × {len(key_labels)} keys"
+            f"matrix is {matrix.shape}, labels are {len(row_labels)} rows × {len(column_labels)} columns"
         )
     low, high = _colour_range(matrix)
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
-            x=list(range(len(key_labels))),
-            y=list(range(len(query_labels))),
-            customdata=[[(q, k) for k in key_labels] for q in query_labels],
+            x=list(range(len(column_labels))),
+            y=list(range(len(row_labels))),
+            customdata=[[(r, c) for c in column_labels] for r in row_labels],
             hovertemplate="%{customdata[0]} → %{customdata[1]}<br>%{z:.3f}<extra></extra>",
             colorscale=DIVERGING if _signed(matrix) else SEQUENTIAL,
             zmin=low,
@@ -225,13 +225,18 @@ def attention_heatmap(
         )
     )
     figure.update_xaxes(
-        title=key_title, tickvals=list(range(len(key_labels))), ticktext=list(key_labels), tickangle=-45
+        title=column_title,
+        tickvals=list(range(len(column_labels))),
+        ticktext=list(column_labels),
+        tickangle=-45,
     )
     figure.update_yaxes(
-        title=query_title, tickvals=list(range(len(query_labels))), ticktext=list(query_labels),
+        title=row_title,
+        tickvals=list(range(len(row_labels))),
+        ticktext=list(row_labels),
         autorange="reversed",
-    )  # fmt: skip
-    figure.update_layout(title=title, height=max(320, 60 + 22 * len(query_labels)), **_LAYOUT)
+    )
+    figure.update_layout(title=title, height=max(320, 120 + 22 * len(row_labels)), **_LAYOUT)
     return figure
 
 
@@ -253,7 +258,7 @@ def head_grid_figure(
     values = np.asarray(values, dtype=float)
     heads = values.shape[1]
     table = np.concatenate([values, values.mean(axis=1, keepdims=True)], axis=1)
-    columns = [f"h{h}" for h in range(heads)] + ["mean"]
+    columns = [f"h{h + 1}" for h in range(heads)] + ["mean"]
     low, high = _colour_range(table)
     figure = go.Figure(
         go.Heatmap(
@@ -355,11 +360,11 @@ def curves_figure(
 __all__ = [
     "DIVERGING",
     "SEQUENTIAL",
-    "attention_heatmap",
     "curves_figure",
     "detections_figure",
     "head_grid_figure",
     "heat_image",
+    "matrix_heatmap",
     "ranking_figure",
     "region_labels",
     "region_scores_figure",

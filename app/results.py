@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -22,9 +23,7 @@ from analysis.attention import (
     cross_modal_share,
     head_stats,
 )
-from analysis.attributions import Attributions, integrated_gradients, region_occlusion, token_occlusion
-from analysis.faithfulness import METHODS as FAITHFULNESS_METHODS
-from analysis.faithfulness import ExampleFaithfulness, ExplainConfig, example_faithfulness
+from analysis.compare import CheckpointComparison, compare_checkpoints, read_metrics, training_curves
 from analysis.forward import AnswerScore, predict_answers, run
 from analysis.masked import (
     MaskedRegionPrediction,
@@ -34,6 +33,10 @@ from analysis.masked import (
 )
 from analysis.relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
+
+if TYPE_CHECKING:
+    from analysis.attributions import Attributions
+    from analysis.faithfulness import ExampleFaithfulness
 
 RELEVANCY_METHODS = {
     "gradient": "Gradient relevancy (Chefer et al.)",
@@ -152,6 +155,8 @@ def relevancy(query: Query, method: str, target: int | None, contrast: int | Non
 @st.cache_data(show_spinner="Integrating gradients…", max_entries=32)
 def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> Attributions:
     """Integrated gradients of the answer's logit to words and regions."""
+    from analysis.attributions import integrated_gradients  # Captum: seconds to import, so only when asked
+
     checkpoint = query.model()
     return integrated_gradients(
         checkpoint.model, query.example(), target, contrast, n_steps,
@@ -170,6 +175,8 @@ class Occlusion:
 @st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)
 def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusion:
     """Per-token ([PAD]) and per-region (zeroed feature and box) occlusion of the answer's logit."""
+    from analysis.attributions import region_occlusion, token_occlusion  # Captum: imported only when asked
+
     checkpoint = query.model()
     example = query.example()
     return Occlusion(
@@ -183,11 +190,51 @@ def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusi
 @st.cache_data(show_spinner="Running the deletion tests…", max_entries=16)
 def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFaithfulness:
     """Chefer et al.'s perturbation tests on this one input, for every method, measured by the answer's probability."""
+    from analysis.faithfulness import ExplainConfig, example_faithfulness  # imports Captum
+
     checkpoint = query.model()
     config = ExplainConfig(ig_steps=ig_steps, pad_token_id=checkpoint.tokenizer.pad_token_id)
-    return example_faithfulness(
-        checkpoint.model, query.example(), target, FAITHFULNESS_METHODS, config=config
+    return example_faithfulness(checkpoint.model, query.example(), target, config=config)  # every method
+
+
+@st.cache_data(show_spinner="Comparing checkpoints…", max_entries=16)
+def comparison(
+    query: Query, checkpoints: tuple[tuple[str, str], ...], cka_images: tuple[tuple[str, bytes], ...]
+) -> CheckpointComparison:
+    """The checkpoints (name, directory), the first the reference, on the query's input.
+
+    Every checkpoint reads the reference's tokens. ``cka_images`` (name, bytes) with the same text make up the
+    items of the CKA between hidden states; none skips it.
+    """
+    models = {name: load_model(path, name, query.device) for name, path in checkpoints}
+    reference = next(iter(models.values()))
+    cka_examples = [
+        example_for(
+            reference,
+            scene(query.detector, query.device, data, name, query.num_regions),
+            query.text,
+            query.device,
+        )
+        for name, data in cka_images
+    ]
+    return compare_checkpoints(
+        {name: checkpoint.model for name, checkpoint in models.items()},
+        query.example(),
+        cka_examples,
+        answer_names={name: checkpoint.answers for name, checkpoint in models.items() if checkpoint.answers},
     )
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=64)
+def curves(checkpoint_dir: str) -> dict[str, tuple[list[float], list[float]]] | None:
+    """Every logged series of the run a checkpoint came from (its ``metrics.jsonl``), None when it has none.
+
+    Re-read every 30 s, so a run still training shows its latest steps.
+    """
+    try:
+        return training_curves(read_metrics(checkpoint_dir))
+    except FileNotFoundError:
+        return None
 
 
 def positions_of(tokens_: Sequence[str]) -> list[int]:
@@ -203,6 +250,8 @@ __all__ = [
     "RELEVANCY_METHODS",
     "answers",
     "attention",
+    "comparison",
+    "curves",
     "faithfulness",
     "ig",
     "masked_regions",

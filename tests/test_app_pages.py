@@ -6,6 +6,7 @@ The app runs in-process; ``LXMERT_ASSETS_DIR`` points it at the tiny assets. Res
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -61,12 +62,18 @@ def script_answer(assets: Path, image: Path, question: str, k: int = 5):
     return predict_answers(loaded.model, example, k, loaded.answers.label2ans)
 
 
-def test_opens_on_the_default_model_with_the_first_sample(app):
+def test_opens_on_the_default_model_with_an_answer(app):
     assert_clean(app)
     assert app.sidebar.selectbox(key="checkpoint").value == "default/model"
     assert app.sidebar.text_input(key="text").value == QUESTIONS[0]  # the sample's sidecar suggestion
     assert app.sidebar.slider(key="num_regions").value == NUM_REGIONS
-    assert len(charts(app)) == 1  # the detections
+    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert len(charts(app)) == 2  # the answers and the detections
+
+
+def test_regions_page_lists_every_region(app):
+    open_page(app, "regions")
+    assert_clean(app)
     assert len(app.dataframe[0].value) == NUM_REGIONS
 
 
@@ -101,6 +108,7 @@ def test_match_score_is_the_matching_head_of_the_pretrained_parent(app, assets):
 
 def test_fewer_regions_reach_the_model(app):
     app.sidebar.slider(key="num_regions").set_value(3).run()
+    open_page(app, "regions")
     assert len(app.dataframe[0].value) == 3
     open_page(app, "attention")
     assert_clean(app)
@@ -162,6 +170,25 @@ def test_compare_lists_checkpoints_of_the_configured_directory(app):
     open_page(app, "compare")
     options = app.multiselect(key="compare_checkpoints").options
     assert set(options) == {"default/model", "default/pretrained", "runs/a/best", "runs/b/best"}
+    assert any("No metrics.jsonl" in c.value for c in app.caption)  # the defaults were not trained here
+
+
+def test_compare_shows_training_curves_as_logged(app, assets):
+    open_page(app, "compare")
+    app.multiselect(key="compare_checkpoints").set_value(["runs/a/best", "runs/b/best"]).run()
+    assert_clean(app)
+    assert app.selectbox(key="compare_metric").value == "train/loss"
+    last = [json.loads(line) for line in (assets / "runs" / "b" / "metrics.jsonl").read_text().splitlines()]
+    last_train_loss = [r["loss"] for r in last if r["split"] == "train"][-1]
+    assert any(f"`runs/b/best` {last_train_loss:.4g}" in c.value for c in app.caption)
+
+
+def test_compare_with_cka(app):
+    open_page(app, "compare")
+    before = len(charts(app))
+    app.toggle(key="compare_cka").set_value(True).run()
+    assert_clean(app)
+    assert len(charts(app)) == before + 2  # language and vision CKA
 
 
 def test_an_upload_that_is_not_an_image_gets_a_message(app):
@@ -179,6 +206,7 @@ def test_an_uploaded_image_is_detected(app):
     scene_image(7).save(buffer, format="JPEG")
     app.sidebar.radio(key="source").set_value("Upload").run()
     app.sidebar.file_uploader[0].set_value(("mine.jpg", buffer.getvalue(), "image/jpeg")).run()
+    open_page(app, "regions")
     assert_clean(app)
     assert len(app.dataframe[0].value) == NUM_REGIONS
 

@@ -1,0 +1,205 @@
+"""The app in a real browser: ``streamlit run app/main.py`` driven by Playwright on Debian's headless Chromium.
+
+It starts the server on a free port, uploads an image, asks a question, checks the answer against ``analysis`` and
+that the attention figure rendered, and screenshots every page. It runs on the repository's ``assets/`` when the
+default model is there (then the screenshots go to ``docs/screenshots/``), else on the tiny random assets (then they
+go to a temporary directory). It times the path a visitor takes: server start → first answer on screen.
+
+Skipped where ``/usr/bin/chromium`` or Playwright is missing; ``.ci/run`` installs Chromium. No browser is ever
+downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("Chromium is not installed at /usr/bin/chromium", allow_module_level=True)
+
+from app_toy_assets import build_assets, scene_image  # noqa: E402
+
+from analysis.forward import predict_answers  # noqa: E402
+from analysis.inputs import example_from_regions  # noqa: E402
+from lxmert.checkpoints import load_checkpoint  # noqa: E402
+from lxmert.detection import Detector  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REPO_ASSETS = REPO / "assets"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Page title in the navigation → screenshot name (the page's file name).
+PAGES = {
+    "Ask": "ask",
+    "Image & regions": "regions",
+    "Attention": "attention",
+    "Masked word": "masked_word",
+    "Masked object": "masked_object",
+    "Attributions": "attributions",
+    "Compare checkpoints": "compare",
+}
+QUESTION = "What color is the circle?"
+SERVER_START_S = 120  # generous: CI machines are slow to import torch the first time
+RUN_S = 120_000  # ms Playwright waits for one page run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def has_default_model(assets: Path) -> bool:
+    return (assets / "default" / "detector" / "config.json").is_file() and (
+        assets / "default" / "model"
+    ).is_dir()
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> Path:
+    return REPO_ASSETS if has_default_model(REPO_ASSETS) else build_assets(tmp_path_factory.mktemp("assets"))
+
+
+@pytest.fixture(scope="module")
+def screenshots(assets, tmp_path_factory) -> Path:
+    directory = SCREENSHOTS if assets == REPO_ASSETS else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(assets):
+    """A running app: (base URL, seconds from launch to healthy, launch time, process id)."""
+    port = free_port()
+    env = {**os.environ, "LXMERT_ASSETS_DIR": str(assets), "LXMERT_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    env.pop("LXMERT_CHECKPOINTS_DIR", None)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    launched = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{process.stdout.read()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - launched > SERVER_START_S:
+                pytest.fail(f"streamlit did not answer its health check within {SERVER_START_S} s")
+            time.sleep(0.2)
+        yield url, time.perf_counter() - launched, launched, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def wait_until_idle(page) -> None:
+    """Wait for the script run to finish (Streamlit marks its root with the script's state)."""
+    page.wait_for_timeout(500)  # an interaction's rerun starts a moment after the event
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=RUN_S)
+
+
+def go_to(page, title: str) -> None:
+    """Open a page from the navigation (same session, so the upload stays) and wait for its run to end."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=RUN_S)
+    wait_until_idle(page)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``), all its threads together."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def expected_answer(assets: Path, image: Path, question: str) -> str:
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    loaded = load_checkpoint(assets / "default" / "model")
+    example = example_from_regions(loaded.tokenizer, question, detector([image])[0])
+    return predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0].answer
+
+
+def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, screenshots, tmp_path):
+    url, health_s, launched, pid = server
+    page = browser.new_page(viewport={"width": 1440, "height": 1600})
+
+    # A visitor opens the app (the Ask page): time from server launch until the first answer is on screen. The
+    # server's CPU time says what that costs on an idle machine, whatever else shares the CPU.
+    page.goto(url)
+    page.get_by_text(re.compile(r"^Answer: ")).first.wait_for(timeout=RUN_S)
+    first_answer_s = time.perf_counter() - launched
+    print(
+        f"\nserver healthy after {health_s:.1f} s; first answer visible {first_answer_s:.1f} s after launch; "
+        f"server CPU time by then {cpu_seconds(pid):.1f} s; load average {os.getloadavg()[0]:.1f}"
+    )
+
+    # Upload an image and ask a question.
+    image = tmp_path / "upload.png"
+    if assets == REPO_ASSETS:
+        shutil.copy(next(p for p in sorted((assets / "samples").glob("*.png"))), image)
+    else:
+        scene_image(11).save(image)
+    wait_until_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Upload", exact=True).click()
+    wait_until_idle(page)
+    sidebar.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
+    wait_until_idle(page)
+    question = sidebar.get_by_role("textbox", name="Question or sentence")
+    question.fill(QUESTION)
+    question.press("Enter")
+    wait_until_idle(page)
+    answer = expected_answer(assets, image, QUESTION)
+    page.get_by_text(f"Answer: {answer}", exact=True).wait_for(timeout=RUN_S)
+
+    for title, name in PAGES.items():
+        go_to(page, title)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"{title} shows an exception"
+        if title == "Attention":  # the words × regions map is a plotly heatmap, drawn in the browser
+            page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').first.wait_for(
+                timeout=RUN_S
+            )
+        page.wait_for_timeout(1000)  # let plotly finish drawing before the screenshot
+        page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    page.close()
