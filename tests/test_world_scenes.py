@@ -85,3 +85,14 @@ def test_ids_index_the_vocabulary_files(tmp_path):
     obj = sample_scene(np.random.default_rng(0)).objects[0]
     assert objects[obj.label_id] == obj.shape
     assert [attributes[i] for i in obj.attr_ids] == [obj.colour, obj.size, obj.fill]
+
+
+def test_preview_sheet_draws_the_box_and_tiles_scenes():
+    from training.world.preview import BOX_COLOUR, contact_sheet, draw_annotated
+
+    scene = sample_scene(np.random.default_rng(0), num_objects=1)
+    tile = np.asarray(draw_annotated(scene, scale=2))
+    x2, y2 = (int(v) * 2 for v in scene.objects[0].box[2:])
+    assert tuple(tile[y2 - 1, x2 - 1]) == BOX_COLOUR  # bottom-right corner of the doubled box
+    sheet = contact_sheet([scene, scene, scene], columns=2, scale=2, gap=6)
+    assert sheet.size == (2 * 512 + 6, 2 * 512 + 6)
