@@ -102,7 +102,8 @@ def process_digit_article(text: str) -> str:
     return " ".join(words)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # annotators repeat the same few strings; this runs per annotator answer
+# Annotators repeat the same few strings and this runs for every annotator answer, so results are cached.
+@functools.lru_cache(maxsize=1 << 16)
 def preprocess_answer(answer: str) -> str:
     """The answer normalisation of compute_softscore.py: ``"Two."`` -> ``"2"``, ``"a Red!"`` -> ``"red"``."""
     return process_digit_article(process_punctuation(answer)).replace(",", "")
