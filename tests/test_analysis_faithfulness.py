@@ -134,6 +134,60 @@ def test_example_faithfulness_measures_the_explained_answer(model, tokenizer):
             assert len(result.kept_answer[method][test]) == len(FRACTIONS_WITH_REGIONS)
 
 
+def marked_colour_batch(n: int, g: torch.Generator, regions: int = 6, colours: int = 4, dim: int = 16):
+    """A toy task whose answer lives in one region: the colour (one-hot, dims 0-3) of the marked region (dim 4)."""
+    colour = torch.randint(colours, (n, regions), generator=g)
+    feats = 0.2 * torch.randn(n, regions, dim, generator=g)
+    feats.scatter_add_(2, colour[..., None], torch.ones(n, regions, 1))
+    marked = torch.randint(regions, (n,), generator=g)
+    feats[torch.arange(n), marked, colours] += 1.0
+    corner = torch.rand(n, regions, 2, generator=g) * 0.5
+    return feats, torch.cat([corner, corner + 0.3], -1), colour[torch.arange(n), marked]
+
+
+@pytest.mark.slow
+def test_relevancy_finds_the_region_a_trained_model_needs(tokenizer):
+    """Trained on the toy task, removing the regions gradient relevancy ranks first must hurt more than a random
+    order (positive test) and removing the last-ranked less (negative test); the words carry nothing."""
+    from analysis_toy import toy_config
+
+    from analysis.inputs import example_from_tensors
+    from lxmert import LxmertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = toy_config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_qa_labels=4,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = LxmertForQuestionAnswering(config)
+    ids = torch.tensor(tokenizer.encode("what colour is the big ball"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        feats, pos, answers = marked_colour_batch(64, g)
+        loss = model(ids.expand(64, -1), feats, pos, labels=answers).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    feats, pos, answers = marked_colour_batch(24, torch.Generator().manual_seed(1))
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    data = [
+        QAItem(example_from_tensors(ids, feats[i], pos[i], tokens), {int(answers[i]): 1.0}, str(i))
+        for i in range(24)
+    ]
+    fractions = (0.0, 0.2, 0.4, 0.6, 0.8)  # 6 regions: keep 4, 3, 2, 1 after the full set
+    table = faithfulness_table(model, data, ["raw_attention", "rollout", "gradient", "random"], fractions)
+    print(f"\ntoy task, {table.num_examples} examples, accuracy {table.accuracy:.3f}\n{table.to_markdown()}")
+    assert table.accuracy >= 0.9
+    auc = table.auc
+    assert auc["gradient"]["image_positive"] < auc["random"]["image_positive"] - 10
+    assert auc["gradient"]["image_negative"] > auc["random"]["image_negative"] + 10
+
+
 def test_sample_is_chefers_seeded_shuffle():
     import random
 
