@@ -13,7 +13,8 @@ import streamlit as st
 
 from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
 from analysis.forward import AnswerScore
-from analysis.masked import MaskedRegionPrediction, MaskedWordPrediction
+from analysis.interventions import family_layers
+from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
 from app import render
 from app.loading import Checkpoint, Scene
 
@@ -60,7 +61,7 @@ def show_detections(scene: Scene, *, key: str) -> None:
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
         scene.image, regions.boxes.numpy(), scene.labels, confidences,
-        title=f"{len(regions)} regions ({regions.num_real} detections above the threshold, the rest fill)",
+        title=f"{len(regions)} regions · {regions.num_real} above the detector's threshold",
     )  # fmt: skip
     plot(figure, key=key)
 
@@ -205,6 +206,26 @@ def show_head_grid(
     )  # fmt: skip
 
 
+def show_head_picker(config, *, key: str) -> list[tuple[str, int, int]]:
+    """Choose heads to silence: whole families, whole layers, or single heads; returns (family, layer, head)."""
+    layers = family_layers(config)
+    heads = range(config.num_attention_heads)
+    families_column, heads_column = st.columns([1, 2])
+    families = families_column.multiselect(
+        "Whole families",
+        [f for f in FAMILY_NAMES if layers[f]],
+        format_func=FAMILY_NAMES.get,
+        key=f"{key}_families",
+    )
+    options = [(f, layer, h) for f in FAMILY_NAMES for layer in range(layers[f]) for h in heads]
+    single = heads_column.multiselect(
+        "Single heads", options, format_func=lambda o: f"{FAMILY_SHORT[o[0]]} layer {o[1] + 1} head {o[2] + 1}",
+        key=f"{key}_heads", placeholder="type e.g. l→v 5",
+    )  # fmt: skip
+    chosen = {(f, layer, h) for f in families for layer in range(layers[f]) for h in heads} | set(single)
+    return sorted(chosen, key=options.index)
+
+
 def show_attention_map(
     maps: AttentionMaps,
     family: str,
@@ -306,20 +327,46 @@ def show_masked_regions(
             f"**Region {r}**: the detector says *{detected_attr} {detected_object}*; "
             f"the regressed feature lies nearest to regions {nearest}"
         )
-        columns = st.columns(4)
-        panels = (
-            (seeing.objects, "object, with text", detected_object),
-            (blind.objects, "object, without text", detected_object),
-            (seeing.attributes, "attribute, with text", detected_attr),
-            (blind.attributes, "attribute, without text", detected_attr),
+        rows = (
+            ("object", seeing.objects, blind.objects, detected_object),
+            ("attribute", seeing.attributes, blind.attributes, detected_attr),
         )
-        for column, (candidates, title, truth) in zip(columns, panels, strict=True):
-            with column:
-                names = [c.name or str(c.index) for c in candidates]
-                figure = render.ranking_figure(
-                    names, [c.probability for c in candidates], title=title, highlight=truth
-                )
-                plot(figure, key=f"{key}_{r}_{title}")
+        for head, with_text_guesses, without_text_guesses, truth in rows:
+            for column, candidates, condition in zip(
+                st.columns(2),
+                (with_text_guesses, without_text_guesses),
+                ("with text", "without text"),
+                strict=True,
+            ):
+                with column:
+                    names = [c.name or str(c.index) for c in candidates]
+                    title = f"{head}, {condition}"
+                    figure = render.ranking_figure(
+                        names, [c.probability for c in candidates], title=title, highlight=truth
+                    )
+                    plot(figure, key=f"{key}_{r}_{title}")
+
+
+def show_gauge(gauge: AblationGauge, *, key: str) -> None:
+    """Accuracy of masked predictions with each modality present or removed, and the drops that measure reliance."""
+    drops = st.columns(3)
+    drops[0].metric("Word accuracy lost without the image", f"{gauge.word_drop_without_vision:+.0%}")
+    aligned = gauge.word_drop_without_aligned
+    drops[1].metric(
+        "…without the regions named like the word", "n/a" if aligned is None else f"{aligned:+.0%}"
+    )
+    drops[2].metric("Object accuracy lost without the text", f"{gauge.object_drop_without_text:+.0%}")
+    rows = [
+        {"masked": "words", "condition": condition, "accuracy": gauge.word_accuracy[condition],
+         "P(original)": gauge.word_probability[condition], "items": gauge.num_words}
+        for condition in gauge.word_accuracy
+    ] + [
+        {"masked": "regions", "condition": condition, "accuracy": gauge.object_accuracy[condition],
+         "P(original)": gauge.object_probability[condition], "items": gauge.num_regions}
+        for condition in gauge.object_accuracy
+    ]  # fmt: skip
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(rows, column_config={"accuracy": percent, "P(original)": percent}, key=key)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,20 +385,30 @@ def show_explanation(
     hide_special: bool,
     key: str,
 ) -> None:
-    """One explanation on both inputs: words as coloured chips, regions as heat on the image."""
+    """One explanation on both inputs: regions as heat on the image, words as coloured chips, the top regions listed."""
     token_scores = np.asarray(token_scores, dtype=float)
-    shown = [i for i, t in enumerate(tokens) if not (hide_special and t in SPECIAL_TOKENS)]
-    st.markdown(
-        render.token_highlight_html(
-            [tokens[i] for i in shown], token_scores[shown], caption=f"{score_name} of each word"
-        ),
-        unsafe_allow_html=True,
-    )
-    figure = render.region_scores_figure(
-        scene.image, scene.regions.boxes.numpy(), np.asarray(region_scores, dtype=float), scene.labels,
-        title=title, colorbar_title=score_name,
-    )  # fmt: skip
-    plot(figure, key=key)
+    region_scores = np.asarray(region_scores, dtype=float)
+    image_column, words_column = st.columns([3, 2], gap="large")
+    with image_column:
+        figure = render.region_scores_figure(
+            scene.image, scene.regions.boxes.numpy(), region_scores, scene.labels,
+            title=title, colorbar_title=score_name,
+        )  # fmt: skip
+        plot(figure, key=key)
+    with words_column:
+        shown = [i for i, t in enumerate(tokens) if not (hide_special and t in SPECIAL_TOKENS)]
+        st.markdown(
+            render.token_highlight_html(
+                [tokens[i] for i in shown], token_scores[shown], caption=f"{score_name} of each word"
+            ),
+            unsafe_allow_html=True,
+        )
+        ranked = np.argsort(-np.abs(region_scores), kind="stable")[:8]
+        st.dataframe(
+            [{"region": scene.labels[r], score_name: float(region_scores[r])} for r in ranked],
+            column_config={score_name: st.column_config.NumberColumn(format="%.3g")},
+            key=f"{key}_top_regions",
+        )
 
 
 def show_curves(
@@ -372,7 +429,9 @@ __all__ = [
     "show_detections",
     "show_explanation",
     "show_family_grid",
+    "show_gauge",
     "show_head_grid",
+    "show_head_picker",
     "show_masked_regions",
     "show_masked_words",
     "show_match",

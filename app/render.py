@@ -168,7 +168,7 @@ def region_scores_figure(
         figure.add_trace(_box_trace(boxes[i], colours[i], hover, 3.0 if i in shown else 0.0))
         if i in shown:
             figure.add_annotation(
-                x=float(boxes[i][0]), y=float(boxes[i][1]), text=f"{html.escape(labels[i])} {scores[i]:.2f}",
+                x=float(boxes[i][0]), y=float(boxes[i][1]), text=f"{html.escape(labels[i])} {scores[i]:.2g}",
                 showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="white"),
                 bgcolor="rgba(0,0,0,0.65)", borderpad=1,
             )  # fmt: skip
@@ -268,7 +268,7 @@ def head_grid_figure(
             colorscale=DIVERGING if _signed(table) else SEQUENTIAL,
             zmin=low,
             zmax=high,
-            text=np.round(table, 2),
+            text=[["" if np.isnan(v) else f"{v:.2g}" for v in row] for row in table],
             texttemplate="%{text}",
             textfont=dict(size=9),
             hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>",

@@ -8,8 +8,10 @@ result at once, and two pages asking the same thing share it.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,10 +26,14 @@ from analysis.attention import (
     head_stats,
 )
 from analysis.compare import CheckpointComparison, compare_checkpoints, read_metrics, training_curves
+from analysis.export import export_npz
 from analysis.forward import AnswerScore, predict_answers, run
+from analysis.interventions import head_mask
 from analysis.masked import (
+    AblationGauge,
     MaskedRegionPrediction,
     MaskedWordPrediction,
+    ablation_gauge,
     predict_masked_regions,
     predict_masked_words,
 )
@@ -93,6 +99,14 @@ def answers(query: Query, k: int) -> list[AnswerScore]:
     return predict_answers(checkpoint.model, query.example(), k, checkpoint.answers)
 
 
+@st.cache_data(show_spinner="Answering with heads silenced…", max_entries=64)
+def answers_silenced(query: Query, heads: tuple[tuple[str, int, int], ...], k: int) -> list[AnswerScore]:
+    """The ``k`` best answers with the given (family, layer, head) silenced by a head mask (the model is untouched)."""
+    checkpoint = query.model()
+    mask = {family: m.to(query.device) for family, m in head_mask(checkpoint.model.config, heads).items()}
+    return predict_answers(checkpoint.model, query.example(), k, checkpoint.answers, head_mask=mask)
+
+
 @st.cache_data(show_spinner="Scoring the match…", max_entries=128)
 def match_probability(query: Query) -> float:
     """P(the sentence describes the image) from the cross-modality matching head."""
@@ -122,6 +136,18 @@ def attention(query: Query) -> AttentionResult:
     return AttentionResult(maps, head_stats(maps, cross_modal_share(model, output)))
 
 
+@st.cache_data(show_spinner="Writing the export…", max_entries=16)
+def attention_export(query: Query) -> bytes:
+    """Every attention map and head statistic of the input as an NPZ, with tokens, boxes, feature hash, checkpoint."""
+    result = attention(query)
+    with tempfile.TemporaryDirectory() as directory:
+        path = export_npz(
+            Path(directory) / "attention.npz", query.example(), result.maps, query.checkpoint_name,
+            settings={"num_regions": query.num_regions, "image": query.image_name}, stats=result.stats,
+        )  # fmt: skip
+        return path.read_bytes()
+
+
 @st.cache_data(show_spinner="Predicting masked words…", max_entries=64)
 def masked_words(query: Query, positions: tuple[int, ...], vision: str, k: int) -> list[MaskedWordPrediction]:
     """Top-k fillers of the masked positions with the image (``vision="image"``) or without (``"no_vision"``)."""
@@ -137,6 +163,15 @@ def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) ->
         checkpoint.model, query.example(), regions, k, text, checkpoint.tokenizer.mask_token_id,
         scene_.object_names, scene_.attr_names,
     )  # fmt: skip
+
+
+@st.cache_data(show_spinner="Measuring cross-modal reliance…", max_entries=32)
+def gauge(query: Query) -> AblationGauge:
+    """The cross-modal ablation gauge of the input: every word and every region masked in turn, each modality removed."""
+    checkpoint, scene_ = query.model(), query.scene()
+    return ablation_gauge(
+        checkpoint.model, query.example(), checkpoint.tokenizer, scene_.object_names, scene_.attr_names
+    )
 
 
 @st.cache_data(show_spinner="Computing relevancy…", max_entries=64)
@@ -249,10 +284,13 @@ __all__ = [
     "Query",
     "RELEVANCY_METHODS",
     "answers",
+    "answers_silenced",
     "attention",
+    "attention_export",
     "comparison",
     "curves",
     "faithfulness",
+    "gauge",
     "ig",
     "masked_regions",
     "masked_words",

@@ -60,6 +60,7 @@ PAGES = {
     "Compare checkpoints": "compare",
 }
 QUESTION = "What color is the circle?"
+VIEWPORT = {"width": 1440, "height": 1000}
 SERVER_START_S = 120  # generous: CI machines are slow to import torch the first time
 RUN_S = 120_000  # ms Playwright waits for one page run
 
@@ -147,6 +148,18 @@ def go_to(page, title: str) -> None:
     wait_until_idle(page)
 
 
+def screenshot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main element, so the window grows to its height first."""
+    height = page.evaluate(
+        "() => { const main = document.querySelector('[data-testid=\"stMain\"]');"
+        " return main ? main.scrollHeight : document.body.scrollHeight; }"
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(height))})
+    page.wait_for_timeout(1500)  # plotly redraws at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(VIEWPORT)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux ``/proc``), all its threads together."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -162,7 +175,7 @@ def expected_answer(assets: Path, image: Path, question: str) -> str:
 
 def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, screenshots, tmp_path):
     url, health_s, launched, pid = server
-    page = browser.new_page(viewport={"width": 1440, "height": 1600})
+    page = browser.new_page(viewport=VIEWPORT)
 
     # A visitor opens the app (the Ask page): time from server launch until the first answer is on screen. The
     # server's CPU time says what that costs on an idle machine, whatever else shares the CPU.
@@ -200,6 +213,5 @@ def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, sc
             page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').first.wait_for(
                 timeout=RUN_S
             )
-        page.wait_for_timeout(1000)  # let plotly finish drawing before the screenshot
-        page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+        screenshot(page, screenshots / f"{name}.png")
     page.close()

@@ -15,8 +15,11 @@ import torch
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets, scene_image
 from streamlit.testing.v1 import AppTest
 
+from analysis.export import read_export
 from analysis.forward import predict_answers, run
 from analysis.inputs import example_from_regions
+from analysis.interventions import head_mask
+from analysis.masked import ablation_gauge
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
@@ -226,3 +229,67 @@ def test_missing_assets_are_explained_not_a_traceback(tmp_path, monkeypatch):
     assert not app.exception
     assert any("detector" in e.value for e in app.error)
     assert any("assets/default" in i.value for i in app.info)
+
+
+def test_silencing_every_cross_head_answers_as_analysis_does_with_that_head_mask(app, assets):
+    cross = ["cross_l2v", "cross_v2l"]
+    app.multiselect(key="silence_families").set_value(cross).run()
+    assert_clean(app)
+    headline = [m.value for m in app.markdown if m.value.startswith("### Answer")][1]
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    loaded = load_checkpoint(assets / "default" / "model")
+    example = example_from_regions(
+        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
+    )
+    config = loaded.model.config
+    heads = [
+        (f, layer, h)
+        for f in cross
+        for layer in range(config.x_layers)
+        for h in range(config.num_attention_heads)
+    ]
+    expected = predict_answers(
+        loaded.model, example, 5, loaded.answers.label2ans, head_mask=head_mask(config, heads)
+    )
+    assert headline.startswith(f"### Answer: **{expected[0].answer}**  \n{expected[0].probability:.1%}")
+    assert app.session_state["silence_heads"] == []  # whole families only; no single heads chosen
+
+
+def test_attention_export_reads_back_with_the_inputs_tokens(app, assets, tmp_path):
+    from app.results import Query, attention_export, tokens
+
+    open_page(app, "attention")
+    assert app.get("download_button")
+    query = Query(
+        detector=str(assets / "default" / "detector"),
+        checkpoint=str(assets / "default" / "model"),
+        checkpoint_name="default/model",
+        device="cpu",
+        image=(assets / "samples" / "scene_0.png").read_bytes(),
+        image_name="scene_0.png",
+        num_regions=NUM_REGIONS,
+        text=QUESTIONS[0],
+    )
+    path = tmp_path / "attention.npz"
+    path.write_bytes(attention_export(query))
+    metadata, arrays = read_export(path)
+    assert metadata["tokens"] == tokens(query)
+    assert metadata["checkpoint"] == "default/model"
+    assert arrays["attention/cross_l2v"].shape[-2:] == (len(metadata["tokens"]), NUM_REGIONS)
+
+
+def test_ablation_gauge_matches_analysis(app, assets):
+    open_page(app, "masked_word")
+    app.toggle(key="run_gauge").set_value(True).run()
+    assert_clean(app)
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    loaded = load_checkpoint(assets / "default" / "pretrained")
+    example = example_from_regions(
+        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
+    )
+    expected = ablation_gauge(
+        loaded.model, example, loaded.tokenizer, detector.objects_vocab, detector.attributes_vocab
+    )
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["Word accuracy lost without the image"] == f"{expected.word_drop_without_vision:+.0%}"
+    assert shown["Object accuracy lost without the text"] == f"{expected.object_drop_without_text:+.0%}"

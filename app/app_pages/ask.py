@@ -1,4 +1,4 @@
-"""Ask: the model's answers to the question, and how well the text matches the image."""
+"""Ask: the model's answers to the question, how well the text matches the image, and answers with heads silenced."""
 
 import streamlit as st
 
@@ -21,3 +21,16 @@ with right:
             panels.show_match(results.match_probability(query_for(page.inputs, matcher)), key="match")
         st.caption(f"Matching head of `{matcher.name}`, reading the text as a statement about the image.")
     panels.show_detections(page.scene, key="ask_detections")
+
+st.subheader("Silence heads and ask again")
+st.caption(
+    "A head mask zeroes the chosen heads' outputs for this one forward pass; the cached model is never changed. "
+    "LXMERT's two cross directions share one module, but each direction is silenced on its own here."
+)
+heads = panels.show_head_picker(page.checkpoint.model.config, key="silence")
+if heads:
+    with reported("Answering with heads silenced"):
+        silenced = results.answers_silenced(page.query, tuple(heads), top_k)
+        panels.show_answers(
+            silenced, key="answers_silenced", title=f"Top answers, {len(heads)} heads silenced"
+        )

@@ -65,6 +65,18 @@ with image_column:
             maps, region, page.scene.labels[region], cross_layer, cross_head, key="region_words"
         )
 
+st.download_button(
+    "Export every map and head statistic (NPZ)",
+    data=lambda: results.attention_export(page.query),
+    file_name=f"attention_{page.inputs.image.digest}.npz",
+    mime="application/octet-stream",
+    icon=":material/download:",
+    help="With the tokens, boxes, a hash of the region features and the checkpoint; read back with "
+    "analysis.export.read_export.",
+    on_click="ignore",
+    key="attention_export",
+)
+
 st.subheader("All heads")
 statistic = st.selectbox(
     "Statistic", list(panels.STATISTICS), format_func=panels.STATISTICS.get, key="attention_statistic"

@@ -64,16 +64,17 @@ other = (
 divergence_column, moved_column = st.columns([3, 2], gap="large")
 with divergence_column:
     panels.show_family_grid(
-        compared.divergence[other], title=f"Attention moved: JSD(`{chosen[0]}` ‖ `{other}`) per head, in bits",
+        compared.divergence[other], title=f"Attention moved: JSD({chosen[0]} ‖ {other}) per head, in bits",
         colorbar_title="JSD", key="compare_divergence",
     )  # fmt: skip
 with moved_column:
     st.markdown("**Heads that moved most**")
     st.dataframe(
         [
-            {"family": panels.FAMILY_SHORT[f], "layer": layer + 1, "head": head + 1, "JSD": round(value, 4)}
+            {"family": panels.FAMILY_SHORT[f], "layer": layer + 1, "head": head + 1, "JSD (bits)": value}
             for f, layer, head, value in compared.moved_heads[other]
         ],
+        column_config={"JSD (bits)": st.column_config.NumberColumn(format="%.3g")},
         key="compare_moved",
     )
 if other in compared.cka:

@@ -33,3 +33,14 @@ with reported("Masked-word prediction"):
         results.masked_words(page.query, positions, "no_vision", top_k),
         key="masked_words",
     )
+
+st.subheader("How much does this input lean on the other modality?")
+st.caption(
+    "The cross-modal ablation gauge (Frank, Bugliarello & Elliott, EMNLP 2021) on this input: every word masked in "
+    "turn and predicted with the image, with the regions of the same name removed, and with no image; every region "
+    "masked in turn and its object predicted with and without the text. Accuracy is agreement with the original "
+    "word or the detector's label."
+)
+if st.toggle("Measure it", value=False, key="run_gauge"):
+    with reported("The ablation gauge"):
+        panels.show_gauge(results.gauge(page.query), key="gauge")
