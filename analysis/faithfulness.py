@@ -286,6 +286,7 @@ class FaithfulnessConfig:
     num_samples: int = 10000  # Chefer et al.'s --num-samples
     seed: int = 1234  # the sampling seed of Chefer et al.
     methods: tuple[str, ...] = METHODS
+    fractions: tuple[float, ...] = FRACTIONS  # Chefer et al.'s removal schedule
     out: str = ""  # write the table as JSON here ('' = print only)
     ig_steps: int = 32
     ig_region_baseline: str = "zero"
@@ -303,6 +304,9 @@ def parse_args(argv: Sequence[str] | None = None) -> FaithfulnessConfig:
     p.add_argument("--num-samples", type=int, default=d.num_samples, help="questions sampled (all if fewer)")
     p.add_argument("--seed", type=int, default=d.seed, help="sampling and random-baseline seed")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(d.methods), help="methods to test")
+    p.add_argument(
+        "--fractions", nargs="+", type=float, default=list(d.fractions), help="removal fractions, 0 first"
+    )
     p.add_argument("--out", default=d.out, help="write the table (AUCs, curves, settings) as JSON here")
     p.add_argument("--ig-steps", type=int, default=d.ig_steps, help="integration steps of IG")
     p.add_argument(
@@ -312,7 +316,11 @@ def parse_args(argv: Sequence[str] | None = None) -> FaithfulnessConfig:
         help="IG region baseline",
     )
     args = p.parse_args(argv)
-    return FaithfulnessConfig(**{**vars(args), "methods": tuple(args.methods)})
+    if args.fractions[0] != 0.0 or sorted(args.fractions) != args.fractions:
+        p.error(f"--fractions must rise from 0, got {args.fractions}")
+    return FaithfulnessConfig(
+        **{**vars(args), "methods": tuple(args.methods), "fractions": tuple(args.fractions)}
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
@@ -331,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
         ig_steps=config.ig_steps, ig_region_baseline=config.ig_region_baseline,
         pad_token_id=loaded.tokenizer.pad_token_id, seed=config.seed,
     )  # fmt: skip
-    table = faithfulness_table(loaded.model, items, config.methods, config=explain_config)
+    table = faithfulness_table(loaded.model, items, config.methods, config.fractions, explain_config)
     table.settings.update(asdict(config))
     print(f"{table.num_examples} examples, accuracy {100 * table.accuracy:.2f}%")
     print(table.to_markdown())
@@ -339,10 +347,6 @@ def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(config.out, json.dumps(asdict(table), indent=1) + "\n")
     return table
-
-
-if __name__ == "__main__":
-    main()
 
 
 __all__ = [
@@ -361,3 +365,7 @@ __all__ = [
     "perturbation_logits",
     "perturbed",
 ]
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ from analysis.faithfulness import (
     explain,
     faithfulness_table,
     kept_items,
+    main,
     perturbed,
 )
 from analysis.forward import answer_logits, run
@@ -195,3 +196,62 @@ def test_sample_is_chefers_seeded_shuffle():
     random.seed(1234)
     random.shuffle(order)
     assert sample(list(range(10)), 4, 1234) == order[:4]
+
+
+def test_command_line_runs_a_checkpoint_over_questions_and_images(tokenizer, tmp_path, monkeypatch):
+    from lxmert.checkpoints import save_pretrained
+    from lxmert.detection import detector as detector_module
+
+    answers = ["red", "blue", "ball", "cube", "yes"]
+    checkpoint = save_pretrained(toy_qa_model(), tmp_path / "ckpt", tokenizer=tokenizer, answers=answers)
+    images = tmp_path / "images"
+    images.mkdir()
+    for img_id in ("synth_0", "synth_1"):
+        (images / f"{img_id}.png").write_bytes(b"")  # the stand-in detector never reads them
+    questions = [
+        {"img_id": "synth_0", "sent": "what colour is the ball", "label": {"red": 1.0, "purple": 0.3}},
+        {"img_id": "synth_1", "sent": "is there a cube", "label": {"yes": 1.0}},
+        {"img_id": "synth_0", "sent": "what is left of the cube", "label": {"Ball.": 0.6}},
+    ]
+    (tmp_path / "questions.json").write_text(json.dumps(questions))
+    detected = []
+
+    class StandInDetector:
+        def __call__(self, paths):
+            detected.extend(p.name for p in paths)
+            return [toy_regions(int(p.stem[-1]), num_regions=36) for p in paths]
+
+    monkeypatch.setattr(
+        detector_module.Detector, "from_pretrained", classmethod(lambda cls, d: StandInDetector())
+    )
+    out = tmp_path / "table.json"
+    table = main(
+        [
+            "--checkpoint", str(checkpoint), "--detector", "unused", "--questions", str(tmp_path / "questions.json"),
+            "--images", str(images), "--methods", "random", "--num-samples", "3", "--out", str(out), "--fractions", "0", "0.5", "0.9",
+        ]
+    )  # fmt: skip
+    assert sorted(detected) == ["synth_0.png", "synth_1.png"]  # each image once
+    assert table.num_examples == 3
+    saved = json.loads(out.read_text())
+    assert saved["auc"]["random"] == pytest.approx(table.auc["random"])
+    assert saved["settings"]["checkpoint"] == str(checkpoint)
+
+
+def test_questions_become_items_with_labels_by_answer_index(tokenizer, tmp_path):
+    from analysis.datasets import load_qa_items
+    from lxmert.answers import AnswerTable
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "q.json").write_text(
+        json.dumps([{"img_id": "a", "sent": "what colour is the ball", "label": {"Red": 1.0, "teal": 0.3}}])
+    )
+    items = load_qa_items(
+        tmp_path / "q.json", tokenizer, AnswerTable(["blue", "red"]), lambda paths: [toy_regions(0) for _ in paths],
+        tmp_path, num_samples=5, seed=0,
+    )  # fmt: skip
+    assert len(items) == 1 and items[0].label == {1: 1.0}  # normalised answer found, unknown one left out
+    assert items[0].example.tokens[:3] == ["[CLS]", "what", "colour"]
+    (tmp_path / "bad.json").write_text(json.dumps([{"sent": "no image"}]))
+    with pytest.raises(ValueError, match="img_id"):
+        load_qa_items(tmp_path / "bad.json", tokenizer, AnswerTable(["x"]), lambda p: [], tmp_path, 1, 0)
