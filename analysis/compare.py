@@ -251,7 +251,8 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def training_curves(records: Sequence[dict]) -> dict[str, tuple[list[float], list[float]]]:
-    """Series name → (x, y) of every numeric field; the name is ``split/field`` when a record has a ``split``.
+    """Series name → (x, y) of every numeric field, named ``split/scope/field`` by the record's ``split`` and
+    ``scope`` where it has them (the trainer's ``train``/``valid`` and ``step``/``epoch``/``eval``).
 
     x is the record's ``step``, else its ``epoch``, else its position in the file.
     """
@@ -260,13 +261,9 @@ def training_curves(records: Sequence[dict]) -> dict[str, tuple[list[float], lis
         x = record.get("step", record.get("epoch", position))
         if not isinstance(x, (int, float)) or isinstance(x, bool):
             continue
-        prefix = f"{record['split']}/" if isinstance(record.get("split"), str) else ""
+        prefix = "".join(f"{record[k]}/" for k in ("split", "scope") if isinstance(record.get(k), str))
         for key, value in record.items():
-            if (
-                key in ("step", "epoch", "split")
-                or isinstance(value, bool)
-                or not isinstance(value, (int, float))
-            ):
+            if key in ("step", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if not math.isfinite(value):
                 continue

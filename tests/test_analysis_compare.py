@@ -95,11 +95,13 @@ def test_metrics_are_read_tolerantly(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoint-10").mkdir(parents=True)
     lines = [
-        json.dumps({"step": 1, "split": "train", "loss": 2.0, "lr": 1e-4}),
+        json.dumps({"step": 1, "split": "train", "scope": "step", "loss": 2.0, "lr": 1e-4}),
         "{not json",
         "",
         json.dumps([1, 2]),
-        json.dumps({"step": 2, "split": "train", "loss": 1.5, "lr": 1e-4, "note": "x", "done": True}),
+        json.dumps(
+            {"step": 2, "split": "train", "scope": "step", "loss": 1.5, "lr": 1e-4, "note": "x", "done": True}
+        ),
         json.dumps({"epoch": 1, "split": "valid", "accuracy": 0.4, "loss": float("nan")}),
         '{"step": 3, "split": "tra',  # cut short by a crash
     ]
@@ -107,8 +109,8 @@ def test_metrics_are_read_tolerantly(tmp_path):
     records = read_metrics(run / "checkpoint-10")  # found in the run directory above the checkpoint
     assert len(records) == 3
     curves = training_curves(records)
-    assert curves["train/loss"] == ([1.0, 2.0], [2.0, 1.5])
+    assert curves["train/step/loss"] == ([1.0, 2.0], [2.0, 1.5])
     assert curves["valid/accuracy"] == ([1.0], [0.4])
-    assert "valid/loss" not in curves and "train/note" not in curves and "train/done" not in curves
+    assert "valid/loss" not in curves and "train/step/note" not in curves and "train/step/done" not in curves
     with pytest.raises(FileNotFoundError):
         read_metrics(tmp_path / "elsewhere")
