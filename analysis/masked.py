@@ -1,9 +1,10 @@
 """Masked-word and masked-object predictions of the pre-training heads, and a cross-modal ablation gauge.
 
 Masking follows pre-training: a word becomes [MASK]; a region's feature becomes zeros with its box kept (the
-authors' object mask, ``random_feat`` in ``lxmert_pretrain.py``). Ablating a modality uses the same masks — every
-non-special token [MASK]ed, or the ablated regions' features zeroed — so the model sees inputs of the kind it was
-trained on, as Frank, Bugliarello & Elliott (EMNLP 2021) ablate. Regions can instead be dropped (``ablation="drop"``).
+authors' object mask, ``random_feat`` in ``lxmert_pretrain.py``). Ablating a modality for the cross-modal gauge
+(after Frank, Bugliarello & Elliott, EMNLP 2021) uses the same masks — every non-special token [MASK]ed, or the
+ablated regions' features zeroed — so the model sees inputs of the kind it was trained on. Which ablation value that
+paper used for regions was not checked here; ``ablation="drop"`` deletes the regions instead.
 
 Transformers' LXMERT computes the object head only inside its loss; here every head's output is read directly from
 the forward pass (``obj_logits``, ``attr_logits``, ``feat_prediction``).
