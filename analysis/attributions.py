@@ -179,12 +179,12 @@ def integrated_gradients(
             here = forward(ids, feats, pos, types)
             token_gap = here - forward(word_baseline_ids(example, pad_token_id)[None], feats, pos, types)
             region_gap = here - forward(ids, feat_base[None], pos_base[None], types)
-    region_features = feat_attr[0].sum(-1).detach().double().numpy()
-    region_boxes = pos_attr[0].sum(-1).detach().double().numpy()
+    region_features = feat_attr[0].sum(-1).detach().double().cpu().numpy()
+    region_boxes = pos_attr[0].sum(-1).detach().double().cpu().numpy()
     return Attributions(
         target=target,
         contrast=contrast,
-        tokens=word_attr[0].sum(-1).detach().double().numpy(),
+        tokens=word_attr[0].sum(-1).detach().double().cpu().numpy(),
         token_delta=float(word_delta[0]),
         regions=region_features + region_boxes,
         region_features=region_features,
@@ -228,9 +228,11 @@ def region_occlusion(
             dropped = forward(
                 rows["visual_feats"], rows["visual_pos"], ids.expand(R, -1), types.expand(R, -1)
             )
-            return (forward(feats, pos, ids, types) - dropped).double().numpy()
+            return (forward(feats, pos, ids, types) - dropped).double().cpu().numpy()
         feat_base, pos_base = region_baselines(example, baseline, mean_feature, mean_box)
-        groups = torch.arange(R)[None, :, None]  # (1, R, 1): one group per region, feature and box together
+        groups = torch.arange(R, device=feats.device)[
+            None, :, None
+        ]  # (1, R, 1): one group per region, feature and box together
         ablation = FeatureAblation(forward)
         feat_attr, _ = ablation.attribute(
             (feats, pos),
@@ -239,7 +241,7 @@ def region_occlusion(
             feature_mask=(groups.expand_as(feats), groups.expand_as(pos)),
             perturbations_per_eval=R,
         )
-    return feat_attr[0, :, 0].double().numpy()
+    return feat_attr[0, :, 0].double().cpu().numpy()
 
 
 def token_occlusion(
@@ -263,10 +265,10 @@ def token_occlusion(
             ids,
             baselines=pad_token_id,
             additional_forward_args=(feats, pos, types),
-            feature_mask=torch.arange(T)[None],
+            feature_mask=torch.arange(T, device=ids.device)[None],
             perturbations_per_eval=T,
         )
-    return attr[0].double().numpy()
+    return attr[0].double().cpu().numpy()
 
 
 __all__ = [

@@ -89,7 +89,7 @@ def hidden_states(model: nn.Module, examples: Sequence[Example]) -> dict[str, li
                 if not per_layer[stream]:
                     per_layer[stream] = [[] for _ in states]
                 for layer, state in enumerate(states):
-                    per_layer[stream][layer].append(state[0].float().numpy())
+                    per_layer[stream][layer].append(state[0].float().cpu().numpy())
     return {stream: [np.concatenate(rows) for rows in layers] for stream, layers in per_layer.items()}
 
 
@@ -198,7 +198,7 @@ def compare_checkpoints(
     for name, model in models.items():
         with torch.no_grad():
             logits = answer_logits(run(model, example))[0]
-        probs[name] = logits.float().softmax(-1).numpy()
+        probs[name] = logits.float().softmax(-1).cpu().numpy()
         answers[name] = top_answers(logits, top_k, answer_names.get(name))
         maps[name] = collect_attention(model, example)
     reference = names[0]

@@ -78,7 +78,9 @@ class Example:
     @property
     def special_mask(self) -> Tensor:
         """(T,) bool: True at [CLS] and [SEP], the tokens every perturbation keeps and every display may hide."""
-        return torch.tensor([token in SPECIAL_TOKENS for token in self.tokens], dtype=torch.bool)
+        return torch.tensor(
+            [token in SPECIAL_TOKENS for token in self.tokens], dtype=torch.bool, device=self.input_ids.device
+        )
 
     def feature_hash(self) -> str:
         """SHA-256 of the region features and normalised boxes, to tell exported analyses of images apart."""
@@ -131,13 +133,13 @@ def batch_inputs(examples: Sequence[Example]) -> dict[str, Tensor]:
     if len(shapes) > 1:
         raise ValueError(f"examples differ in (tokens, regions): {sorted(shapes)}; batch equal sizes only")
     T, R = shapes.pop()
-    B = len(examples)
+    B, device = len(examples), examples[0].input_ids.device
     return {
         "input_ids": torch.stack([e.input_ids for e in examples]),  # (B, T)
         "visual_feats": torch.stack([e.visual_feats for e in examples]),  # (B, R, F)
         "visual_pos": torch.stack([e.visual_pos for e in examples]),  # (B, R, 4)
-        "attention_mask": torch.ones(B, T, dtype=torch.long),
-        "visual_attention_mask": torch.ones(B, R, dtype=torch.long),
+        "attention_mask": torch.ones(B, T, dtype=torch.long, device=device),
+        "visual_attention_mask": torch.ones(B, R, dtype=torch.long, device=device),
         "token_type_ids": torch.stack([e.token_type_ids for e in examples]),
     }
 

@@ -53,9 +53,14 @@ def _check_heads(config: LxmertConfig, heads: Iterable[Head]) -> list[Head]:
     return checked
 
 
-def head_mask(config: LxmertConfig, heads: Iterable[Head]) -> dict[str, Tensor]:
-    """A ``head_mask`` for the model: ones everywhere, zeros at the listed (family, layer, head)."""
-    mask = {family: torch.ones(n, config.num_attention_heads) for family, n in family_layers(config).items()}
+def head_mask(
+    config: LxmertConfig, heads: Iterable[Head], device: torch.device | str | None = None
+) -> dict[str, Tensor]:
+    """A ``head_mask`` for the model (on ``device``): ones everywhere, zeros at the listed (family, layer, head)."""
+    mask = {
+        family: torch.ones(n, config.num_attention_heads, device=device)
+        for family, n in family_layers(config).items()
+    }
     for family, layer, head in _check_heads(config, heads):
         mask[family][layer, head] = 0.0
     return mask
@@ -123,7 +128,7 @@ def pruned_heads(model: nn.Module, heads: Iterable[Head]) -> Iterator[nn.Module]
 
 def _normalized(example: Example, box: Sequence[float] | Tensor) -> tuple[Tensor, Tensor]:
     """A pixel box (or a normalised one when the example has no image size) → (pixel box, normalised box)."""
-    box = torch.as_tensor(box, dtype=example.boxes.dtype)
+    box = torch.as_tensor(box, dtype=example.boxes.dtype, device=example.boxes.device)
     if box.shape != (4,):
         raise ValueError(f"a box is (x1, y1, x2, y2), got shape {tuple(box.shape)}")
     if not (box[2] >= box[0] and box[3] >= box[1]):
@@ -269,14 +274,15 @@ def head_importance(
     config = model.config
     total = {f: np.zeros((n, config.num_attention_heads)) for f, n in family_layers(config).items()}
     for k, example in enumerate(examples):
-        mask = {f: m.requires_grad_(True) for f, m in head_mask(config, ()).items()}
+        device = example.input_ids.device
+        mask = {f: m.requires_grad_(True) for f, m in head_mask(config, (), device).items()}
         with torch.enable_grad():
             logits = answer_logits(run(model, example, head_mask=mask))[0]
             target = int(logits.argmax()) if targets is None else targets[k]
             grads = torch.autograd.grad(logits[target], list(mask.values()), allow_unused=True)
         for family, grad in zip(mask, grads, strict=True):
             if grad is not None:
-                total[family] += grad.abs().double().numpy()
+                total[family] += grad.abs().double().cpu().numpy()
     return {family: value / len(examples) for family, value in total.items()}
 
 

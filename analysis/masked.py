@@ -246,7 +246,9 @@ def _each_word_probs(
             outputs = [run(model, row, head_mask=head_mask) for row in rows]
     _require_heads(outputs[0], "prediction_logits")
     logits = torch.cat([o.prediction_logits for o in outputs])  # (W, T, V)
-    return positions, logits[torch.arange(len(positions)), positions].float().softmax(-1)
+    return positions, logits[torch.arange(len(positions), device=logits.device), positions].float().softmax(
+        -1
+    )
 
 
 def predict_each_word(
@@ -416,7 +418,7 @@ def _each_region_outputs(
     obj, attr, feat = _masked_region_outputs(
         model, [ablate_regions(base, [r], "mask") for r in range(R)], None
     )
-    diagonal = torch.arange(R)  # row r's prediction for region r
+    diagonal = torch.arange(R, device=obj.device)  # row r's prediction for region r
     return obj[diagonal, diagonal], attr[diagonal, diagonal], feat[diagonal, diagonal]
 
 
@@ -428,11 +430,15 @@ def _gauge(
     for condition, (positions, probs) in word_probs.items():
         targets = example.input_ids[positions]
         word_accuracy[condition] = float((probs.argmax(-1) == targets).float().mean())
-        word_probability[condition] = float(probs[torch.arange(len(positions)), targets].mean())
+        word_probability[condition] = float(
+            probs[torch.arange(len(positions), device=probs.device), targets].mean()
+        )
     object_accuracy, object_probability = {}, {}
     for condition, probs in object_probs.items():
         object_accuracy[condition] = float((probs.argmax(-1) == example.object_ids).float().mean())
-        object_probability[condition] = float(probs[torch.arange(len(probs)), example.object_ids].mean())
+        object_probability[condition] = float(
+            probs[torch.arange(len(probs), device=probs.device), example.object_ids].mean()
+        )
     num_words = len(next(iter(word_probs.values()))[0])
     return AblationGauge(
         word_accuracy, word_probability, object_accuracy, object_probability, num_words, example.num_regions

@@ -60,16 +60,16 @@ def collect_states(model: nn.Module, examples: Sequence[Example]) -> StateBank:
                 lang = [[] for _ in output.language_hidden_states]
                 vis = [[] for _ in output.vision_hidden_states]
             for layer, state in enumerate(output.language_hidden_states):
-                lang[layer].append(state[0].float().numpy())
+                lang[layer].append(state[0].float().cpu().numpy())
             for layer, state in enumerate(output.vision_hidden_states):
-                vis[layer].append(state[0].float().numpy())
+                vis[layer].append(state[0].float().cpu().numpy())
             token_refs += [(k, i, t) for i, t in enumerate(example.tokens)]
             region_refs += [(k, r) for r in range(example.num_regions)]
             known = {**example.region_labels, "object": example.object_ids, "attribute": example.attr_ids}
             for name in names:
                 value = known.get(name)
                 missing = np.full(example.num_regions, -1, dtype=np.int64)
-                labels[name].append(missing if value is None else value.numpy().astype(np.int64))
+                labels[name].append(missing if value is None else value.cpu().numpy().astype(np.int64))
     return StateBank(
         lang=[np.concatenate(rows) for rows in lang],
         vis=[np.concatenate(rows) for rows in vis],

@@ -220,7 +220,7 @@ def attention_gradients(
 
     Returns:
         The attention maps, family → per-layer (H, Tq, Tk) attentions and gradients, the target used (the
-        top answer when None was given) and the (A,) answer logits.
+        top answer when None was given) and the (A,) answer logits; tensors on the CPU whatever the model's device.
     """
     with torch.enable_grad():
         output = run(model, example, output_attentions=True, head_mask=head_mask)
@@ -236,10 +236,12 @@ def attention_gradients(
     attentions: dict[str, list[Tensor]] = {family: [] for family, _ in output.attentions.items()}
     gradients: dict[str, list[Tensor]] = {family: [] for family, _ in output.attentions.items()}
     for (family, attn), grad in zip(flat, grads, strict=True):
-        attentions[family].append(attn[0].detach())
+        attentions[family].append(attn[0].detach().cpu())
         # No gradient means the map cannot reach the answer (the last layer's vision branch): zero relevance.
-        gradients[family].append(torch.zeros_like(attn[0]) if grad is None else grad[0].detach())
-    return attention_maps_from_output(output, example), attentions, gradients, target, logits.detach()
+        gradients[family].append(
+            torch.zeros_like(attentions[family][-1]) if grad is None else grad[0].detach().cpu()
+        )
+    return attention_maps_from_output(output, example), attentions, gradients, target, logits.detach().cpu()
 
 
 def gradient_relevancy(
