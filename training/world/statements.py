@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from training.world.language import (
+    ATTRIBUTE_VALUES,
     DIRECTIONS,
     NUMBER_WORDS,
     RELATION_PHRASE,
@@ -128,7 +129,10 @@ def _relation_somewhere(left: Scene, right: Scene, rng: np.random.Generator) -> 
 
 
 def _none_contain(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
+    # A near miss of an object in the pair (one attribute changed) that neither image has.
     attrs = _pick_attrs(left, right, rng)
+    key = str(rng.choice(list(attrs)))
+    attrs[key] = str(rng.choice([v for v in ATTRIBUTE_VALUES[key] if v != attrs[key]]))
     return Statement(
         f"Neither image contains {with_article(noun_phrase(attrs))}.", "none_contain", {"attrs": attrs}
     )
