@@ -76,8 +76,8 @@ def items(tokenizer, num_regions: int = 5) -> list[QAItem]:
     ]
 
 
-# A short schedule that leaves regions to run on: Chefer's last fraction removes them all, which the model cannot
-# yet run (see the xfail below), and five regions empty out already at 0.8.
+# A short schedule that leaves regions to run on (five regions empty out already at 0.8); the full schedule,
+# down to no regions at all, has its own test below.
 FRACTIONS_WITH_REGIONS = (0.0, 0.5, 0.75)
 
 
@@ -104,11 +104,6 @@ def test_table_starts_every_curve_at_the_models_accuracy(model, tokenizer):
     assert "| gradient |" in table.to_markdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lxmert/modeling.py cannot run zero regions: LxmertAttention reshapes (B, 0, -1); "
-    "Chefer's fraction 1 drops every region. Remove this mark once the model accepts R = 0.",
-)
 def test_table_runs_the_full_protocol_down_to_no_regions(model, tokenizer):
     faithfulness_table(model, items(tokenizer)[:1], methods=["random"], fractions=FRACTIONS)
 
