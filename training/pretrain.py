@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     distributed.init_distributed(train_config.device)
     output = Path(train_config.output)
 
-    train_data = read_pretrain_json(config.train_paths())
+    train_data = read_pretrain_json(config.train_paths(), config.max_images)
     tokenizer = load_tokenizer(config, output, train_data)
     qa_sets = [s for s in config.qa_sets.split(",") if s] or None
     answers = AnswerTable.from_all_ans(config.answers_path(), dsets=qa_sets)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train = PretrainDataset(train_data, features, tokenizer, answers, config, seed=train_config.seed)
     # Validation scores QA at every epoch, whatever qa_from_epoch, so that its curve starts at chance.
     valid = PretrainDataset(
-        read_pretrain_json(config.valid_paths()),
+        read_pretrain_json(config.valid_paths(), config.max_images),
         features,
         tokenizer,
         answers,

@@ -308,7 +308,6 @@ class Trainer:
                     window, window_steps, window_time = {}, 0, 0.0
                 if valid_dataset is not None and cfg.eval_every and self.state.step % cfg.eval_every == 0:
                     valid_metrics = self._validate(valid_dataset, batches_per_epoch)
-                    train_model.train()
                 if cfg.save_every and self.state.step % cfg.save_every == 0:
                     self.save_checkpoint(optimizer, scheduler)
                 if self.state.step >= stop_at:

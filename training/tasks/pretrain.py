@@ -114,6 +114,12 @@ class PretrainConfig:
     max_seq_length: int = field(
         default=20, metadata={"help": "tokens per sentence, [CLS] and [SEP] included"}
     )
+    max_images: int = field(
+        default=0,
+        metadata={
+            "help": "use the first N images of each split (the authors' --tiny is 512, --fast 5000; 0: all)"
+        },
+    )
 
     def __post_init__(self) -> None:
         unknown = set(self.visual_loss_names) - {"obj", "attr", "feat"}
@@ -122,6 +128,8 @@ class PretrainConfig:
         for name in ("word_mask_rate", "obj_mask_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_images < 0:
+            raise ValueError(f"max_images must be >= 0, got {self.max_images}")
 
     @property
     def visual_loss_names(self) -> tuple[str, ...]:
@@ -257,8 +265,9 @@ class PretrainItem:
     answers: list[tuple[int, float]]  # (answer label, soft score); empty for captions
 
 
-def read_pretrain_json(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Concatenate the authors' pre-training files: lists of ``{img_id, sentf, labelf}``."""
+def read_pretrain_json(paths: Sequence[str | Path], max_images: int = 0) -> list[dict[str, Any]]:
+    """Concatenate the authors' pre-training files (lists of ``{img_id, sentf, labelf}``), cut to ``max_images``
+    records when it is positive."""
     data = []
     for path in paths:
         try:
@@ -268,7 +277,7 @@ def read_pretrain_json(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         if not isinstance(values, list) or not all(isinstance(d, dict) and "sentf" in d for d in values):
             raise ValueError(f"{path} must hold a JSON list of {{img_id, sentf, labelf}} objects")
         data.extend(values)
-    return data
+    return data[:max_images] if max_images else data
 
 
 class PretrainDataset(Dataset):

@@ -1,0 +1,146 @@
+"""Pre-training throughput: samples/s of the trainer's step, and the time the paper's schedule would take.
+
+One step is what ``training.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
+regions masked, half the pairs mismatched, answers on the matched half) → backward → clip to norm 1.0 → AdamW step,
+under bf16 autocast on a GPU and in fp32 on a CPU. Inputs are random tensors already on the device, so data loading
+is not counted (the feature store serves a batch in milliseconds). The projection is ``670K steps × 256 samples /
+(samples/s)`` — the paper's 20 epochs (§4.1: "roughly 670K optimization steps" at batch 256) on one device.
+
+    python -m benchmarks.pretrain_throughput                          # base model, batch 32, on GPU if present
+    python -m benchmarks.pretrain_throughput --device cpu --threads 2 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+from lxmert.config import LxmertConfig
+from lxmert.modeling import LxmertForPreTraining
+from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.distributed import resolve_device
+
+PAPER_STEPS = 670_000
+PAPER_BATCH = 256
+
+
+@dataclass
+class ThroughputConfig:
+    preset: str = field(default="base", metadata={"help": "model preset", "choices": ["base", "tiny"]})
+    batch_size: int = field(default=32, metadata={"help": "samples per step"})
+    tokens: int = field(default=20, metadata={"help": "tokens per sentence (the authors' max_seq_length)"})
+    regions: int = field(default=36, metadata={"help": "regions per image"})
+    steps: int = field(default=5, metadata={"help": "timed steps (after the warm-up)"})
+    warmup: int = field(default=2, metadata={"help": "untimed steps first"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=0, metadata={"help": "CPU threads (0: PyTorch's default)"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+
+
+def random_batch(config: LxmertConfig, bench: ThroughputConfig, device: torch.device) -> dict:
+    """Inputs and targets for all five losses, shaped as the pre-training collate makes them."""
+    B, T, R, F = bench.batch_size, bench.tokens, bench.regions, config.visual_feat_dim
+    labels = torch.full((B, T), -100)
+    masked = torch.rand(B, T) < 0.15
+    labels[masked] = torch.randint(config.vocab_size, (int(masked.sum()),))
+    matched = (torch.rand(B) < 0.5).long()
+    ans = torch.where(matched.bool(), torch.randint(config.num_qa_labels, (B,)), -100)
+    feats = torch.rand(B, R, F)
+    batch = {
+        "input_ids": torch.randint(config.vocab_size, (B, T)),
+        "visual_feats": feats,
+        "visual_pos": torch.rand(B, R, 4),
+        "attention_mask": torch.ones(B, T, dtype=torch.long),
+        "labels": labels,
+        "obj_labels": {
+            "obj": (torch.randint(config.num_object_labels, (B, R)), torch.rand(B, R)),
+            "attr": (torch.randint(config.num_attr_labels, (B, R)), torch.rand(B, R)),
+            "feat": (feats, (torch.rand(B, R) < 0.15).float()),
+        },
+        "matched_label": matched,
+        "ans": ans,
+    }
+    return _to(batch, device)
+
+
+def _to(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    return value
+
+
+def measure(bench: ThroughputConfig) -> dict:
+    """Seconds per step (median) and samples/s of the training step on ``bench.device``."""
+    device = resolve_device(bench.device)
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    torch.manual_seed(0)
+    config = LxmertConfig.preset(bench.preset)
+    model = LxmertForPreTraining(config).to(device).train()
+    step_model = torch.compile(model) if bench.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
+    batch = random_batch(config, bench, device)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if bench.bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+
+    def step() -> None:
+        with autocast:
+            loss = step_model(**batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite loss in the benchmark step")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(bench.warmup):
+        step()
+    times = []
+    for _ in range(bench.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    samples_per_s = bench.batch_size / seconds
+    return {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "preset": bench.preset,
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "batch_size": bench.batch_size,
+        "precision": "bf16 autocast" if bench.bf16 and device.type == "cuda" else "fp32",
+        "seconds_per_step": round(seconds, 4),
+        "samples_per_s": round(samples_per_s, 2),
+        "paper_schedule_days": round(PAPER_STEPS * PAPER_BATCH / samples_per_s / 86400, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pretrain_throughput", description=__doc__)
+    add_dataclass_arguments(parser, ThroughputConfig)
+    bench = dataclass_from_args(ThroughputConfig, parser.parse_args(argv))
+    print(json.dumps({**measure(bench), "config": dataclasses.asdict(bench)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
