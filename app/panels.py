@@ -6,6 +6,7 @@ from ``app/render.py``, so a page file reads as a list of panels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,8 +47,14 @@ STATISTICS = {
 CAPTION_STYLE = "Boxes are the detector's; colour and brightness show the score of each box."
 
 
-def plot(figure, *, key: str) -> None:
-    st.plotly_chart(figure, key=key, config={"displaylogo": False})
+def plot(figure, *, key: str, on_select=None) -> None:
+    """Draw a plotly figure; with ``on_select``, clicking a point calls it before the rerun."""
+    if on_select is None:
+        st.plotly_chart(figure, key=key, config={"displaylogo": False})
+    else:
+        st.plotly_chart(
+            figure, key=key, config={"displaylogo": False}, on_select=on_select, selection_mode="points"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,9 +186,13 @@ def show_family_grid(
     title: str,
     colorbar_title: str,
     selected: tuple[str, int | None, int | None] | None = None,
+    on_pick=None,
     key: str,
 ) -> None:
-    """A per-head number of every layer of every family as one grid; ``selected`` (family, layer, head) outlined."""
+    """A per-head number of every layer of every family as one grid; ``selected`` (family, layer, head) outlined.
+
+    With ``on_pick``, clicking a cell calls ``on_pick(family, layer, head)`` (head None for the mean column).
+    """
     table, labels, index = grid_rows(values)
     if not labels:
         st.info(f"{title}: no values for this model.")
@@ -190,19 +201,38 @@ def show_family_grid(
     if selected is not None and selected[1] is not None and (selected[0], selected[1]) in index:
         family, layer, head = selected
         cell = (index.index((family, layer)), table.shape[1] if head is None else head)
-    plot(
-        render.head_grid_figure(table, labels, title=title, colorbar_title=colorbar_title, selected=cell),
-        key=key,
-    )
+    figure = render.head_grid_figure(table, labels, title=title, colorbar_title=colorbar_title, selected=cell)
+    if on_pick is None:
+        plot(figure, key=key)
+    else:
+        plot(
+            figure,
+            key=key,
+            on_select=functools.partial(_picked, key, dict(zip(labels, index, strict=True)), on_pick),
+        )
+
+
+def _picked(key: str, rows: dict[str, tuple[str, int]], on_pick) -> None:
+    """The grid's click callback: the clicked cell's row label names (family, layer), its column the head."""
+    points = st.session_state[key].selection.points
+    if points and points[0].get("y") in rows:
+        family, layer = rows[points[0]["y"]]
+        column = str(points[0].get("x", ""))
+        on_pick(family, layer, int(column[1:]) - 1 if column.startswith("h") else None)
 
 
 def show_head_grid(
-    stats: HeadStats, statistic: str, selected: tuple[str, int | None, int | None] | None, *, key: str
+    stats: HeadStats,
+    statistic: str,
+    selected: tuple[str, int | None, int | None] | None,
+    *,
+    on_pick=None,
+    key: str,
 ) -> None:
-    """Every head of every layer and family on one statistic; the head the map shows is outlined."""
+    """Every head of every layer and family on one statistic; the head the map shows is outlined, a click picks one."""
     show_family_grid(
         getattr(stats, statistic), title=STATISTICS[statistic], colorbar_title=statistic.replace("_", " "),
-        selected=selected, key=key,
+        selected=selected, on_pick=on_pick, key=key,
     )  # fmt: skip
 
 

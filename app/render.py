@@ -271,8 +271,21 @@ def head_grid_figure(
             text=[["" if np.isnan(v) else f"{v:.2g}" for v in row] for row in table],
             texttemplate="%{text}",
             textfont=dict(size=9),
-            hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>",
+            hoverinfo="skip",
             colorbar=dict(title=colorbar_title, thickness=12),
+        )
+    )
+    # Plotly reports no clicks on heatmap cells; an invisible marker on each cell makes the grid clickable.
+    rows, cols = np.meshgrid(range(len(row_labels)), range(len(columns)), indexing="ij")
+    figure.add_trace(
+        go.Scatter(
+            x=[columns[c] for c in cols.ravel()],
+            y=[row_labels[r] for r in rows.ravel()],
+            customdata=np.stack([rows.ravel(), cols.ravel(), table.ravel()], axis=1),
+            mode="markers",
+            marker=dict(size=16, symbol="square", opacity=0.0),
+            hovertemplate="%{y}, %{x}: %{customdata[2]:.3f}<extra>click to show this head</extra>",
+            showlegend=False,
         )
     )
     figure.update_yaxes(autorange="reversed", type="category")
@@ -287,7 +300,8 @@ def head_grid_figure(
             y1=row + 0.5,
             line=dict(color="red", width=3),
         )
-    figure.update_layout(title=title, height=max(320, 80 + 24 * len(row_labels)), **_LAYOUT)
+    figure.update_layout(title=title, height=max(320, 100 + 24 * len(row_labels)), **_LAYOUT)
+    figure.update_layout(margin=dict(t=90))  # the head labels sit on top, under the title
     return figure
 
 

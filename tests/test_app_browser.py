@@ -214,4 +214,18 @@ def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, sc
                 timeout=RUN_S
             )
         screenshot(page, screenshots / f"{name}.png")
+        if title == "Attention":
+            click_first_head_of_the_grid(page)
     page.close()
+
+
+def click_first_head_of_the_grid(page) -> None:
+    """A click on the head grid's first cell shows the language encoder's layer 1, head 1 in the map."""
+    grid = page.locator('[data-testid="stPlotlyChart"]').last
+    first = grid.locator(".scatterlayer .point").first
+    first.scroll_into_view_if_needed()
+    cell = first.bounding_box()
+    page.mouse.click(cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2)
+    wait_until_idle(page)
+    title = "Language self-attention (language encoder), layer 1, head 1"
+    page.get_by_text(title, exact=True).wait_for(timeout=RUN_S)

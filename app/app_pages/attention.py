@@ -20,6 +20,11 @@ def layer_head_pickers(layers: int, heads: int, *, key: str, default_layer: int 
     return layer, head
 
 
+def show_in_map(family: str, layer: int, head: int | None) -> None:
+    """A click on the head grid: show that family, layer and head (or head mean) in the map above."""
+    st.session_state.update({"attention_family": family, "map_layer": layer, "map_head": head})
+
+
 st.title("Attention")
 st.caption(
     "Attention weights are hypotheses about what the model uses, not proof: cross layers attend over hidden states "
@@ -78,7 +83,8 @@ st.download_button(
 )
 
 st.subheader("All heads")
+st.caption("Click a cell to show that head in the map above; the outlined cell is the one shown.")
 statistic = st.selectbox(
     "Statistic", list(panels.STATISTICS), format_func=panels.STATISTICS.get, key="attention_statistic"
 )
-panels.show_head_grid(result.stats, statistic, (family, layer, head), key="head_grid")
+panels.show_head_grid(result.stats, statistic, (family, layer, head), on_pick=show_in_map, key="head_grid")
