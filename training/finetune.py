@@ -3,7 +3,8 @@
     python -m training.finetune vqa --init runs/pretrain/final --output runs/finetune/vqa-pretrained
     python -m training.finetune gqa --init runs/pretrain/final --from-scratch --output runs/finetune/gqa-scratch
     torchrun --nproc-per-node 4 -m training.finetune nlvr2 --init snap/pretrained/model_LXRT.pth \\
-        --data data/nlvr2 --features data/nlvr2_imgfeat/train,data/nlvr2_imgfeat/valid
+        --vocab bert-base-uncased/vocab.txt --data data/nlvr2 \\
+        --features data/nlvr2_imgfeat/train,data/nlvr2_imgfeat/valid   # stores from python -m training.data.convert
 
 Defaults are the paper's recipe (batch 32, 4 epochs, warm-up 10% then linear decay, clipping 5.0; lr 5e-5 for VQA
 and NLVR2, 1e-5 for GQA) and the authors' splits, read from the synthetic world unless ``--data`` / ``--features``
