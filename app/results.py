@@ -224,28 +224,14 @@ def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusi
 
 @st.cache_data(show_spinner="Running the deletion tests…", max_entries=16)
 def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFaithfulness:
-    """Chefer et al.'s perturbation tests on this one input, for every method, measured by the answer's probability.
-
-    Fractions that would leave no region are left out (see :func:`runnable_fractions`).
-    """
+    """Chefer et al.'s perturbation tests on this one input, for every method, measured by the answer's probability."""
     from analysis.faithfulness import ExplainConfig, example_faithfulness  # imports Captum
 
     checkpoint = query.model()
-    example = query.example()
     config = ExplainConfig(ig_steps=ig_steps, pad_token_id=checkpoint.tokenizer.pad_token_id)
-    fractions = runnable_fractions(example.num_regions)
-    return example_faithfulness(checkpoint.model, example, target, fractions=fractions, config=config)
-
-
-def runnable_fractions(num_regions: int) -> list[float]:
-    """Chefer et al.'s removal fractions that keep at least one region.
-
-    The model cannot yet run on zero regions (``lxmert/modeling.py`` reshapes an empty attention output with
-    ``-1``), and the protocol's last fraction, 1, removes them all (so do earlier ones when few regions are shown).
-    """
-    from analysis.faithfulness import FRACTIONS
-
-    return [f for f in FRACTIONS if int((1 - f) * num_regions) >= 1]
+    return example_faithfulness(
+        checkpoint.model, query.example(), target, config=config
+    )  # every method, fraction
 
 
 @st.cache_data(show_spinner="Comparing checkpoints…", max_entries=16)
@@ -314,6 +300,5 @@ __all__ = [
     "occlusion",
     "positions_of",
     "relevancy",
-    "runnable_fractions",
     "tokens",
 ]

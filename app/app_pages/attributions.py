@@ -87,10 +87,6 @@ st.caption(
 if st.toggle("Run the deletion tests", value=False, key="run_faithfulness"):
     with reported("The deletion tests"):
         tested = results.faithfulness(page.query, target, 16)
-        st.caption(
-            f"Removal fractions {', '.join(f'{f:g}' for f in tested.fractions)}: those that would leave no region "
-            "are left out, because the model cannot run without regions yet."
-        )
         test = st.selectbox("Test", list(TESTS), format_func=TESTS.get, key="faithfulness_test")
         curves = {m: (tested.fractions, tested.probability[m][test]) for m in tested.probability}
         figure = render.curves_figure(
