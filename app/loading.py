@@ -193,7 +193,10 @@ def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
         raise UnreadableImageError(f"{name}: {err}") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UnreadableImageError(f"{name}: not an image file Pillow can read ({err})") from err
-    loaded = detector.load_image(image)
+    try:
+        loaded = detector.load_image(image)
+    except ImageError as err:  # the loader names an in-memory image "<PIL.Image>"; name the upload instead
+        raise type(err)(str(err).replace("<PIL.Image>", name, 1)) from err
     # Boxes come back in the original frame; draw on an image of that size.
     if loaded.image.size != loaded.original_size:
         return loaded.image.resize(loaded.original_size, Image.Resampling.BILINEAR)

@@ -295,3 +295,39 @@ def test_ablation_gauge_matches_analysis(app, assets):
     shown = {m.label: m.value for m in app.metric}
     assert shown["Word accuracy lost without the image"] == f"{expected.word_drop_without_vision:+.0%}"
     assert shown["Object accuracy lost without the text"] == f"{expected.object_drop_without_text:+.0%}"
+
+
+def _encoded(image, fmt: str, **options) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, convert, fmt",
+    [
+        ("rgba.png", "RGBA", "PNG"),
+        ("cmyk.jpg", "CMYK", "JPEG"),
+        ("grey16.png", "I;16", "PNG"),
+        ("anim.gif", "P", "GIF"),
+    ],
+)
+def test_uploads_in_other_modes_are_detected(app, name, convert, fmt):
+    image = (
+        scene_image(3).convert("L").convert(convert) if convert == "I;16" else scene_image(3).convert(convert)
+    )
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader[0].set_value((name, _encoded(image, fmt), "image/" + fmt.lower())).run()
+    open_page(app, "regions")
+    assert_clean(app)
+    assert len(app.dataframe[0].value) == NUM_REGIONS
+
+
+def test_a_truncated_upload_gets_a_message(app):
+    data = _encoded(scene_image(3), "JPEG")
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader[0].set_value(("cut.jpg", data[: len(data) // 2], "image/jpeg")).run()
+    assert not app.exception
+    assert any("cannot be used" in e.value and "cut.jpg" in e.value for e in app.error)
