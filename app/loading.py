@@ -8,6 +8,7 @@ only plain keys (paths, image bytes, counts), so two visitors asking the same th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -249,8 +250,6 @@ def example_for(checkpoint: Checkpoint, scene: Scene, text: str, device: str) ->
 
 
 def _on_device(example: Example, device: str) -> Example:
-    import dataclasses
-
     moved = {
         f.name: getattr(example, f.name).to(device)
         for f in dataclasses.fields(example)

@@ -28,6 +28,7 @@ from analysis.attention import (
 from analysis.compare import CheckpointComparison, compare_checkpoints, read_metrics, training_curves
 from analysis.export import export_npz
 from analysis.forward import AnswerScore, predict_answers, run
+from analysis.inputs import Example
 from analysis.interventions import head_mask
 from analysis.masked import (
     AblationGauge,
@@ -82,7 +83,7 @@ class Query:
     def model(self) -> Checkpoint:
         return load_model(self.checkpoint, self.checkpoint_name, self.device)
 
-    def example(self):
+    def example(self) -> Example:
         return example_for(self.model(), self.scene(), self.text, self.device)
 
 

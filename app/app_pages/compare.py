@@ -95,7 +95,11 @@ if missing:
     st.caption("No metrics.jsonl beside " + ", ".join(f"`{name}`" for name in missing) + ".")
 series_names = sorted({series for curves in logged.values() if curves for series in curves})
 if series_names:
-    default = next((s for s in series_names if s.endswith("loss")), series_names[0])
+    # The training loss logged every few steps is what one looks at first; then any loss; then anything.
+    losses = [s for s in series_names if s.endswith("step/loss")] + [
+        s for s in series_names if s.endswith("loss")
+    ]
+    default = (losses or series_names)[0]
     metric = st.selectbox("Series", series_names, index=series_names.index(default), key="compare_metric")
     panels.show_curves(
         {name: curves for name, curves in logged.items() if curves}, metric, key="compare_curves"
