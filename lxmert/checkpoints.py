@@ -494,11 +494,11 @@ def _load_source(
         shown = "\n  ".join(misfits[:10]) + ("\n  ..." if len(misfits) > 10 else "")
         raise ValueError(f"{source.path} does not fit this config ({len(misfits)} tensors):\n  {shown}")
     state = {k: v for k, v in state.items() if k not in tied}
-    result = model.load_state_dict(state, strict=False)
-    report.missing_keys = sorted(set(result.missing_keys) - tied)
-    report.unexpected_keys = sorted(set(result.unexpected_keys) | set(dropped))
+    report.missing_keys = sorted(set(own) - set(state) - tied)
+    report.unexpected_keys = sorted((set(state) - set(own)) | set(dropped))
     if strict and (report.missing_keys or report.unexpected_keys):
-        raise ValueError(f"strict load failed:\n{report}")
+        raise ValueError(f"strict load refused, the model is unchanged:\n{report}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     model.load_report = report
     logger.info("%s", report)
     return report
@@ -594,7 +594,7 @@ def save_pretrained(
             f"{len(answers)} answers given for a QA head of {head.logit_fc[-1].out_features} outputs"
         )
     tied = _tied_keys(model)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
     with atomic_directory(directory) as tmp:
         model.config.to_json_file(tmp / CONFIG_FILE)
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})

@@ -123,8 +123,13 @@ def test_missing_and_unexpected_keys_are_reported_and_logged(tmp_path, tiny_conf
 
     encoder = LxmertModel(tiny_config)
     assert load_state_into(encoder, tmp_path).missing_keys == []
-    with pytest.raises(ValueError, match="strict load failed"):
-        LxmertForNLVR2.from_pretrained(tmp_path, strict=True)
+    fresh = LxmertForNLVR2(tiny_config)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match="strict load refused"):
+        load_state_into(fresh, tmp_path / "model.safetensors", strict=True)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in before.items()), (
+        "a refused load changed weights"
+    )
     qa = LxmertForQuestionAnswering.from_pretrained(tmp_path, backbone_only=True)
     assert qa.load_report.missing_keys == [
         f"answer_head.logit_fc.{i}.{p}" for i in (0, 2, 3) for p in ("bias", "weight")
