@@ -1,0 +1,318 @@
+"""Time our LxmertForPreTraining against transformers' on the same weights and inputs.
+
+Both models get identical random weights (transformers' initialisation, copied into ours by key), the same
+inputs (a batch of B sentences of T tokens with 15% masked, R regions), the same labels for all five pre-training
+losses, the same thread count, and the same mode (eval for inference, train with dropout for the training
+step). A training step is ``zero_grad → forward with every loss → backward → AdamW step``, fused AdamW on both
+sides. On a GPU both sides run under bf16 autocast; on a CPU both run in fp32.
+
+Repeats alternate between the two models so that load from other processes hits both alike; medians of wall
+time and, on a CPU, of process CPU time (which a busy shared machine inflates less) are reported.
+
+Peak memory is that of one warm call above the level just before it, so it counts activations, gradients and
+workspace but not weights or optimizer state: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU, where
+torch keeps no allocator statistics, each side runs again in a fresh subprocess whose RSS is sampled.
+
+    python -m benchmarks.model_speed                      # base config, B=32, T=20, R=36
+    python -m benchmarks.model_speed --repeats 10 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lxmert import LxmertConfig, LxmertForPreTraining
+
+SIDES = ("ours", "transformers")
+MODES = ("inference", "train_step")
+
+
+@dataclass
+class BenchmarkConfig:
+    preset: str = "base"  # the paper's model: 9/5/5 layers, hidden 768, 2048-d regions
+    batch_size: int = 32  # the authors' fine-tuning batch
+    tokens: int = 20  # the authors' max_seq_length
+    regions: int = 36  # boxes per image in the authors' features
+    warmup: int = 2  # the second call still pays one-off costs (kernel selection) on CPU
+    repeats: int = 5
+    threads: int = 0  # 0 keeps torch's default
+    device: str = "auto"  # auto = cuda when available, else cpu
+    bf16_autocast: bool = True  # on GPU only; the CPU runs fp32
+    memory: bool = True
+    seed: int = 0
+
+
+def build_models(cfg: BenchmarkConfig, device: torch.device, sides=SIDES) -> dict[str, nn.Module]:
+    """Both models with transformers' random initialisation, ours a key-for-key copy."""
+    import transformers
+
+    config = LxmertConfig.preset(cfg.preset)
+    fields = config.to_dict()
+    fields.pop("share_cross_attention")  # transformers always shares the cross-attention
+    torch.manual_seed(cfg.seed)
+    theirs = transformers.LxmertForPreTraining(transformers.LxmertConfig(**fields))
+    models: dict[str, nn.Module] = {}
+    if "ours" in sides:
+        ours = LxmertForPreTraining(config)
+        ours.load_state_dict(theirs.state_dict())
+        models["ours"] = ours.to(device)
+    if "transformers" in sides:
+        models["transformers"] = theirs.to(device)
+    return models
+
+
+def build_batch(
+    cfg: BenchmarkConfig, config: LxmertConfig, device: torch.device
+) -> dict[str, dict[str, Tensor]]:
+    """Inputs and labels for every pre-training loss; 15% of the tokens are masked-LM targets."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    B, T, R = cfg.batch_size, cfg.tokens, cfg.regions
+    input_ids = torch.randint(1, config.vocab_size, (B, T), generator=g)
+    labels = torch.where(torch.rand(B, T, generator=g) < 0.15, input_ids, torch.full_like(input_ids, -100))
+    confidence = torch.rand(B, R, generator=g)
+    feats = torch.rand(B, R, config.visual_feat_dim, generator=g)
+    inputs = {
+        "input_ids": input_ids,
+        "visual_feats": feats,
+        "visual_pos": torch.rand(B, R, 4, generator=g),
+        "attention_mask": torch.ones(B, T, dtype=torch.long),
+        "token_type_ids": torch.zeros(B, T, dtype=torch.long),
+    }
+    targets = {
+        "labels": labels,
+        "matched_label": torch.randint(0, 2, (B,), generator=g),
+        "ans": torch.randint(0, config.num_qa_labels, (B,), generator=g),
+        "obj_labels": {
+            "obj": (torch.randint(0, config.num_object_labels, (B, R), generator=g), confidence),
+            "attr": (torch.randint(0, config.num_attr_labels, (B, R), generator=g), confidence),
+            "feat": (feats, (torch.rand(B, R, generator=g) < 0.15).float()),
+        },
+    }
+    return {"inputs": _to(inputs, device), "targets": _to(targets, device)}
+
+
+def _to(tree, device: torch.device):
+    if isinstance(tree, Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: _to(v, device) for k, v in tree.items()}
+    return tuple(_to(v, device) for v in tree)
+
+
+def make_steps(
+    models: dict[str, nn.Module], batch: dict[str, dict[str, Tensor]], device: torch.device, autocast: bool
+) -> dict[tuple[str, str], Callable[[], None]]:
+    """One callable per (side, mode); each runs one inference pass or one training step."""
+    steps = {}
+    for side, model in models.items():
+        # fused: one kernel per step instead of a dozen passes per tensor; the same optimizer on both sides.
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+        def inference(model=model) -> None:
+            model.eval()
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
+                model(**batch["inputs"])
+
+        def train_step(model=model, optimizer=optimizer) -> None:
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
+                loss = model(**batch["inputs"], **batch["targets"]).loss
+            loss.backward()
+            optimizer.step()
+
+        steps[side, "inference"] = inference
+        steps[side, "train_step"] = train_step
+    return steps
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(
+    steps, cfg: BenchmarkConfig, device: torch.device
+) -> dict[str, dict[tuple[str, str], list[float]]]:
+    """Wall-clock and process CPU seconds per call, the two sides alternating within each repeat.
+
+    CPU time is reported beside wall time because on a shared machine the wall clock also counts the time
+    other processes held the cores.
+    """
+    times: dict[str, dict[tuple[str, str], list[float]]] = {
+        "wall": {k: [] for k in steps},
+        "cpu": {k: [] for k in steps},
+    }
+    for mode in MODES:
+        for repeat in range(cfg.warmup + cfg.repeats):
+            order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+            for side in order:
+                _sync(device)
+                wall, cpu = time.perf_counter(), time.process_time()
+                steps[side, mode]()
+                _sync(device)
+                if repeat >= cfg.warmup:
+                    times["wall"][side, mode].append(time.perf_counter() - wall)
+                    times["cpu"][side, mode].append(time.process_time() - cpu)
+    return times
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _peak_rss_above_start(fn: Callable[[], None], interval_s: float = 0.001) -> float:
+    """MiB by which the process RSS rose above its starting level while ``fn`` ran, sampled every ``interval_s``."""
+    start = peak = _rss_mib()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_mib())
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, _rss_mib()) - start
+
+
+def measure_memory_here(cfg: BenchmarkConfig, side: str) -> dict[str, float]:
+    """Peak memory of one call per mode above the level before it, in MiB, after one warm-up call."""
+    device = resolve_device(cfg.device)
+    models = build_models(cfg, device, sides=(side,))
+    batch = build_batch(cfg, LxmertConfig.preset(cfg.preset), device)
+    steps = make_steps(models, batch, device, autocast=cfg.bf16_autocast and device.type == "cuda")
+    peaks = {}
+    for mode in MODES:
+        steps[side, mode]()  # the first call allocates optimizer state and warms up kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            steps[side, mode]()
+            torch.cuda.synchronize()
+            peaks[mode] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            peaks[mode] = _peak_rss_above_start(steps[side, mode])
+    return peaks
+
+
+def measure_memory(cfg: BenchmarkConfig, device: torch.device) -> dict[tuple[str, str], float]:
+    peaks = {}
+    for side in SIDES:
+        if device.type == "cuda":
+            result = measure_memory_here(cfg, side)
+        else:
+            # A fresh process per side, with glibc returning every block of 64 KiB or more to the system on
+            # free, so that RSS follows the live tensors instead of keeping the high-water mark of earlier work.
+            cmd = [sys.executable, "-m", "benchmarks.model_speed", "--memory-child", side,
+                   "--config-json", json.dumps(dataclasses.asdict(cfg))]  # fmt: skip
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+        for mode, mib in result.items():
+            peaks[side, mode] = mib
+    return peaks
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def report(cfg, device, times, peaks) -> str:
+    precision = "bf16 autocast" if device.type == "cuda" and cfg.bf16_autocast else "fp32"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    clocks = ("wall",) if device.type == "cuda" else ("wall", "cpu")  # GPU work is not process CPU time
+    header = f"{'mode':<12}"
+    for clock in clocks:
+        header += f"{'ours ' + clock + ' s':>14}{'transformers ' + clock + ' s':>22}{'speed-up':>10}"
+    if peaks:
+        header += f"{'ours peak MiB':>15}{'transformers peak MiB':>23}"
+    lines = [
+        f"LXMERT {cfg.preset}: B={cfg.batch_size} T={cfg.tokens} R={cfg.regions}, {where}, {precision}, "
+        f"median of {cfg.repeats} after {cfg.warmup} warm-up (torch {torch.__version__})",
+        header,
+    ]
+    for mode in MODES:
+        line = f"{mode:<12}"
+        for clock in clocks:
+            ours, theirs = (statistics.median(times[clock][side, mode]) for side in SIDES)
+            line += f"{ours:>14.3f}{theirs:>22.3f}{theirs / ours:>9.2f}x"
+        if peaks:
+            line += f"{peaks['ours', mode]:>15.0f}{peaks['transformers', mode]:>23.0f}"
+        lines.append(line)
+    if peaks:
+        kind = "CUDA allocator" if device.type == "cuda" else "process RSS (sampled every ms)"
+        lines.append(f"peak memory: {kind} peak of one warm call above the level just before it")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = BenchmarkConfig()
+    parser.add_argument("--preset", default=defaults.preset, help="model preset (base, tiny)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentence-image pairs")
+    parser.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per sentence")
+    parser.add_argument("--regions", type=int, default=defaults.regions, help="regions per image")
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed calls per side and mode")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed calls per side and mode")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (0: default)")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-bf16-autocast", dest="bf16_autocast", action="store_false",
+                        help="run fp32 on GPU too")  # fmt: skip
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip peak-memory measurement"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and inputs")
+    parser.add_argument("--memory-child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--config-json", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:  # internal: one side's memory measurement in a fresh process
+        cfg = BenchmarkConfig(**json.loads(args.config_json))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        print(json.dumps(measure_memory_here(cfg, args.memory_child)))
+        return
+    cfg = BenchmarkConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkConfig)})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfg.threads = torch.get_num_threads()  # the memory subprocesses get the same count
+    device = resolve_device(cfg.device)
+    models = build_models(cfg, device)
+    batch = build_batch(cfg, LxmertConfig.preset(cfg.preset), device)
+    steps = make_steps(models, batch, device, autocast=cfg.bf16_autocast and device.type == "cuda")
+    times = time_interleaved(steps, cfg, device)
+    del models, steps, batch
+    peaks = measure_memory(cfg, device) if cfg.memory else {}
+    print(report(cfg, device, times, peaks))
+
+
+if __name__ == "__main__":
+    main()
