@@ -1,5 +1,7 @@
 """LXMERT (Tan & Bansal, EMNLP 2019): model, heads, checkpoint IO, tokenizer and detector."""
 
+from .answers import AnswerTable, normalize_answer
+from .checkpoints import LoadedCheckpoint, LoadReport, load_checkpoint, transfer_answer_head
 from .config import PRESETS, LxmertConfig
 from .modeling import (
     ATTENTION_FAMILIES,
@@ -12,10 +14,14 @@ from .modeling import (
     LxmertModelOutput,
     LxmertTaskOutput,
 )
+from .tokenization import LxmertTokenizer, train_wordpiece
 
 __all__ = [
     "ATTENTION_FAMILIES",
     "PRESETS",
+    "AnswerTable",
+    "LoadReport",
+    "LoadedCheckpoint",
     "LxmertAttentions",
     "LxmertConfig",
     "LxmertForNLVR2",
@@ -25,4 +31,9 @@ __all__ = [
     "LxmertModel",
     "LxmertModelOutput",
     "LxmertTaskOutput",
+    "LxmertTokenizer",
+    "load_checkpoint",
+    "normalize_answer",
+    "train_wordpiece",
+    "transfer_answer_head",
 ]
