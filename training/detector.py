@@ -68,6 +68,13 @@ class DetectorTrainConfig:
     )
     eval_split: str = field(default="test", metadata={"help": "held-out world split to evaluate on"})
     steps: int = field(default=3000, metadata={"help": "optimisation steps"})
+    stop_after: int = field(
+        default=0,
+        metadata={
+            "help": "stop and save after this many steps while the learning-rate schedule still spans --steps "
+            "(a time-boxed run; 0: run all --steps)"
+        },
+    )
     batch_size: int = field(default=4, metadata={"help": "images per step"})
     lr: float = field(default=1e-3, metadata={"help": "peak AdamW learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
@@ -230,7 +237,8 @@ def train(cfg: DetectorTrainConfig) -> Detector:
         open(log_path, "a") as log,
         tqdm(total=cfg.steps, initial=start, desc="detector", dynamic_ncols=True) as bar,
     ):
-        for step in range(start, cfg.steps):
+        last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+        for step in range(start, last):
             items = batch_indices(len(data), cfg.batch_size, cfg.seed, step)
             images = [to_tensor(load_image(data.image_path(i)).image).to(cfg.device) for i in items]
             targets = [{k: v.to(cfg.device) for k, v in data.target(i).items()} for i in items]
@@ -251,7 +259,7 @@ def train(cfg: DetectorTrainConfig) -> Detector:
                 record = {"step": step + 1, "loss": loss.item(), "lr": schedule.get_last_lr()[0]}
                 log.write(json.dumps(record | {k: round(v.item(), 5) for k, v in losses.items()}) + "\n")
                 log.flush()
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == last:
                 _save_checkpoint(
                     checkpoint_path,
                     {
