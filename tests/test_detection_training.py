@@ -96,11 +96,20 @@ def test_resumed_training_equals_an_uninterrupted_run(world: Path, tmp_path: Pat
     monkeypatch.setattr(detector_cli, "batch_indices", real_batch_indices)
     detector_cli.main(_args(world, tmp_path / "resumed", "--resume"))
 
+    # A time-boxed run (--stop-after) saves a detector part-way through the same schedule, then resumes.
+    detector_cli.main(_args(world, tmp_path / "boxed", "--stop-after", "2"))
+    assert torch.load(tmp_path / "boxed" / "work" / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert (tmp_path / "boxed" / "detector" / "model.safetensors").is_file()
+    detector_cli.main(_args(world, tmp_path / "boxed", "--resume"))
+
     straight = load_file(tmp_path / "straight" / "detector" / "model.safetensors")
-    resumed = load_file(tmp_path / "resumed" / "detector" / "model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], msg=lambda m, name=name: f"{name}: {m}")
+    for run in ("resumed", "boxed"):
+        weights = load_file(tmp_path / run / "detector" / "model.safetensors")
+        assert straight.keys() == weights.keys()
+        for name in straight:
+            torch.testing.assert_close(
+                weights[name], straight[name], msg=lambda m, n=name, r=run: f"{r} {n}: {m}"
+            )
 
 
 def test_resume_without_checkpoint_and_non_finite_loss_are_errors(
