@@ -72,7 +72,7 @@ class Detector:
         )
 
     def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[Regions]:
-        """Load the images (see :meth:`load_image`) and detect ``config.num_regions`` regions in each (:meth:`detect`).
+        """Load each image (:meth:`load_image`) and detect ``config.num_regions`` regions in it (:meth:`detect`).
 
         Raises:
             ImageError: an image cannot be read or is too large; the message names it.
