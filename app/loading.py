@@ -181,6 +181,11 @@ class Scene:
         attrs = [self.attr_names[i] for i in self.regions.attr_ids.tolist()]
         return [f"{i} {a} {o}" for i, (a, o) in enumerate(zip(attrs, objects, strict=True))]
 
+    @property
+    def short_labels(self) -> list[str]:
+        """Per region, ``"index object"``: axis labels where 36 full labels would not fit."""
+        return [f"{i} {self.object_names[o]}" for i, o in enumerate(self.regions.object_ids.tolist())]
+
 
 def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
     """Decode uploaded bytes under the detector's size limits into an upright RGB image.

@@ -67,8 +67,8 @@ def show_detections(scene: Scene, *, key: str) -> None:
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
-        scene.image, regions.boxes.numpy(), scene.labels, confidences,
-        title=f"{len(regions)} regions · {regions.num_real} above the detector's threshold",
+        scene.image, regions.boxes.numpy(), scene.labels, confidences, num_labelled=regions.num_real,
+        title=f"{len(regions)} regions · {regions.num_real} above the detector's threshold (labelled)",
     )  # fmt: skip
     plot(figure, key=key)
 
@@ -261,8 +261,9 @@ def show_attention_map(
     family: str,
     layer: int | None,
     head: int | None,
-    region_labels: Sequence[str],
+    scene: Scene,
     hide_special: bool,
+    stretch: bool,
     *,
     key: str,
 ) -> None:
@@ -272,13 +273,20 @@ def show_attention_map(
     rows = kept_positions(query_side, maps.tokens, matrix.shape[0], hide_special)
     columns = kept_positions(key_side, maps.tokens, matrix.shape[1], hide_special)
     where = f"layer {'mean' if layer is None else layer + 1}, head {'mean' if head is None else head + 1}"
+
+    def names(side: str, positions: list[int], labels: Sequence[str]) -> list[str]:
+        return [labels_for(side, maps.tokens, labels)[i] for i in positions]
+
     figure = render.matrix_heatmap(
         matrix[np.ix_(rows, columns)],
-        [labels_for(query_side, maps.tokens, region_labels)[i] for i in rows],
-        [labels_for(key_side, maps.tokens, region_labels)[i] for i in columns],
+        names(query_side, rows, scene.labels),
+        names(key_side, columns, scene.labels),
         title=f"{FAMILY_NAMES[family]}, {where}",
         row_title=f"query ({query_side})",
         column_title=f"key ({key_side})",
+        row_ticks=names(query_side, rows, scene.short_labels),
+        column_ticks=names(key_side, columns, scene.short_labels),
+        stretch=stretch,
     )
     plot(figure, key=key)
     if hide_special and (query_side == "lang" or key_side == "lang"):

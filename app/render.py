@@ -117,25 +117,38 @@ def detections_figure(
     labels: Sequence[str],
     confidences: np.ndarray,
     *,
+    num_labelled: int | None = None,
     title: str = "Detected regions",
 ) -> go.Figure:
-    """The image with one outlined, labelled box per region; hover shows the label and confidences.
+    """The image with one outlined box per region; hover shows the label and confidences.
 
     Args:
         image: the RGB image.
         boxes: (R, 4) pixel (x1, y1, x2, y2).
         labels: R strings, e.g. from :func:`region_labels`.
         confidences: (R,) or (R, 2) object (and attribute) confidence per region.
+        num_labelled: the first this many boxes (the detections) get a colour and a label; the rest (proposals
+            that fill the fixed count) a thin dotted outline and hover only. All are labelled when None.
     """
     figure = _image_figure(image, title)
+    boxes = np.asarray(boxes)
     confidences = np.asarray(confidences, dtype=float).reshape(len(labels), -1)
-    for i, (box, label) in enumerate(zip(np.asarray(boxes), labels, strict=True)):
-        colour = BOX_PALETTE[i % len(BOX_PALETTE)]
+    labelled = len(labels) if num_labelled is None else num_labelled
+    # Fill boxes first, so that the labelled detections are drawn on top of them.
+    for i in [*range(labelled, len(labels)), *range(labelled)]:
         conf = " · ".join(f"{c:.2f}" for c in confidences[i])
-        figure.add_trace(_box_trace(box, colour, f"{html.escape(label)}<br>confidence {conf}", 2.0))
+        hover = f"{html.escape(labels[i])}<br>confidence {conf}"
+        if i >= labelled:
+            trace = _box_trace(boxes[i], "rgba(255,255,255,0.7)", hover + "<br>(fill proposal)", 1.0)
+            trace.line.dash = "dot"
+            figure.add_trace(trace)
+            continue
+        colour = BOX_PALETTE[i % len(BOX_PALETTE)]
+        figure.add_trace(_box_trace(boxes[i], colour, hover, 2.0))
         figure.add_annotation(
-            x=float(box[0]), y=float(box[1]), text=html.escape(label), showarrow=False, xanchor="left",
-            yanchor="bottom", font=dict(size=10, color="white"), bgcolor=colour, opacity=0.85, borderpad=1,
+            x=float(boxes[i][0]), y=float(boxes[i][1]), text=html.escape(labels[i]), showarrow=False,
+            xanchor="left", yanchor="bottom", font=dict(size=10, color="white"), bgcolor=colour, opacity=0.85,
+            borderpad=1,
         )  # fmt: skip
     return figure
 
@@ -203,14 +216,27 @@ def matrix_heatmap(
     row_title: str,
     column_title: str,
     colorbar_title: str = "attention",
+    row_ticks: Sequence[str] | None = None,
+    column_ticks: Sequence[str] | None = None,
+    stretch: bool = False,
 ) -> go.Figure:
-    """A rows × columns heatmap, hover naming both; for attention the rows are queries and the columns keys."""
+    """A rows × columns heatmap, hover naming both; for attention the rows are queries and the columns keys.
+
+    Args:
+        row_ticks, column_ticks: shorter axis labels than the hover's (e.g. ``"3 heart"`` for 36 regions).
+        stretch: colours span the matrix's own [min, max] instead of [0, max] (contrast for near-uniform maps).
+    """
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(column_labels)):
         raise ValueError(
             f"matrix is {matrix.shape}, labels are {len(row_labels)} rows × {len(column_labels)} columns"
         )
     low, high = _colour_range(matrix)
+    if stretch and matrix.size and not _signed(matrix):
+        low = float(np.nanmin(matrix))
+        high = max(high, low + 1e-12)
+    row_ticks = list(row_labels if row_ticks is None else row_ticks)
+    column_ticks = list(column_labels if column_ticks is None else column_ticks)
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -224,19 +250,16 @@ def matrix_heatmap(
             colorbar=dict(title=colorbar_title, thickness=12),
         )
     )
+    small = dict(size=9) if max(len(row_ticks), len(column_ticks)) > 16 else None
     figure.update_xaxes(
-        title=column_title,
-        tickvals=list(range(len(column_labels))),
-        ticktext=list(column_labels),
-        tickangle=-45,
-    )
+        title=column_title, tickvals=list(range(len(column_ticks))), ticktext=column_ticks, tickangle=-60,
+        tickfont=small,
+    )  # fmt: skip
     figure.update_yaxes(
-        title=row_title,
-        tickvals=list(range(len(row_labels))),
-        ticktext=list(row_labels),
-        autorange="reversed",
-    )
-    figure.update_layout(title=title, height=max(320, 120 + 22 * len(row_labels)), **_LAYOUT)
+        title=row_title, tickvals=list(range(len(row_ticks))), ticktext=row_ticks, autorange="reversed",
+        tickfont=small,
+    )  # fmt: skip
+    figure.update_layout(title=title, height=max(320, 140 + 22 * len(row_labels)), **_LAYOUT)
     return figure
 
 

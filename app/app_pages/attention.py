@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import panels, results
 from app.context import page_context, reported
+from app.state import widget_key
 
 
 def layer_head_pickers(layers: int, heads: int, *, key: str, default_layer: int | None = None):
@@ -43,8 +44,17 @@ with map_column:
         key="attention_family",
     )  # fmt: skip
     layer, head = layer_head_pickers(maps.num_layers(family), heads, key="map")
-    hide_special = st.toggle("Hide [CLS] and [SEP]", value=False, key="attention_hide_special")
-    panels.show_attention_map(maps, family, layer, head, page.scene.labels, hide_special, key="attention_map")
+    hide_column, stretch_column = st.columns(2)
+    hide_special = hide_column.toggle("Hide [CLS] and [SEP]", value=False, key="attention_hide_special")
+    stretch = stretch_column.toggle(
+        "Stretch colours",
+        value=False,
+        key="attention_stretch",
+        help="Colours span the map's [min, max], not [0, max].",
+    )
+    panels.show_attention_map(
+        maps, family, layer, head, page.scene, hide_special, stretch, key="attention_map"
+    )
 
 with image_column:
     st.subheader("Cross-attention on the image")
@@ -55,16 +65,19 @@ with image_column:
         cross_layer, cross_head = layer_head_pickers(
             cross_layers, heads, key="cross", default_layer=cross_layers - 1
         )
+        words = [
+            i for i, t in enumerate(maps.tokens) if t.isalpha()
+        ]  # the last word is often the object asked about
         token = st.selectbox(
-            "Word", range(len(maps.tokens)), index=min(1, len(maps.tokens) - 1),
-            format_func=lambda i: f"{i} {maps.tokens[i]}", key="attention_token",
+            "Word", range(len(maps.tokens)), index=words[-1] if words else 0,
+            format_func=lambda i: f"{i} {maps.tokens[i]}", key=widget_key("attention_token", maps.tokens),
         )  # fmt: skip
         panels.show_word_on_image(page.scene, maps, token, cross_layer, cross_head, key="word_on_image")
         region = st.selectbox(
             "Region",
             range(maps.num_regions),
             format_func=lambda i: page.scene.labels[i],
-            key="attention_region",
+            key=widget_key("attention_region", page.scene.labels),
         )
         panels.show_region_to_words(
             maps, region, page.scene.labels[region], cross_layer, cross_head, key="region_words"
