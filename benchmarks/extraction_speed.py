@@ -1,13 +1,13 @@
 """Extraction speed: seconds per image of the detector, end to end (PNG on disk -> Regions) and model only.
 
     python -m benchmarks.extraction_speed --detector runs/detector --images 64 --batch-sizes 1,8
-    python -m benchmarks.extraction_speed --preset butd --images 4 --batch-sizes 1   # ResNet-101 C4, random weights
+    python -m benchmarks.extraction_speed --preset butd --images 4 --batch-sizes 1   # BUTD layout, random
 
-Images are synthetic-world scenes written as PNG to a temporary folder. For every device (the CPU, and the GPU when
-one is present) and batch size, one warm-up batch runs first; then all images are timed, once through
-``Detector.__call__`` on the files (decoding and image checks included) and once through ``Detector.detect`` on
-images already loaded. Random weights give the same cost as trained ones up to the number of proposals that survive
-NMS, so ``--preset`` measures a layout without a trained checkpoint.
+Images are synthetic-world scenes written as PNG to a temporary folder. For every device (the CPU, and the GPU
+when one is present) and batch size, one warm-up batch runs first; then all images are timed, once through
+``Detector.__call__`` on the files (decoding and image checks included) and once through ``Detector.detect``
+on images already loaded. Random weights give the same cost as trained ones up to the number of proposals that
+survive NMS, so ``--preset`` measures a layout without a trained checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene,
 
 
 def build_detector(directory: str, preset: str) -> Detector:
-    """The saved detector at ``directory``, or a randomly initialised ``preset`` with the world's vocabularies."""
+    """The saved detector at ``directory``, or a random-weight ``preset`` with the world's vocabularies."""
     if directory:
         return Detector.from_pretrained(directory)
     torch.manual_seed(0)
@@ -54,8 +54,8 @@ def seconds_per_image(
 ) -> tuple[float, float]:
     """Wall time and this process's CPU time per item of running ``run`` over ``items`` in batches.
 
-    One warm-up batch runs first. CPU time is the number to compare on a shared machine: wall time there depends
-    on what else runs (the load average is reported beside it).
+    One warm-up batch runs first. CPU time is the number to compare on a shared machine: wall time there
+    depends on what else runs (the load average is reported beside it).
     """
 
     def synchronize() -> None:

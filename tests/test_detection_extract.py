@@ -1,4 +1,4 @@
-"""Extraction: every image exactly once, unreadable files skipped by name, interrupted runs resume to the same store."""
+"""Extraction: every image once, unreadable files skipped by name, interrupted runs resume to one store."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(folder: Path, detector_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One uninterrupted run through the CLI: its summary, what it printed, and where the store and TSV are."""
+    """One uninterrupted run through the CLI: its summary, what it printed, where the store and TSV are."""
     out = tmp_path_factory.mktemp("reference")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

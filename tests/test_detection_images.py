@@ -1,4 +1,4 @@
-"""Robust image input: odd modes, EXIF rotation, colour order, damaged files, decompression bombs, downscaling."""
+"""Robust image input: odd modes, EXIF rotation, colour order, damaged files, bombs, downscaling."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_corrupt_and_missing_files_are_named(tmp_path: Path) -> None:
 
 
 def _png_with_header(path: Path, width: int, height: int) -> None:
-    """A valid 1x1 PNG whose IHDR is rewritten to claim ``width`` x ``height`` (a decompression-bomb header)."""
+    """A valid 1x1 PNG whose IHDR claims ``width`` x ``height`` instead (a decompression-bomb header)."""
     Image.new("RGB", (1, 1)).save(path)
     data = bytearray(path.read_bytes())
     ihdr_start = 8 + 8  # signature, then the chunk's length and type

@@ -1,4 +1,4 @@
-"""Faster R-CNN with attributes: losses and gradients, fixed-count outputs, the BUTD layout, save/load, images in."""
+"""Faster R-CNN with attributes: losses, gradients, fixed-count outputs, BUTD layout, save/load, images."""
 
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ def test_top1_attribute_and_its_confidence() -> None:
 def test_record_has_the_obj36_columns_and_dtypes() -> None:
     record = _regions().to_record("img_7")
     assert list(record) == [
-        "img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf", "num_boxes", "boxes",
-        "features",
+        "img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf", "num_boxes",
+        "boxes", "features",
     ]  # fmt: skip
     assert (record["img_id"], record["img_h"], record["img_w"], record["num_boxes"]) == ("img_7", 100, 200, 3)
     assert record["objects_id"].dtype == np.int64 and record["attrs_id"].dtype == np.int64

@@ -1,4 +1,4 @@
-"""Fixed-count region selection: the authors' max_conf / MIN_BOXES rule, on hand cases and against a transcription."""
+"""Fixed-count region selection: the authors' max_conf / MIN_BOXES rule, by hand and vs a transcription."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lxmert.detection.selection import select_regions
 
 
 def _caffe_reference(probs: np.ndarray, boxes: np.ndarray, num_regions: int, conf: float, iou: float):
-    """bottom-up-attention's generate_tsv.py loop, transcribed (per-class boxes, ties broken by best probability)."""
+    """bottom-up-attention's generate_tsv.py loop, transcribed (per-class boxes, ties broken by best prob)."""
     max_conf = np.zeros(probs.shape[0])
     for cls_ind in range(1, probs.shape[1]):
         cls_scores = probs[:, cls_ind]
@@ -24,8 +24,8 @@ def _caffe_reference(probs: np.ndarray, boxes: np.ndarray, num_regions: int, con
 
 
 def test_hand_case_keeps_detections_first_then_fills_with_weaker_boxes() -> None:
-    # Two classes. Proposals 0 and 1 are near-duplicates of class 1 (1 is suppressed); 2 is a clear class-2 box;
-    # 3 and 4 are weak. With 4 regions wanted and 2 real detections, 2 rows must be fill.
+    # Two classes. Proposals 0 and 1 are near-duplicates of class 1 (1 is suppressed); 2 is a clear class-2
+    # box; 3 and 4 are weak. With 4 regions wanted and 2 real detections, 2 rows must be fill.
     boxes_one = torch.tensor(
         [[0, 0, 10, 10], [0, 0, 10, 11], [50, 50, 60, 60], [20, 0, 30, 10], [0, 20, 10, 30.0]]
     )

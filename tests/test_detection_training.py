@@ -17,7 +17,8 @@ from training.world.scenes import render_scene, sample_scene, write_vocab_files
 
 TINY = dict(
     small_channels=(8, 16), feature_dim=32, min_size=64, max_size=64, anchor_sizes=(8, 16, 32),
-    rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=40, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=40,
+    rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=40,
+    rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=40,
     roi_batch_size_per_image=16, class_embed_dim=8, attr_hidden_dim=16, num_regions=12,
 )  # fmt: skip
 
@@ -46,7 +47,8 @@ def _args(world: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
         "--world", str(world), "--out", str(tmp_path / "detector"), "--work-dir", str(tmp_path / "work"),
         "--detector-config", str(world / "tiny.json"), "--train-splits", "train", "--eval-split", "test",
-        "--steps", "4", "--batch-size", "2", "--checkpoint-every", "2", "--num-threads", "1", "--no-half", *extra,
+        "--steps", "4", "--batch-size", "2", "--checkpoint-every", "2", "--num-threads", "1", "--no-half",
+        *extra,
     ]  # fmt: skip
 
 

@@ -1,16 +1,16 @@
 """Detector evaluation: box AP at an IoU threshold per class, and attribute accuracy on matched boxes.
 
-Box AP (PASCAL VOC 2010+ "all-point" AP): per class, detections of all images are ranked by score; a detection is a
-true positive when some not-yet-matched ground-truth box of its class overlaps it with IoU >= the threshold (the
-best such box is taken, as in COCO); AP is the area under the precision-recall curve after making precision
-monotone. Classes without ground truth have no AP and are left out of the mean.
+Box AP (PASCAL VOC 2010+ "all-point" AP): per class, detections of all images are ranked by score; a detection
+is a true positive when some not-yet-matched ground-truth box of its class overlaps it with IoU >= the
+threshold (the best such box is taken, as in COCO); AP is the area under the precision-recall curve after
+making precision monotone. Classes without ground truth have no AP and are left out of the mean.
 
-Attribute accuracy is measured on the true positives only (so it does not double-count detection errors), in two
-ways:
+Attribute accuracy is measured on the true positives only (so it does not double-count detection errors), in
+two ways:
 
 - per factor: attributes form groups (the world's colour, size and fill); for each group the prediction is the
-  group member with the highest probability, compared with the ground-truth member. ``attribute_accuracy`` is the
-  mean over all (box, factor) pairs;
+  group member with the highest probability, compared with the ground-truth member. ``attribute_accuracy`` is
+  the mean over all (box, factor) pairs;
 - top-1: whether the single most probable attribute, the one an obj36 file stores, is one of the box's
   ground-truth attributes.
 """
@@ -27,7 +27,7 @@ from torchvision.ops import box_iou
 
 @dataclass
 class ImageTruth:
-    """Ground truth of one image: ``boxes`` (N, 4) pixels, ``labels`` (N,) class ids, ``attributes`` per box."""
+    """Ground truth of one image: ``boxes`` (N, 4) pixels, ``labels`` (N,) class ids, attributes per box."""
 
     boxes: np.ndarray
     labels: np.ndarray

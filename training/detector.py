@@ -1,22 +1,22 @@
-"""``python -m training.detector``: train the Faster R-CNN with attributes on a synthetic world, then evaluate it.
+"""``python -m training.detector``: train the Faster R-CNN with attributes on a synthetic world, evaluate it.
 
     python -m training.world --out runs/world --images 3000 --seed 0
     python -m training.detector --world runs/world --out runs/detector            # train, save, evaluate
-    python -m training.detector --world runs/world --out runs/detector --resume   # continue after an interruption
+    python -m training.detector --world runs/world --out runs/detector --resume   # after an interruption
     python -m training.detector --world runs/world --out runs/detector --eval-only
 
 Training reads the world's detection ground truth (``annotations/<split>.json``: pixel boxes, ``label_id``,
 ``attr_ids``) and images; classes are the world's shapes, attributes its colours, sizes and fills, each object
-having one of each. The attribute head is trained as in bottom-up attention: a softmax over all attributes whose
-loss is averaged over an object's ground-truth attributes (see ``lxmert.detection.frcnn.attribute_loss``).
+having one of each. The attribute head is trained as in bottom-up attention: a softmax over all attributes
+whose loss is averaged over an object's ground-truth attributes (``lxmert.detection.frcnn.attribute_loss``).
 
-The loop is plain: batch -> dict of losses -> sum -> backward -> clip -> AdamW step -> warmup + cosine schedule. A
-non-finite loss stops the run. Every ``checkpoint_every`` steps the model, optimiser, schedule, step and RNG state
-go to ``<work_dir>/checkpoint.pt`` (atomically); ``--resume`` continues from there and, because the batch order
-is a function of (seed, step), a resumed run sees the same batches as an uninterrupted one. At the end the detector
-is saved to ``--out`` (``Detector.save_pretrained``) and evaluated on ``--eval-split``: box AP@0.5 per class and
-attribute accuracy on matched boxes (``training.detection_eval``); the report is printed and written as JSON to
-``<work_dir>/eval_<split>.json``.
+The loop is plain: batch -> dict of losses -> sum -> backward -> clip -> AdamW step -> warmup + cosine
+schedule. A non-finite loss stops the run. Every ``checkpoint_every`` steps the model, optimiser, schedule,
+step and RNG state go to ``<work_dir>/checkpoint.pt`` (atomically); ``--resume`` continues from there and,
+because the batch order is a function of (seed, step), a resumed run sees the same batches as an uninterrupted
+one. At the end the detector is saved to ``--out`` (``Detector.save_pretrained``) and evaluated on
+``--eval-split``: box AP@0.5 per class and attribute accuracy on matched boxes (``training.detection_eval``);
+the report is printed and written as JSON to ``<work_dir>/eval_<split>.json``.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class DetectorTrainConfig:
     stop_after: int = field(
         default=0,
         metadata={
-            "help": "stop and save after this many steps while the learning-rate schedule still spans --steps "
-            "(a time-boxed run; 0: run all --steps)"
+            "help": "stop and save after this many steps while the learning-rate schedule still spans "
+            "--steps (a time-boxed run; 0: run all --steps)"
         },
     )
     batch_size: int = field(default=4, metadata={"help": "images per step"})
@@ -132,7 +132,7 @@ class WorldDetections:
         return self.world / "images" / f"{self.entries[index]['img_id']}.png"
 
     def target(self, index: int) -> dict[str, torch.Tensor]:
-        """Targets in the model's convention: labels and attributes shifted by one (0 is background / none)."""
+        """Targets in the model's convention: labels and attributes shifted by one (0: background / none)."""
         objects = self.entries[index]["objects"]
         return {
             "boxes": torch.tensor([o["box"] for o in objects], dtype=torch.float32).reshape(-1, 4),

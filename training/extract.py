@@ -1,17 +1,18 @@
-"""``python -m training.extract``: detect regions in a folder of images and write a feature store (and obj36 TSV).
+"""``python -m training.extract``: detect regions in a folder of images into a feature store (and obj36 TSV).
 
     python -m training.extract --images photos/ --out runs/features --detector runs/detector
     python -m training.extract --images runs/world --out runs/world_features --tsv runs/world_obj36.tsv
 
 ``--images`` is a folder (searched recursively for any format Pillow opens) or a world directory (its
-``images/``). An image's id is its path relative to the folder without the extension, so a world's images keep the
-ids its annotations use. Images go through the detector in batches; each batch is committed to the store before the
-next starts, so an interrupted run loses at most one batch, and rerunning the same command skips every image already
-in the store (``FeatureStoreWriter.has``): no image is extracted twice or lost. Files that cannot be read, or are
-larger than the detector's limit, are reported by name and skipped (a rerun tries them again).
+``images/``). An image's id is its path relative to the folder without the extension, so a world's images keep
+the ids its annotations use. Images go through the detector in batches; each batch is committed to the store
+before the next starts, so an interrupted run loses at most one batch, and rerunning the same command skips
+every image already in the store (``FeatureStoreWriter.has``): no image is extracted twice or lost. Files that
+cannot be read, or are larger than the detector's limit, are reported by name and skipped (a rerun tries them
+again).
 
-The store is finalised (made readable) only once every image is in it or was skipped; ``--max-images`` stops a run
-early, leaving it resumable. The obj36 TSV, if asked for, is written from the finished store.
+The store is finalised (made readable) only once every image is in it or was skipped; ``--max-images`` stops a
+run early, leaving it resumable. The obj36 TSV, if asked for, is written from the finished store.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ExtractConfig:
 
 @dataclass
 class ExtractionSummary:
-    """What a run did. ``skipped`` maps image id to the reason; ``remaining`` counts images left for a rerun."""
+    """What a run did. ``skipped`` maps image id to reason; ``remaining`` counts images left for a rerun."""
 
     written: int
     already_present: int

@@ -1,10 +1,10 @@
-"""Detector configuration: one dataclass whose defaults are the bottom-up-attention (BUTD) Visual Genome detector.
+"""Detector configuration: a dataclass whose defaults are bottom-up-attention's (BUTD) Visual Genome detector.
 
 The defaults describe the Caffe detector that produced LXMERT's features (Anderson et al. 2018; the authors'
-``generate_tsv.py`` and its ``test.prototxt``): ResNet-101 C4, 1600 objects and 400 attributes, images resized to a
-600-pixel shorter side (at most 1000), 300 RPN proposals at test time, per-class NMS at 0.3, 36 regions kept with a
-0.2 confidence threshold. The ``small`` preset is the detector for the synthetic world, small enough to train on a
-2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes as ``visual_feat_dim``.
+``generate_tsv.py`` and its ``test.prototxt``): ResNet-101 C4, 1600 objects and 400 attributes, images resized
+to a 600-pixel shorter side (at most 1000), 300 RPN proposals at test time, per-class NMS at 0.3, 36 regions
+kept with a 0.2 confidence threshold. The ``small`` preset is the detector for the synthetic world, small
+enough to train on a 2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes as ``visual_feat_dim``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ BACKBONES = ("resnet101_c4", "small")
 
 @dataclass
 class DetectorConfig:
-    # "resnet101_c4": res2-res4 backbone (stride 16), res5 run on each 14x14 RoI then mean-pooled (BUTD layout).
+    # "resnet101_c4" (BUTD): res2-res4 backbone (stride 16), res5 on each 14x14 RoI, then mean-pooled.
     # "small": a few residual conv blocks (stride 8) and a two-layer MLP on 7x7 RoIs.
     backbone: str = "resnet101_c4"
     # Channels of the small backbone's stem and stages; unused by resnet101_c4.
@@ -33,7 +33,7 @@ class DetectorConfig:
     # Input transform: shorter side resized to min_size unless the longer would exceed max_size.
     min_size: int = 600
     max_size: int = 1000
-    # RGB mean and std on a 0..1 scale; Caffe subtracts its BGR means (102.98, 115.95, 122.77) and does not divide.
+    # RGB mean and std on a 0..1 scale: Caffe subtracts BGR means (102.98, 115.95, 122.77) and never divides.
     pixel_mean: tuple[float, float, float] = (122.7717 / 255, 115.9465 / 255, 102.9801 / 255)
     pixel_std: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
     # RPN: Caffe scales 4, 8, 16, 32 at stride 16 and ratios 0.5, 1, 2 (12 anchors per position).
@@ -55,14 +55,15 @@ class DetectorConfig:
     roi_positive_fraction: float = 0.25
     roi_fg_iou_threshold: float = 0.5
     roi_bg_iou_threshold: float = 0.5
-    # Attribute head (BUTD): [RoI feature; embedding of the class] -> attr_hidden_dim -> ReLU -> attributes + 1.
+    # Attribute head (BUTD): [RoI feature; class embedding] -> attr_hidden_dim -> ReLU -> attributes + 1.
     class_embed_dim: int = 256
     attr_hidden_dim: int = 512
-    # Region selection as in the authors' extractor: MIN_BOXES = MAX_BOXES = 36, conf_thresh 0.2, TEST.NMS 0.3.
+    # Region selection as in the authors' extractor: MIN_BOXES = MAX_BOXES = 36, conf_thresh 0.2, NMS 0.3.
     num_regions: int = 36
     conf_threshold: float = 0.2
     nms_threshold: float = 0.3
-    # Image guards: refuse more pixels than Pillow's own decompression-bomb limit; downscale longer sides above this.
+    # Image guards: refuse more pixels than Pillow's own decompression-bomb limit; downscale longer sides
+    # above this.
     max_image_pixels: int = 89_478_485
     max_image_side: int = 4096
 

@@ -66,13 +66,13 @@ class Detector:
         return self
 
     def load_image(self, source: str | Path | Image.Image) -> LoadedImage:
-        """Open one image under this detector's size limits (see :func:`lxmert.detection.images.load_image`)."""
+        """Open one image under this detector's size limits (:func:`lxmert.detection.images.load_image`)."""
         return load_image(
             source, max_pixels=self.config.max_image_pixels, max_side=self.config.max_image_side
         )
 
     def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[Regions]:
-        """Load each image (:meth:`load_image`) and detect ``config.num_regions`` regions in it (:meth:`detect`).
+        """Load each image (:meth:`load_image`) and detect ``config.num_regions`` regions (:meth:`detect`).
 
         Raises:
             ImageError: an image cannot be read or is too large; the message names it.
@@ -142,7 +142,7 @@ class Detector:
 
 
 def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
-    """The model's output for one image as Regions, boxes scaled from the working copy to the original pixels."""
+    """The model's output for one image as Regions, boxes scaled from the working copy to original pixels."""
     scale_x, scale_y = loaded.scale
     width, height = loaded.original_size
     return Regions(

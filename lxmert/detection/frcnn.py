@@ -6,24 +6,24 @@ Layout (Ren et al. 2015; Anderson et al. 2018, "bottom-up attention"):
            -> RoI feature (the region's visual feature for LXMERT)
            -> class logits (C + 1), per-class box deltas, and attribute logits from [feature; class embedding]
 
-torchvision supplies the transform, anchors, RPN, RoIAlign, box coding, matching and sampling; this file adds the
-backbones, the attribute head and its loss, and the authors' fixed-count region selection at inference.
+torchvision supplies the transform, anchors, RPN, RoIAlign, box coding, matching and sampling; this file adds
+the backbones, the attribute head and its loss, and the authors' fixed-count region selection at inference.
 
 Backbones (``DetectorConfig.backbone``):
 
-- ``resnet101_c4``: the BUTD detector. torchvision's ResNet-101 with frozen batch norm; conv1..layer3 (res2-res4,
-  stride 16, 1024 channels) run on the image, layer4 (res5) runs on each 14x14 RoI and is mean-pooled to 2048-d.
-  Built with ``weights=None``: nothing is downloaded.
-- ``small``: for the synthetic world. A stride-2 stem and residual stages (stride 8 in all), the last one dilated so
-  that a position sees a whole shape; a two-layer MLP on 7x7 RoIs gives the ``feature_dim`` feature.
+- ``resnet101_c4``: the BUTD detector. torchvision's ResNet-101 with frozen batch norm; conv1..layer3
+  (res2-res4, stride 16, 1024 channels) run on the image, layer4 (res5) runs on each 14x14 RoI and is
+  mean-pooled to 2048-d. Built with ``weights=None``: nothing is downloaded.
+- ``small``: for the synthetic world. A stride-2 stem and residual stages (stride 8 in all), the last one
+  dilated so that a position sees a whole shape; a two-layer MLP on 7x7 RoIs gives the region feature.
 
-Deviations from BUTD's Caffe model: RoIAlign instead of RoIPool; torchvision's ResNet puts the stride on the 3x3
-convolution (Caffe's on the 1x1); the attribute head embeds the best *foreground* class at inference (the one the
-region is labelled with), where Caffe embeds the argmax including background. The model takes RGB; Caffe weights,
-which expect BGR, would need their first convolution's input channels reversed on conversion.
+Deviations from BUTD's Caffe model: RoIAlign instead of RoIPool; torchvision's ResNet puts the stride on the
+3x3 convolution (Caffe's on the 1x1); the attribute head embeds the best *foreground* class at inference (the
+one the region is labelled with), where Caffe embeds the argmax including background. The model takes RGB;
+Caffe weights, which expect BGR, would need their first convolution's input channels reversed on conversion.
 
 Training returns a dict of named losses (``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``,
-``loss_box_reg``, ``loss_attribute``); inference returns, per image, the selected regions (see ``selection.py``).
+``loss_box_reg``, ``loss_attribute``); inference returns, per image, the regions ``selection.py`` picks.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _dilated_block(channels: int, dilation: int) -> BasicBlock:
 
 
 class MLPBoxHead(nn.Sequential):
-    """Flatten a pooled RoI and map it through two ReLU layers: the region feature (non-negative, like res5's)."""
+    """Flatten a pooled RoI and apply two ReLU layers: the region feature (non-negative, like res5's)."""
 
     def __init__(self, in_features: int, feature_dim: int) -> None:
         super().__init__(
@@ -149,7 +149,7 @@ def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class AttributeRoIHeads(RoIHeads):
-    """torchvision's RoIHeads with an attribute loss in training and fixed-count region selection at inference."""
+    """torchvision's RoIHeads plus an attribute loss in training and fixed-count regions at inference."""
 
     def __init__(self, config: DetectorConfig, box_roi_pool: nn.Module, box_head: nn.Module) -> None:
         super().__init__(
@@ -237,7 +237,7 @@ class AttributeRoIHeads(RoIHeads):
 
 
 def _matched_attributes(targets: list[dict[str, torch.Tensor]], matched: list[torch.Tensor]) -> torch.Tensor:
-    """(P, K) attributes of the ground-truth box each sampled RoI matched, -1 padded to the batch's widest K."""
+    """(P, K) attributes of the ground-truth box each sampled RoI matched, -1 padded to the widest K."""
     per_image = []
     for target, rows in zip(targets, matched, strict=True):
         attributes = target["attributes"]
@@ -250,8 +250,8 @@ def _matched_attributes(targets: list[dict[str, torch.Tensor]], matched: list[to
 def _fill_proposals(boxes: torch.Tensor, image_size: tuple[int, int], count: int) -> torch.Tensor:
     """Append whole-image and grid boxes (1x1, 2x2, 3x3, ...) until there are ``count`` proposals.
 
-    The RPN returns fewer than ``count`` only for degenerate inputs (very thin images); the extra boxes are real
-    boxes whose features and scores are computed like any other, so the fixed count never needs empty rows.
+    The RPN returns fewer than ``count`` only for degenerate inputs (very thin images); the extra boxes are
+    real boxes whose features and scores are computed like any other, so the fixed count needs no empty rows.
     """
     missing = count - boxes.shape[0]
     if missing <= 0:

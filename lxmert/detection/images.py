@@ -3,12 +3,12 @@
 What goes wrong with user images, and what this module does about it:
 
 - orientation: phones store rotation as an EXIF tag; it is applied, so boxes match what people see;
-- modes: RGBA/LA/transparent palettes are composited on white (transparent pixels often hide black RGB values),
-  16-bit and 32-bit greyscale are rescaled rather than clipped, CMYK/YCbCr/bilevel/palette go through Pillow;
+- modes: RGBA/LA/transparent palettes are composited on white (transparent pixels often hide black RGB
+  values), 16-bit and 32-bit greyscale are rescaled rather than clipped, other modes go through Pillow;
 - colour order: RGB stays RGB all the way into the model (the LXMERT demo flips local files to BGR twice, its
   issues 8333 and 19601);
-- size: a header that claims more than ``max_pixels`` is refused before anything is decoded (a decompression bomb
-  can be a few kilobytes), and a longer side above ``max_side`` is downscaled with a logged message;
+- size: a header that claims more than ``max_pixels`` is refused before anything is decoded (a decompression
+  bomb can be a few kilobytes), and a longer side above ``max_side`` is downscaled with a logged message;
 - damage: truncated or non-image files raise :class:`UnreadableImageError` naming the file, so a batch job can
   report and skip them.
 """
@@ -54,7 +54,7 @@ class LoadedImage:
 
     Attributes:
         image: 8-bit RGB, possibly downscaled from the original.
-        original_size: (width, height) of the upright image at full resolution; boxes are reported in this frame.
+        original_size: (width, height) of the upright image at full resolution; boxes are reported in it.
         name: the file path, or "<PIL.Image>" for an in-memory image, for messages.
     """
 
@@ -75,7 +75,7 @@ def load_image(
 
     Args:
         source: a file in any format Pillow reads, or an already opened image.
-        max_pixels: images whose header claims more pixels are refused (the default is Pillow's own bomb limit).
+        max_pixels: images whose header claims more pixels are refused (default: Pillow's own bomb limit).
         max_side: a longer side above this is downscaled, keeping the aspect ratio.
 
     Raises:
@@ -106,7 +106,7 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB without clipping wide ranges or exposing hidden transparent pixels."""
+    """Any Pillow mode as 8-bit RGB, without clipping wide ranges or exposing hidden transparent pixels."""
     if image.mode == "RGB":
         return image
     if image.mode in _TRANSPARENT_MODES or (image.mode == "P" and "transparency" in image.info):
@@ -149,7 +149,7 @@ def _prepare(image: Image.Image, name: str, *, max_pixels: int, max_side: int) -
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     if image.size != upright:
         logger.warning(
-            "%s: %dx%d downscaled to %dx%d for detection (longer side above %d); boxes stay in original pixels",
+            "%s: %dx%d downscaled to %dx%d for detection (longer side above %d); boxes use original pixels",
             name, *upright, *image.size, max_side,
         )  # fmt: skip
     return LoadedImage(image=image, original_size=upright, name=name)

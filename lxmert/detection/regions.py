@@ -1,4 +1,4 @@
-"""What the detector returns for one image: a fixed number of regions, in the authors' feature-file vocabulary."""
+"""What the detector returns for one image: a fixed number of regions, named as in obj36 files."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ class Regions:
     """The R regions of one image (R = ``num_regions``, 36 in the paper).
 
     Rows are ordered by selection score, best first. The first ``num_real`` rows are detections (they survived
-    per-class NMS with a confidence of at least the threshold); the rest fill the fixed count the way the authors'
-    extractor does, with the next best proposals: real boxes with real features, only less confident.
+    per-class NMS with a confidence of at least the threshold); the rest fill the fixed count the way the
+    authors' extractor does, with the next best proposals: real boxes with real features, only less confident.
 
     Attributes:
         boxes: (R, 4) float32 pixel (x1, y1, x2, y2) in the original image.
-        features: (R, D) float32 RoI features (D = 2048 for BUTD, the small detector's ``feature_dim`` otherwise).
+        features: (R, D) float32 RoI features (D = 2048 for BUTD, else the detector's ``feature_dim``).
         object_ids: (R,) int64 index into the objects vocabulary (background excluded).
         object_conf: (R,) float32 probability of that object.
-        attr_probs: (R, A) float32 attribute probabilities (softmax over A + "no attribute", the latter dropped).
+        attr_probs: (R, A) float32 attribute probabilities (softmax over "no attribute" + A, then dropped).
         image_height: original image height in pixels.
         image_width: original image width in pixels.
         num_real: how many leading rows are detections rather than fill.

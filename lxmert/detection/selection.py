@@ -1,16 +1,16 @@
 """Choosing a fixed number of regions from a detector's proposals, the way the authors' extractor does.
 
-bottom-up-attention's ``generate_tsv.py`` (used for LXMERT's obj36 files) scores every proposal by the best class
-probability that survives per-class NMS (``max_conf``), keeps proposals with ``max_conf >= conf_thresh`` and, when
-fewer than MIN_BOXES remain, takes the top MIN_BOXES by ``max_conf`` anyway; more than MAX_BOXES are cut to the top
-MAX_BOXES. LXMERT sets MIN_BOXES = MAX_BOXES = 36, so every image gets exactly 36 real boxes: weaker proposals fill
-the count, never zero rows. The object label and confidence of a row are the argmax and max of its foreground
-probabilities.
+bottom-up-attention's ``generate_tsv.py`` (used for LXMERT's obj36 files) scores every proposal by the best
+class probability that survives per-class NMS (``max_conf``), keeps proposals with ``max_conf >= conf_thresh``
+and, when fewer than MIN_BOXES remain, takes the top MIN_BOXES by ``max_conf`` anyway; more than MAX_BOXES are
+cut to the top MAX_BOXES. LXMERT sets MIN_BOXES = MAX_BOXES = 36, so every image gets exactly 36 real boxes:
+weaker proposals fill the count, never zero rows. The object label and confidence of a row are the argmax and
+max of its foreground probabilities.
 
-Two differences from the Caffe script, both as in py-bottom-up-attention's detectron2 port: NMS runs on each class's
-regressed boxes rather than on the raw proposals, and a row's box is the regressed box of its label. Ties in
-``max_conf`` (proposals suppressed in every class have 0) are broken by the best foreground probability, where the
-Caffe script leaves them in arbitrary order.
+Two differences from the Caffe script, both as in py-bottom-up-attention's detectron2 port: NMS runs on each
+class's regressed boxes rather than on the raw proposals, and a row's box is the regressed box of its label.
+Ties in ``max_conf`` (proposals suppressed in every class have 0) are broken by the best foreground
+probability, where the Caffe script leaves them in arbitrary order.
 """
 
 from __future__ import annotations
