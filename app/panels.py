@@ -68,7 +68,7 @@ def show_detections(scene: Scene, *, key: str) -> None:
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
         scene.image, regions.boxes.numpy(), scene.labels, confidences, num_labelled=regions.num_real,
-        title=f"{len(regions)} regions · {regions.num_real} above the detector's threshold (labelled)",
+        title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
     )  # fmt: skip
     plot(figure, key=key)
 
