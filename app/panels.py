@@ -44,7 +44,6 @@ STATISTICS = {
     "sep_mass": "Mass on [SEP]",
     "other_modality_share": "Share of the other modality in the update (attention × value norm)",
 }
-CAPTION_STYLE = "Boxes are the detector's; colour and brightness show the score of each box."
 
 
 def plot(figure, *, key: str, on_select=None) -> None:
@@ -99,6 +98,17 @@ def show_region_table(scene: Scene, *, key: str) -> None:
     )
 
 
+def _flat_scores(scores: dict, prefix: str = "") -> dict[str, object]:
+    """``{"gqa": {"accuracy": 0.5}}`` → ``{"gqa/accuracy": 0.5}``, so nested score tables read as one line."""
+    flat: dict[str, object] = {}
+    for name, value in scores.items():
+        if isinstance(value, dict):
+            flat.update(_flat_scores(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def _number(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -115,12 +125,16 @@ def show_checkpoint_card(checkpoint: Checkpoint, *, key: str) -> None:
     scores = checkpoint.meta.get("scores")
     if isinstance(scores, dict) and scores:
         st.markdown(
-            "Measured scores: " + " · ".join(f"{name} **{_number(value)}**" for name, value in scores.items())
+            "Measured scores: "
+            + " · ".join(f"{name} **{_number(value)}**" for name, value in _flat_scores(scores).items())
         )
     recipe = checkpoint.meta.get("command") or checkpoint.meta.get("recipe")
     if recipe:
         with st.expander("How it was trained"):
-            st.code(recipe if isinstance(recipe, str) else repr(recipe), language="bash")
+            if isinstance(recipe, str):
+                st.code(recipe, language="bash")
+            else:
+                st.json(recipe, expanded=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
