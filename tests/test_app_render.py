@@ -79,3 +79,18 @@ def test_only_detections_are_labelled_and_only_the_top_scores_annotated():
         white(), boxes, np.array([0.1, 0.7, 0.4]), labels, title="t", top_k=2
     )
     assert [a.text for a in scored.layout.annotations] == ["2 red star 0.4", "1 blue square 0.7"]
+
+
+def test_the_app_imports_analysis_and_lxmert_but_never_training():
+    import ast
+    from pathlib import Path
+
+    imported = set()
+    for path in (Path(render.__file__).parent).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert {"analysis", "lxmert", "app"} <= imported
+    assert "training" not in imported
