@@ -9,9 +9,11 @@ sides. On a GPU both sides run under bf16 autocast; on a CPU both run in fp32.
 Repeats alternate between the two models so that load from other processes hits both alike; medians of wall
 time and, on a CPU, of process CPU time (which a busy shared machine inflates less) are reported.
 
-Peak memory is that of one warm call above the level just before it, so it counts activations, gradients and
-workspace but not weights or optimizer state: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU, where
-torch keeps no allocator statistics, each side runs again in a fresh subprocess whose RSS is sampled.
+Peak memory is that of one warm call above the level just before it, which already holds the weights, the
+optimizer state and the previous step's gradients (freed by ``zero_grad`` at the start of the step): so it is
+the activations, new gradients and workspace less those old gradients. ``torch.cuda.max_memory_allocated`` on a
+GPU; on a CPU, where torch keeps no allocator statistics, each side runs again in a fresh subprocess whose RSS
+is sampled.
 
     python -m benchmarks.model_speed                      # base config, B=32, T=20, R=36
     python -m benchmarks.model_speed --repeats 10 --threads 2

@@ -95,7 +95,7 @@ class LoadReport:
     """What a load did: the layout it recognised and the keys it could not place."""
 
     source: str
-    layout: str  # "lxmert" | "transformers" | "authors-pretraining" | "authors-task"
+    layout: str  # "lxmert", "bare-encoder", "transformers", "authors-pretraining" or "authors-task"
     missing_keys: list[str] = field(default_factory=list)  # the model's, left at their initial values
     unexpected_keys: list[str] = field(default_factory=list)  # the file's, not used
     answer_transfer: AnswerTransfer | None = None
