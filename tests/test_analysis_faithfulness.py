@@ -160,9 +160,10 @@ def test_relevancy_finds_the_region_a_trained_model_needs(tokenizer):
     )
     model = LxmertForQuestionAnswering(config)
     ids = torch.tensor(tokenizer.encode("what colour is the big ball"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # 400 steps at 2e-3 reach >= 0.95 accuracy for seeds 0-2 (250 at 1e-3 stalled at 0.875 on some CPUs).
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
-    for _ in range(250):
+    for _ in range(400):
         feats, pos, answers = marked_colour_batch(64, g)
         loss = model(ids.expand(64, -1), feats, pos, labels=answers).loss
         optimizer.zero_grad()
