@@ -1,7 +1,7 @@
 """Copy the trained default detector and models into ``assets/``, with their recipe and scores, plus sample images.
 
-    python -m training.export_default --detector runs/detector --pretrained runs/default/pretrain/best \\
-        --qa runs/default/gqa/best --world runs/world --out assets
+    python -m training.export_default --detector runs/default/detector --pretrained runs/default/pretrain/best \\
+        --qa runs/default/finetune/gqa-pretrained/best --world runs/world --out assets
 
 Writes ``OUT/default/{detector,pretrained,model}`` (each checkpoint with its ``metrics.jsonl`` so the app can draw
 training curves, and a ``meta.json`` holding the recipe and the measured scores) and ``OUT/samples/`` (a small
@@ -27,12 +27,15 @@ METRICS_FILE = "metrics.jsonl"
 
 @dataclass
 class ExportConfig:
-    detector: str = field(default="runs/detector", metadata={"help": "trained detector directory"})
+    detector: str = field(default="runs/default/detector", metadata={"help": "trained detector directory"})
     detector_eval: str = field(
-        default="runs/detector-train/eval_test.json", metadata={"help": "the detector's held-out evaluation"}
+        default="runs/default/detector-train/eval_test.json",
+        metadata={"help": "the detector's held-out evaluation"},
     )
     pretrained: str = field(default="runs/default/pretrain/best", metadata={"help": "pre-trained checkpoint"})
-    qa: str = field(default="runs/default/gqa/best", metadata={"help": "QA fine-tuned checkpoint"})
+    qa: str = field(
+        default="runs/default/finetune/gqa-pretrained/best", metadata={"help": "QA fine-tuned checkpoint"}
+    )
     world: str = field(default="runs/world", metadata={"help": "the world both were trained on"})
     out: str = field(default="assets", metadata={"help": "assets directory to write into"})
     gallery: int = field(default=6, metadata={"help": "images in the sample gallery"})

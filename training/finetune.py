@@ -29,7 +29,7 @@ from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.tasks import get_task
 from training.tasks.finetune_base import FinetuneTask
-from training.trainer import TrainConfig, Trainer
+from training.trainer import SUMMARY_FILE, TrainConfig, Trainer
 
 FINETUNE_TASKS = ("vqa", "gqa", "nlvr2")
 
@@ -118,6 +118,9 @@ def finetune(name: str, start: FinetuneConfig, data, train: TrainConfig) -> dict
     if trainer.dist.is_main:
         payload = {"task": name, **dataclasses.asdict(start)}
         atomic_write_text(Path(train.output, "finetune_config.json"), json.dumps(payload, indent=2) + "\n")
+        # The scores export_default and the app quote, as pre-training writes its own summary.json.
+        record = {**summary, "train_seconds": trainer.state.train_time}
+        atomic_write_text(Path(train.output, SUMMARY_FILE), json.dumps(record, indent=2) + "\n")
     return summary
 
 

@@ -39,9 +39,8 @@ from training.tasks.pretrain import (
     feature_regression_baseline,
     read_pretrain_json,
 )
-from training.trainer import TrainConfig, Trainer
+from training.trainer import SUMMARY_FILE, TrainConfig, Trainer
 
-SUMMARY_FILE = "summary.json"
 # The trainer's defaults are the paper's pre-training recipe; only these differ for this command.
 TRAIN_DEFAULTS = {
     "output": "runs/pretrain",

@@ -51,6 +51,7 @@ from .tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 CHECKPOINT_FILE = "last.pt"
 METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"  # what a finished run reports: final validation scores, steps, time
 CONFIG_FILE = "train_config.json"
 # Fields that fix the data order and the optimisation trajectory: a resume with other values could not continue
 # the same run.
@@ -507,4 +508,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["ResumableSampler", "TrainConfig", "TrainState", "Trainer", "linear_warmup_decay"]
+__all__ = ["SUMMARY_FILE", "ResumableSampler", "TrainConfig", "TrainState", "Trainer", "linear_warmup_decay"]
