@@ -31,8 +31,8 @@ $PY -m training.pretrain --world runs/world --features $OUT/features --preset ti
   --output $OUT/pretrain --epochs 6 --qa-from-epoch 2 --batch-size 64 --lr 1e-3 --threads "$THREADS"
 
 # 5. Each task fine-tuned from the pre-trained checkpoint and, as the control, from scratch (same architecture,
-#    same schedule; cross-entropy at 1e-3 grounds within the budget where BCE x answers at 5e-4 stayed at the
-#    question-only prior), on the splits the question-only baselines use (python -m training.world.baselines):
+#    same schedule; cross-entropy at 1e-3 learned more from the question than BCE x answers at 5e-4, which stayed
+#    at the per-template prior), on the splits the question-only baselines use (python -m training.world.baselines):
 #    GQA train -> valid, VQA train+nominival -> minival, NLVR2 train -> valid. GQA's pre-trained run is the app's
 #    QA model.
 finetune() {  # task, data dir, features, extra flags...
