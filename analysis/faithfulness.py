@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from lxmert.fileio import atomic_write_text
 
@@ -196,7 +197,8 @@ def faithfulness_table(
     sums = {m: {t: np.zeros(len(fractions)) for t in TESTS} for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
     correct = 0.0
-    for index, item in enumerate(items):
+    # A table over a data set takes minutes (about 0.4 s per question and method on a 2-core CPU).
+    for index, item in enumerate(tqdm(items, desc="faithfulness", unit="question", leave=False)):
         with torch.no_grad():
             target = int(answer_logits(run(model, item.example))[0].argmax())
         correct += item.label.get(target, 0.0)
