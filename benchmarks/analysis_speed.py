@@ -19,7 +19,7 @@ import dataclasses
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,6 +27,7 @@ from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
 from lxmert.detection.regions import Regions
 from lxmert.tokenization import train_wordpiece
+from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
 CORPUS = (
     "what colour is the small ball left of the big cube",
@@ -38,36 +39,27 @@ CORPUS = (
 
 @dataclass
 class SpeedConfig:
-    checkpoint: str = ""  # a checkpoint directory; '' = a random model of --preset
-    preset: str = "tiny"  # used without --checkpoint
-    detector: str = ""  # detector directory; with --image, regions come from it
-    image: str = ""
-    question: str = CORPUS[0]
-    regions: int = 36  # random regions without a detector, as the paper's 36 boxes
-    ig_steps: int = 32
-    repeats: int = 5
-    threads: int = 0  # 0 keeps torch's default
-    seed: int = 0
+    checkpoint: str = field(
+        default="", metadata={"help": "checkpoint directory (default: random --preset model)"}
+    )
+    preset: str = field(default="tiny", metadata={"help": "LxmertConfig preset of the random model"})
+    detector: str = field(default="", metadata={"help": "detector directory, to detect --image"})
+    image: str = field(default="", metadata={"help": "image to detect (with --detector)"})
+    question: str = field(default=CORPUS[0], metadata={"help": "the question"})
+    # As the paper's 36 boxes.
+    regions: int = field(default=36, metadata={"help": "random regions when no detector is given"})
+    ig_steps: int = field(default=32, metadata={"help": "integration steps of IG"})
+    repeats: int = field(default=5, metadata={"help": "timed runs after one warm-up"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0 = default)"})
+    seed: int = field(default=0, metadata={"help": "seed of the random model and regions"})
 
 
 def parse_args(argv=None) -> SpeedConfig:
-    d = SpeedConfig()
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m benchmarks.analysis_speed", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument(
-        "--checkpoint", default=d.checkpoint, help="checkpoint directory (default: random --preset model)"
-    )
-    p.add_argument("--preset", default=d.preset, help="LxmertConfig preset of the random model")
-    p.add_argument("--detector", default=d.detector, help="detector directory, to detect --image")
-    p.add_argument("--image", default=d.image, help="image to detect (with --detector)")
-    p.add_argument("--question", default=d.question, help="the question")
-    p.add_argument("--regions", type=int, default=d.regions, help="random regions when no detector is given")
-    p.add_argument("--ig-steps", type=int, default=d.ig_steps, help="integration steps of IG")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs after one warm-up")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 = default)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random model and regions")
-    return SpeedConfig(**vars(p.parse_args(argv)))
+    add_dataclass_arguments(parser, SpeedConfig)
+    return dataclass_from_args(SpeedConfig, parser.parse_args(argv))
 
 
 def random_regions(num_regions: int, feature_dim: int, seed: int) -> Regions:

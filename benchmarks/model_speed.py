@@ -32,12 +32,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from lxmert import LxmertConfig, LxmertForPreTraining
+from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
 SIDES = ("ours", "transformers")
 MODES = ("inference", "train_step")
@@ -45,17 +46,21 @@ MODES = ("inference", "train_step")
 
 @dataclass
 class BenchmarkConfig:
-    preset: str = "base"  # the paper's model: 9/5/5 layers, hidden 768, 2048-d regions
-    batch_size: int = 32  # the authors' fine-tuning batch
-    tokens: int = 20  # the authors' max_seq_length
-    regions: int = 36  # boxes per image in the authors' features
-    warmup: int = 2  # the second call still pays one-off costs (kernel selection) on CPU
-    repeats: int = 5
-    threads: int = 0  # 0 keeps torch's default
-    device: str = "auto"  # auto = cuda when available, else cpu
-    bf16_autocast: bool = True  # on GPU only; the CPU runs fp32
-    memory: bool = True
-    seed: int = 0
+    # The paper's model: 9/5/5 layers, hidden 768, 2048-d regions.
+    preset: str = field(default="base", metadata={"help": "model preset (base, tiny)"})
+    batch_size: int = field(
+        default=32, metadata={"help": "sentence-image pairs (the authors' fine-tuning batch)"}
+    )
+    tokens: int = field(default=20, metadata={"help": "tokens per sentence (the authors' max_seq_length)"})
+    regions: int = field(default=36, metadata={"help": "regions per image"})
+    # The second call still pays one-off costs (kernel selection) on CPU.
+    warmup: int = field(default=2, metadata={"help": "untimed calls per side and mode"})
+    repeats: int = field(default=5, metadata={"help": "timed calls per side and mode"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: default)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
+    bf16_autocast: bool = field(default=True, metadata={"help": "bf16 autocast on GPU (the CPU runs fp32)"})
+    memory: bool = field(default=True, metadata={"help": "measure peak memory"})
+    seed: int = field(default=0, metadata={"help": "seed of weights and inputs"})
 
 
 def build_models(cfg: BenchmarkConfig, device: torch.device, sides=SIDES) -> dict[str, nn.Module]:
@@ -278,21 +283,7 @@ def report(cfg, device, times, peaks) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = BenchmarkConfig()
-    parser.add_argument("--preset", default=defaults.preset, help="model preset (base, tiny)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentence-image pairs")
-    parser.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per sentence")
-    parser.add_argument("--regions", type=int, default=defaults.regions, help="regions per image")
-    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed calls per side and mode")
-    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="timed calls per side and mode")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (0: default)")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--no-bf16-autocast", dest="bf16_autocast", action="store_false",
-                        help="run fp32 on GPU too")  # fmt: skip
-    parser.add_argument(
-        "--no-memory", dest="memory", action="store_false", help="skip peak-memory measurement"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and inputs")
+    add_dataclass_arguments(parser, BenchmarkConfig)
     parser.add_argument("--memory-child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,7 +293,7 @@ def main() -> None:
             torch.set_num_threads(cfg.threads)
         print(json.dumps(measure_memory_here(cfg, args.memory_child)))
         return
-    cfg = BenchmarkConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkConfig)})
+    cfg = dataclass_from_args(BenchmarkConfig, args)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfg.threads = torch.get_num_threads()  # the memory subprocesses get the same count
