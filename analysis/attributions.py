@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import FeatureAblation, IntegratedGradients, LayerIntegratedGradients
 from torch import Tensor, nn
 
 from .forward import answer_logits, evaluation, run
@@ -153,6 +152,8 @@ def integrated_gradients(
     ids, feats, pos, types = (
         inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
     )
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients  # on first use: a second to import
+
     with evaluation(model), torch.enable_grad():
         embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
         lig = LayerIntegratedGradients(_score_function(model, target, contrast, "words"), embeddings)
@@ -233,6 +234,8 @@ def region_occlusion(
         groups = torch.arange(R, device=feats.device)[
             None, :, None
         ]  # (1, R, 1): one group per region, feature and box together
+        from captum.attr import FeatureAblation
+
         ablation = FeatureAblation(forward)
         feat_attr, _ = ablation.attribute(
             (feats, pos),
@@ -260,6 +263,8 @@ def token_occlusion(
     )
     T = example.num_tokens
     with evaluation(model), torch.no_grad():
+        from captum.attr import FeatureAblation
+
         ablation = FeatureAblation(forward)
         attr = ablation.attribute(
             ids,

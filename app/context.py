@@ -93,6 +93,9 @@ def scene_or_stop(query: Query) -> Scene:
     except ImageError as err:
         st.error(f"This image cannot be used: {err}", icon=":material/broken_image:")
         st.stop()
+    except (FileNotFoundError, ValueError) as err:  # the detector loads only when an image needs detecting
+        st.error(f"The detector cannot be loaded: {err}", icon=":material/error:")
+        st.stop()
 
 
 def page_context(capability: str | None = None, *, needs_text: bool = True) -> PageContext:

@@ -13,6 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 import torch
@@ -20,10 +21,19 @@ from PIL import Image, UnidentifiedImageError
 
 from analysis.inputs import Example, example_from_regions
 from lxmert.checkpoints import CONFIG_FILE, META_FILE, WEIGHTS_FILE, load_checkpoint
-from lxmert.detection import Detector, ImageError, Regions, UnreadableImageError
-from lxmert.detection.detector import OBJECTS_FILE
+from lxmert.detection import DetectorConfig, ImageError, Regions, UnreadableImageError, load_image
+from lxmert.detection.files import (
+    ATTRIBUTES_FILE,
+    OBJECTS_FILE,
+    load_cached_regions,
+    read_detector_config,
+    read_vocab,
+)
 from lxmert.modeling import LxmertForPreTraining, LxmertForQuestionAnswering
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
+
+if TYPE_CHECKING:
+    from lxmert.detection import Detector
 
 # How deep below a checkpoints directory a checkpoint may lie (runs/<name>/best is two levels).
 SEARCH_DEPTH = 3
@@ -124,7 +134,16 @@ def find_checkpoints(root: str, depth: int = SEARCH_DEPTH) -> dict[str, str]:
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=4)
 def load_detector(path: str, device: str) -> Detector:
     """The saved detector at ``path`` on ``device`` (raises FileNotFoundError naming a missing file)."""
+    from lxmert.detection import Detector  # torchvision: imported only once an image needs detecting
+
     return Detector.from_pretrained(path, device=device)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def detector_config(path: str) -> DetectorConfig:
+    """The config of the saved detector at ``path``, read without building it (FileNotFoundError names a missing
+    file, ValueError a bad config)."""
+    return read_detector_config(path)
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
@@ -187,7 +206,7 @@ class Scene:
         return [f"{i} {self.object_names[o]}" for i, o in enumerate(self.regions.object_ids.tolist())]
 
 
-def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
+def open_image(data: bytes, name: str, config: DetectorConfig) -> Image.Image:
     """Decode uploaded bytes under the detector's size limits into an upright RGB image.
 
     Raises:
@@ -200,7 +219,7 @@ def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UnreadableImageError(f"{name}: not an image file Pillow can read ({err})") from err
     try:
-        loaded = detector.load_image(image)
+        loaded = load_image(image, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
     except ImageError as err:  # the loader names an in-memory image "<PIL.Image>"; name the upload instead
         raise type(err)(str(err).replace("<PIL.Image>", name, 1)) from err
     # Boxes come back in the original frame; draw on an image of that size.
@@ -213,13 +232,21 @@ def open_image(data: bytes, name: str, detector: Detector) -> Image.Image:
 def detect(detector_path: str, device: str, image: bytes, name: str) -> Scene:
     """Decode and detect one image: every region the detector keeps (the count is cut later, see :func:`scene`).
 
+    Regions this detector cached for these bytes (the shipped samples') are read instead of detected, so the
+    first answer on a sample needs neither the detector nor torchvision.
+
     Raises:
         ImageError: the bytes are not a usable image (not cached: Streamlit caches only returned values).
     """
-    detector = load_detector(detector_path, device)
-    decoded = open_image(image, name, detector)
-    regions = detector.detect([detector.load_image(decoded)])[0]
-    return Scene(decoded, regions, detector.objects_vocab, detector.attributes_vocab)
+    decoded = open_image(image, name, detector_config(detector_path))
+    regions = load_cached_regions(detector_path, image)
+    if regions is None:
+        detector = load_detector(detector_path, device)
+        regions = detector.detect([detector.load_image(decoded)])[0]
+    directory = Path(detector_path)
+    return Scene(
+        decoded, regions, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE)
+    )
 
 
 def first_regions(regions: Regions, count: int) -> Regions:
@@ -271,6 +298,7 @@ __all__ = [
     "Scene",
     "capabilities_of",
     "detect",
+    "detector_config",
     "example_for",
     "find_checkpoints",
     "first_regions",

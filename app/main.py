@@ -49,13 +49,13 @@ config = AppConfig.from_env()
 navigation = st.navigation(PAGES)
 checkpoints = available_checkpoints(config)
 try:
-    detector = loading.load_detector(str(config.detector_dir), config.device)
+    detector_config = loading.detector_config(str(config.detector_dir))
 except (FileNotFoundError, ValueError) as err:
-    detector = None
+    detector_config = None
     st.error(f"The default detector cannot be loaded: {err}")
 if not checkpoints:
     st.error(f"No model checkpoint (config.json, model.safetensors, vocab.txt) under {config.default_dir}.")
-if detector is None or not checkpoints:
+if detector_config is None or not checkpoints:
     st.info(
         "The app runs on the models in `assets/default/`, which the repository ships. "
         "If they are missing, restore them from git or rebuild them with the command in `assets/README.md`; "
@@ -63,5 +63,5 @@ if detector is None or not checkpoints:
     )
     st.stop()
 
-state.show_sidebar(config, checkpoints, default_checkpoint(list(checkpoints)), detector.config.num_regions)
+state.show_sidebar(config, checkpoints, default_checkpoint(list(checkpoints)), detector_config.num_regions)
 navigation.run()

@@ -25,6 +25,7 @@ from analysis.masked import ablation_gauge
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
+from training.export_default import cache_sample_regions
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions", "compare")
@@ -337,3 +338,24 @@ def test_a_truncated_upload_gets_a_message(app):
     app.sidebar.file_uploader[0].set_value(("cut.jpg", data[: len(data) // 2], "image/jpeg")).run()
     assert not app.exception
     assert any("cannot be used" in e.value and "cut.jpg" in e.value for e in app.error)
+
+
+def test_a_sample_with_cached_regions_is_answered_without_the_detector(tmp_path, monkeypatch):
+    """The shipped samples' regions are cached, so the first answer needs neither the detector nor torchvision."""
+    root = build_assets(tmp_path)
+    assert cache_sample_regions(root / "default" / "detector", root / "samples") == 5
+    monkeypatch.setenv(ASSETS_ENV, str(root))
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the detector was loaded although the sample's regions are cached")
+
+    monkeypatch.setattr(Detector, "from_pretrained", refuse)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(app)
+    sample = app.sidebar.selectbox(key="sample").value
+    monkeypatch.undo()
+    expected = script_answer(root, sample, QUESTIONS[0], k=1)[0]
+    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
+    assert f"**{expected.answer}**" in headline

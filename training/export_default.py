@@ -5,19 +5,26 @@
 
 Writes ``OUT/default/{detector,pretrained,model}`` (each checkpoint with its ``metrics.jsonl`` so the app can draw
 training curves, and a ``meta.json`` holding the recipe and the measured scores) and ``OUT/samples/`` (a small
-gallery and a pool of scenes, all from the world's held-out ``test`` split, never seen in training).
+gallery and a pool of scenes, all from the world's held-out ``test`` split, never seen in training). The shipped
+detector's regions of every sample are cached in ``OUT/default/detector/regions/``, so the app answers on a sample
+without loading the detector (``lxmert.detection.files``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from lxmert.checkpoints import load_checkpoint
+from lxmert.detection import Detector
+from lxmert.detection.files import save_cached_regions
 from lxmert.fileio import atomic_directory
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
@@ -82,6 +89,21 @@ def export_samples(world: Path, out: Path, gallery: int, scenes: int, questions_
             (dest / f"{img_id}.json").write_text(json.dumps({"questions": suggestions}, indent=1) + "\n")
 
 
+def cache_sample_regions(detector_dir: Path, samples: Path) -> int:
+    """Detect every sample image (gallery and scenes) once and cache its regions beside the detector.
+
+    Returns the number of images. The image goes through the same decoding as in the app, so the cached regions are
+    the ones the app would detect.
+    """
+    detector = Detector.from_pretrained(detector_dir)
+    images = sorted(samples.glob("*.png")) + sorted((samples / "scenes").glob("*.png"))
+    for path in images:
+        data = path.read_bytes()
+        regions = detector.detect([detector.load_image(Image.open(io.BytesIO(data)))])[0]
+        save_cached_regions(detector_dir, data, regions)
+    return len(images)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.export_default", description=__doc__.split("\n\n")[0]
@@ -107,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         qa, default / "model", {"recipe": RECIPE, "summary": _json(_run_dir(qa) / "summary.json")}
     )
     export_samples(world, out / "samples", cfg.gallery, cfg.scenes)
-    print(f"wrote {default} and {out / 'samples'}")
+    cached = cache_sample_regions(default / "detector", out / "samples")
+    print(f"wrote {default} and {out / 'samples'} (regions of {cached} samples cached)")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ A saved detector is a directory of four files:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,14 +18,18 @@ from PIL import Image
 from safetensors.torch import load_file, save
 
 from lxmert.detection.config import DetectorConfig
+from lxmert.detection.files import (
+    ATTRIBUTES_FILE,
+    CONFIG_FILE,
+    OBJECTS_FILE,
+    WEIGHTS_FILE,
+    check_saved_detector,
+    read_vocab,
+)
 from lxmert.detection.frcnn import FasterRCNNWithAttributes
 from lxmert.detection.images import LoadedImage, load_image, to_tensor
 from lxmert.detection.regions import Regions
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-OBJECTS_FILE = "objects_vocab.txt"
-ATTRIBUTES_FILE = "attributes_vocab.txt"
+from lxmert.fileio import atomic_write_bytes
 
 
 class Detector:
@@ -112,10 +114,10 @@ class Detector:
             .contiguous()
             for name, tensor in self.model.state_dict().items()
         }
-        _atomic_write(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
-        _atomic_write(directory / CONFIG_FILE, self.config.to_json().encode())
-        _atomic_write(directory / OBJECTS_FILE, ("\n".join(self.objects_vocab) + "\n").encode())
-        _atomic_write(directory / ATTRIBUTES_FILE, ("\n".join(self.attributes_vocab) + "\n").encode())
+        atomic_write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
+        atomic_write_bytes(directory / CONFIG_FILE, self.config.to_json().encode())
+        atomic_write_bytes(directory / OBJECTS_FILE, ("\n".join(self.objects_vocab) + "\n").encode())
+        atomic_write_bytes(directory / ATTRIBUTES_FILE, ("\n".join(self.attributes_vocab) + "\n").encode())
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Detector:
@@ -125,10 +127,7 @@ class Detector:
             FileNotFoundError: a file of the format is missing (the message names it).
             ValueError: the config, vocabularies and weights disagree.
         """
-        directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE, OBJECTS_FILE, ATTRIBUTES_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} is not a saved detector: {name} is missing")
+        directory = check_saved_detector(directory)
         config = DetectorConfig.from_json_file(directory / CONFIG_FILE)
         model = FasterRCNNWithAttributes(config)
         try:
@@ -137,7 +136,7 @@ class Detector:
             raise ValueError(
                 f"{directory / WEIGHTS_FILE} does not fit {directory / CONFIG_FILE}: {err}"
             ) from err
-        detector = cls(model, _read_vocab(directory / OBJECTS_FILE), _read_vocab(directory / ATTRIBUTES_FILE))
+        detector = cls(model, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE))
         return detector.to(device)
 
 
@@ -157,21 +156,4 @@ def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
     )
 
 
-def _read_vocab(path: Path) -> list[str]:
-    return path.read_text().splitlines()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide a shipped detector from other users
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-__all__ = ["ATTRIBUTES_FILE", "CONFIG_FILE", "Detector", "OBJECTS_FILE", "WEIGHTS_FILE"]
+__all__ = ["Detector"]
