@@ -1,33 +1,36 @@
 #!/usr/bin/env bash
 # Rebuilds the embedded default (assets/default/ and assets/samples/) with the project's own commands, on the
 # synthetic world, and the pre-trained-versus-scratch fine-tuning comparison quoted in the README.
-# Every step resumes if interrupted; intermediate outputs go to runs/default/ (git-ignored).
+# Every step resumes if interrupted; intermediate outputs go to $RUNS/default/ (runs/default/, git-ignored).
 #   bash scripts/build_default.sh            # all steps, about 1.5 hours on a quiet 2-core CPU
+#   RUNS=runs/rebuild ASSETS=/tmp/assets bash scripts/build_default.sh   # a clean rerun beside the shipped one
 # Measured scores are written to assets/default/*/meta.json and quoted in the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 THREADS=${THREADS:-2}
-OUT=runs/default
+RUNS=${RUNS:-runs}        # worlds in $RUNS/world*, models in $RUNS/default
+ASSETS=${ASSETS:-assets}  # where the default is exported
+OUT=$RUNS/default
 
 # 1. The world: 3000 scenes with captions, GQA/VQA questions and NLVR2 statements; and a second world, mostly
 #    NLVR2 image pairs, because 20% of 3000 images give only 32 validation statements.
-[ -f runs/world/world.json ] || $PY -m training.world --out runs/world --images 3000 --seed 0
-[ -f runs/world-nlvr2/world.json ] || $PY -m training.world --out runs/world-nlvr2 --images 3000 --seed 1 \
+[ -f $RUNS/world/world.json ] || $PY -m training.world --out $RUNS/world --images 3000 --seed 0
+[ -f $RUNS/world-nlvr2/world.json ] || $PY -m training.world --out $RUNS/world-nlvr2 --images 3000 --seed 1 \
   --nlvr2-fraction 0.9
 
 # 2. The small detector: 3000 steps (batch 4, cosine schedule), evaluated on the held-out test split.
-$PY -m training.detector --world runs/world --out $OUT/detector --work-dir $OUT/detector-train \
+$PY -m training.detector --world $RUNS/world --out $OUT/detector --work-dir $OUT/detector-train \
   --steps 3000 --resume --num-threads "$THREADS"
 
 # 3. 36 regions per image for every image of both worlds.
-$PY -m training.extract --images runs/world --out $OUT/features --detector $OUT/detector \
+$PY -m training.extract --images $RUNS/world --out $OUT/features --detector $OUT/detector \
   --batch-size 8 --num-threads "$THREADS"
-$PY -m training.extract --images runs/world-nlvr2 --out $OUT/features-nlvr2 --detector $OUT/detector \
+$PY -m training.extract --images $RUNS/world-nlvr2 --out $OUT/features-nlvr2 --detector $OUT/detector \
   --batch-size 8 --num-threads "$THREADS"
 
 # 4. Pre-training with the five tasks (QA from the third epoch), tiny preset, every train + nominival image.
-$PY -m training.pretrain --world runs/world --features $OUT/features --preset tiny \
+$PY -m training.pretrain --world $RUNS/world --features $OUT/features --preset tiny \
   --output $OUT/pretrain --epochs 6 --qa-from-epoch 2 --batch-size 64 --lr 1e-3 --threads "$THREADS"
 
 # 5. Each task fine-tuned from the pre-trained checkpoint and, as the control, from scratch (same architecture,
@@ -43,10 +46,10 @@ finetune() {  # task, data dir, features, extra flags...
       --features "$features" --output $OUT/finetune/$task-$start --batch-size 32 --threads "$THREADS" "$@"
   done
 }
-finetune gqa runs/world/gqa $OUT/features --train train --valid valid --epochs 4 --lr 1e-3 --loss ce
-finetune vqa runs/world/vqa $OUT/features --epochs 6 --lr 1e-3 --loss ce
-finetune nlvr2 runs/world-nlvr2/nlvr2 $OUT/features-nlvr2 --epochs 8 --lr 1e-3
+finetune gqa $RUNS/world/gqa $OUT/features --train train --valid valid --epochs 4 --lr 1e-3 --loss ce
+finetune vqa $RUNS/world/vqa $OUT/features --epochs 6 --lr 1e-3 --loss ce
+finetune nlvr2 $RUNS/world-nlvr2/nlvr2 $OUT/features-nlvr2 --epochs 8 --lr 1e-3
 
 # 6. Into assets/: the detector (half precision), both models, sample images from the held-out test split.
 $PY -m training.export_default --detector $OUT/detector --detector-eval $OUT/detector-train/eval_test.json \
-  --pretrained $OUT/pretrain/best --qa $OUT/finetune/gqa-pretrained/best --world runs/world --out assets
+  --pretrained $OUT/pretrain/best --qa $OUT/finetune/gqa-pretrained/best --world $RUNS/world --out "$ASSETS"

@@ -104,8 +104,11 @@ def test_resumed_training_equals_an_uninterrupted_run(world: Path, tmp_path: Pat
     assert (tmp_path / "boxed" / "detector" / "model.safetensors").is_file()
     detector_cli.main(_args(world, tmp_path / "boxed", "--resume"))
 
+    # --resume with nothing to resume from starts at step 0: the same command serves a first run and a restart.
+    detector_cli.main(_args(world, tmp_path / "fresh", "--resume"))
+
     straight = load_file(tmp_path / "straight" / "detector" / "model.safetensors")
-    for run in ("resumed", "boxed"):
+    for run in ("resumed", "boxed", "fresh"):
         weights = load_file(tmp_path / run / "detector" / "model.safetensors")
         assert straight.keys() == weights.keys()
         for name in straight:
@@ -114,11 +117,7 @@ def test_resumed_training_equals_an_uninterrupted_run(world: Path, tmp_path: Pat
             )
 
 
-def test_resume_without_checkpoint_and_non_finite_loss_are_errors(
-    world: Path, tmp_path: Path, monkeypatch
-) -> None:
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
-        detector_cli.main(_args(world, tmp_path, "--resume"))
+def test_a_non_finite_loss_is_an_error(world: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(
         detector_cli.FasterRCNNWithAttributes,
         "forward",

@@ -85,7 +85,10 @@ class DetectorTrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of the initialisation and of the batch order"})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    resume: bool = field(default=False, metadata={"help": "continue from <work_dir>/checkpoint.pt"})
+    resume: bool = field(
+        default=False,
+        metadata={"help": "continue from <work_dir>/checkpoint.pt if there is one (else start from step 0)"},
+    )
     eval_only: bool = field(default=False, metadata={"help": "only evaluate the detector saved at --out"})
     eval_images: int = field(
         default=0, metadata={"help": "evaluate on the first N images of the split (0: all)"}
@@ -217,9 +220,9 @@ def train(cfg: DetectorTrainConfig) -> Detector:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _learning_rate_factor(cfg))
     start = 0
     checkpoint_path = work_dir / CHECKPOINT
-    if cfg.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    if cfg.resume and not checkpoint_path.is_file():
+        print(f"--resume: no checkpoint at {checkpoint_path} yet, starting from step 0")
+    elif cfg.resume:
         state = torch.load(checkpoint_path, map_location=cfg.device, weights_only=False)
         if state["detector_config"] != detector_config.to_dict():
             raise ValueError(
