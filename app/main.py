@@ -58,7 +58,7 @@ if not checkpoints:
 if detector_config is None or not checkpoints:
     st.info(
         "The app runs on the models in `assets/default/`, which the repository ships. "
-        "If they are missing, restore them from git or rebuild them with the command in `assets/README.md`; "
+        "If they are missing, restore them from git or rebuild them with `bash scripts/build_default.sh`; "
         "`LXMERT_ASSETS_DIR` points the app to another copy."
     )
     st.stop()

@@ -6,10 +6,13 @@ as a fresh clone opens them, and checks the answer against ``analysis`` called f
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from analysis.forward import predict_answers
@@ -18,6 +21,7 @@ from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.state import image_files, read_sample
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
+from lxmert.detection.files import load_cached_regions
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
@@ -60,3 +64,26 @@ def test_the_first_answer_is_the_one_analysis_gives(app):
     assert answer == expected.answer
     assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05)
     assert text in (read_sample(str(sample)).suggestions or (text,))
+
+
+def test_every_sample_has_the_regions_the_shipped_detector_finds():
+    """The cache that spares the app the detector holds, for each sample, what detecting it now gives."""
+    directory = ASSETS / "default" / "detector"
+    detector = Detector.from_pretrained(directory)
+    samples = image_files(ASSETS / "samples") + image_files(ASSETS / "samples" / "scenes")
+    assert samples
+    for sample in samples:
+        data = sample.read_bytes()
+        cached = load_cached_regions(directory, data)
+        assert cached is not None, f"{sample.name} has no cached regions for the shipped detector"
+        fresh = detector.detect([detector.load_image(Image.open(io.BytesIO(data)))])[0]
+        assert (cached.num_real, cached.image_width, cached.image_height) == (
+            fresh.num_real,
+            fresh.image_width,
+            fresh.image_height,
+        )
+        for name in ("boxes", "features", "object_conf", "attr_probs"):
+            torch.testing.assert_close(
+                getattr(cached, name), getattr(fresh, name), msg=f"{sample.name} {name}"
+            )
+        assert torch.equal(cached.object_ids, fresh.object_ids), sample.name
