@@ -105,6 +105,11 @@ def test_fit_learns_logs_and_saves(tmp_path):
     assert json.loads((tmp_path / "final" / "meta.json").read_text())["step"] == 48
     assert reloaded.answer_head.logit_fc[3].weight.shape == (3, 128)
 
+    # Running the finished run's command again trains no further and reports the same scores (a recipe resumes).
+    again = Trainer(toy_model(), ToyQATask(), config).fit(data, ToyQA(32, 30, 3, seed=1))
+    assert again == result
+    assert read_records(tmp_path) == records
+
 
 def test_resume_mid_epoch_gives_the_same_weights(tmp_path):
     data = ToyQA(40, 30, 3)  # 5 steps per epoch with batch 8, and dropout on: the RNG state matters

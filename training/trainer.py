@@ -51,6 +51,7 @@ from .tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 CHECKPOINT_FILE = "last.pt"
 METRICS_FILE = "metrics.jsonl"
+RECORD_KEYS = ("split", "scope", "step", "epoch", "time")  # bookkeeping of every metrics record
 SUMMARY_FILE = "summary.json"  # what a finished run reports: final validation scores, steps, time
 CONFIG_FILE = "train_config.json"
 # Fields that fix the data order and the optimisation trajectory: a resume with other values could not continue
@@ -259,8 +260,8 @@ class Trainer:
         epoch_sums: MetricSums = {}
         window_steps, window_time = 0, 0.0  # optimiser steps and their seconds (eval and saving excluded)
         fit_start, time_before = time.perf_counter(), self.state.train_time
-        train_metrics: dict[str, float] = {}
-        valid_metrics: dict[str, float] = {}
+        # A resumed run reports what its log last recorded (a finished run resumed trains no further).
+        train_metrics, valid_metrics = self._logged_metrics()
 
         while self.state.epoch < cfg.epochs and self.state.step < stop_at:
             epoch = self.state.epoch
@@ -399,6 +400,23 @@ class Trainer:
             self.state.best = value
             self._save_model(self.output / "best")
         return metrics
+
+    def _logged_metrics(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """The last train-epoch record and the last validation metrics in the log, up to the current step."""
+        train: dict[str, Any] = {}
+        valid: dict[str, float] = {}
+        path = self.output / METRICS_FILE
+        if not path.exists():
+            return train, valid
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record["step"] > self.state.step:  # logged after the checkpoint this run resumed from
+                continue
+            if record["split"] == "train" and record["scope"] == "epoch":
+                train = record
+            elif record["split"] == "valid":
+                valid = {k: v for k, v in record.items() if k not in RECORD_KEYS}
+        return train, valid
 
     def _log(self, split: str, scope: str, sums: MetricSums, batches_per_epoch: int, **extra: float):
         metrics = metrics_from_sums(distributed.reduce_sums(sums, self.device))
