@@ -23,7 +23,7 @@ from lxmert.detection.files import (
     CONFIG_FILE,
     OBJECTS_FILE,
     WEIGHTS_FILE,
-    check_saved_detector,
+    read_detector_config,
     read_vocab,
 )
 from lxmert.detection.frcnn import FasterRCNNWithAttributes
@@ -127,8 +127,8 @@ class Detector:
             FileNotFoundError: a file of the format is missing (the message names it).
             ValueError: the config, vocabularies and weights disagree.
         """
-        directory = check_saved_detector(directory)
-        config = DetectorConfig.from_json_file(directory / CONFIG_FILE)
+        directory = Path(directory)
+        config = read_detector_config(directory)
         model = FasterRCNNWithAttributes(config)
         try:
             model.load_state_dict(load_file(directory / WEIGHTS_FILE))
