@@ -86,12 +86,35 @@ def test_a_batch_without_masked_words_or_answers_still_trains(world):
     assert stats["mask_lm_acc"][1] == 0
 
 
+def test_matching_accuracy_on_captions_counts_the_pairs_whose_sentence_is_a_caption(world):
+    data, task, cfg = pretrain_setup(world)
+    items = [data[i] for i in range(len(data))]
+    # The flag follows the sentence shown (another image's for a negative), not the image's own item.
+    for item in items:
+        assert bool(item["caption"]) == (data.items[int(item["sentence_index"])].source == "cap")
+    torch.manual_seed(0)
+    model = LxmertForPreTraining(cfg).eval()
+    batch = pretrain_collate(items)
+    with torch.no_grad():
+        _, stats = task.compute(model, batch)
+        scores = model(
+            input_ids=batch["input_ids"],
+            visual_feats=batch["visual_feats"],
+            visual_pos=batch["visual_pos"],
+            attention_mask=batch["attention_mask"],
+        ).cross_relationship_score
+    rows = [i for i, item in enumerate(items) if data.items[int(item["sentence_index"])].source == "cap"]
+    assert 0 < len(rows) < len(items)
+    hits = sum(int(scores[i].argmax() == items[i]["matched"]) for i in rows)
+    assert stats["matched_acc_captions"][0] == hits and stats["matched_acc_captions"][1] == len(rows)
+
+
 def test_majority_baselines_match_a_direct_count(world):
     data, _, _ = pretrain_setup(world)
     chance = data.majority_baselines()
     # Every image has 3 questions; the first has two answers (1.0, 0.3), the others one (1.0): each question
     # of an image is about a different region, so a constant colour answer scores at most the colour's share.
-    assert 0 < chance["qa_score"] <= 1 and chance["matched_acc"] == 0.5
+    assert 0 < chance["qa_score"] <= 1 and chance["matched_acc"] == chance["matched_acc_captions"] == 0.5
     objects = torch.cat([torch.from_numpy(data.features.get(i)["objects_id"]) for i in data.image_ids])
     assert chance["obj_acc"] == pytest.approx(
         objects.bincount().max().item() / len(objects)
