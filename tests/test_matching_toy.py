@@ -1,0 +1,26 @@
+"""The matching toy: its labels are set membership, half match, and neither side alone predicts the label."""
+
+from __future__ import annotations
+
+import torch
+
+from training.matching_toy import MatchingToyConfig, toy_pairs, train_matching_toy
+
+
+def test_toy_pairs_match_exactly_when_the_word_is_among_the_regions_and_half_match_for_every_word():
+    pairs = toy_pairs(20000, shapes=10, regions=6, generator=torch.Generator().manual_seed(0))
+    word, shapes, matched = pairs["word"], pairs["region_shapes"], pairs["matched"]
+    assert torch.equal(matched, (shapes == word[:, None]).any(1).long())
+    assert abs(matched.float().mean().item() - 0.5) < 0.02
+    for w in range(10):  # the word alone says nothing
+        assert abs(matched[word == w].float().mean().item() - 0.5) < 0.05
+    # nor does the image alone: its number of distinct shapes is not related to the label
+    distinct = torch.tensor([len(set(row)) for row in shapes.tolist()])
+    for n in distinct.unique().tolist():
+        if (distinct == n).sum() > 1000:
+            assert abs(matched[distinct == n].float().mean().item() - 0.5) < 0.05
+
+
+def test_the_mlp_reference_learns_the_toy():
+    result = train_matching_toy(MatchingToyConfig(model="mlp", steps=600, log_every=600))
+    assert result["accuracy"] > 0.9 > 0.6 > result["chance"]
