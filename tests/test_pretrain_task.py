@@ -38,6 +38,23 @@ def test_model_is_sized_from_the_world(world):
     assert cfg.visual_feat_dim == 12 and cfg.hidden_size == LxmertConfig.preset("tiny").hidden_size
 
 
+def test_model_shape_flags_override_the_preset(world):
+    _, _, cfg = pretrain_setup(world, l_layers=1, r_layers=0, x_layers=3, initializer_range=0.1, dropout=0.0)
+    assert (cfg.l_layers, cfg.r_layers, cfg.x_layers) == (1, 0, 3)
+    assert cfg.initializer_range == 0.1
+    assert cfg.hidden_dropout_prob == cfg.attention_probs_dropout_prob == 0.0
+    model = LxmertForPreTraining(cfg)
+    assert [
+        len(model.lxmert.encoder.layer),
+        len(model.lxmert.encoder.r_layers),
+        len(model.lxmert.encoder.x_layers),
+    ] == [1, 0, 3]
+    _, _, preset = pretrain_setup(world)
+    assert (preset.l_layers, preset.initializer_range, preset.hidden_dropout_prob) == (2, 0.02, 0.1)
+    with pytest.raises(ValueError, match="r_layers"):
+        pretrain_setup(world, r_layers=-2)
+
+
 def test_losses_at_init_are_those_of_uniform_predictions(world):
     data, task, cfg = pretrain_setup(world)
     torch.manual_seed(0)

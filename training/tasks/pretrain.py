@@ -58,6 +58,9 @@ REGION_KEYS = (
 ANSWER_KEYS = {"ans_ids": -1, "ans_scores": 0.0}
 
 
+LAYER_FIELDS = ("l_layers", "r_layers", "x_layers")
+
+
 @dataclass
 class PretrainConfig:
     """Pre-training data and objectives; defaults are the paper's, paths those of the synthetic world."""
@@ -98,6 +101,17 @@ class PretrainConfig:
         default="", metadata={"help": "attribute label file (default: WORLD/attributes_vocab.txt)"}
     )
     preset: str = field(default="base", metadata={"help": "model preset", "choices": ["base", "tiny"]})
+    l_layers: int = field(default=-1, metadata={"help": "language layers (default -1: the preset's)"})
+    r_layers: int = field(
+        default=-1, metadata={"help": "object-relationship layers (default -1: the preset's)"}
+    )
+    x_layers: int = field(default=-1, metadata={"help": "cross-modality layers (default -1: the preset's)"})
+    initializer_range: float = field(
+        default=0.0, metadata={"help": "std of the initial weights (default 0: the preset's, 0.02)"}
+    )
+    dropout: float = field(
+        default=-1.0, metadata={"help": "hidden and attention dropout (default -1: the preset's, 0.1)"}
+    )
     init: str = field(
         default="", metadata={"help": "BERT-style weights for the language encoder (default: from scratch)"}
     )
@@ -130,6 +144,22 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_images < 0:
             raise ValueError(f"max_images must be >= 0, got {self.max_images}")
+        for name in LAYER_FIELDS:
+            if getattr(self, name) < -1:
+                raise ValueError(f"{name} must be >= 0 (or -1 for the preset's), got {getattr(self, name)}")
+        if self.initializer_range < 0:
+            raise ValueError(f"initializer_range must be >= 0, got {self.initializer_range}")
+        if self.dropout > 1:
+            raise ValueError(f"dropout must be at most 1, got {self.dropout}")
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The model-shape fields set here, as overrides of the preset."""
+        overrides = {name: getattr(self, name) for name in LAYER_FIELDS if getattr(self, name) >= 0}
+        if self.initializer_range:
+            overrides["initializer_range"] = self.initializer_range
+        if self.dropout >= 0:
+            overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = self.dropout
+        return overrides
 
     @property
     def visual_loss_names(self) -> tuple[str, ...]:
