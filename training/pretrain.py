@@ -94,7 +94,7 @@ def label_count(path: Path | None, fallback: int) -> int:
 
 def model_config(config: PretrainConfig, tokenizer: LxmertTokenizer, answers: AnswerTable, feature_dim: int):
     """The preset, sized to the vocabulary, answer table, features and label files, with the chosen tasks."""
-    preset = LxmertConfig.preset(config.preset, **config.model_overrides())
+    preset = LxmertConfig.preset(config.preset)
     labels = {
         "num_object_labels": (config.objects_vocab, "objects_vocab.txt", preset.num_object_labels),
         "num_attr_labels": (config.attributes_vocab, "attributes_vocab.txt", preset.num_attr_labels),
