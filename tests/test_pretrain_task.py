@@ -14,6 +14,7 @@ from training.bert_init import bert_language_state, init_language_from_bert
 from training.tasks import get_task
 from training.tasks.pretrain import (
     PretrainTask,
+    other_image_rows,
     pretrain_collate,
 )
 
@@ -103,6 +104,14 @@ def test_a_batch_without_masked_words_or_answers_still_trains(world):
     assert stats["mask_lm_acc"][1] == 0
 
 
+def test_matching_is_not_scored_when_the_task_is_off(world):
+    # Every pair is then matched: the untrained head's share of "matched" votes is no accuracy.
+    data, task, cfg = pretrain_setup(world, task_matched=False)
+    losses, stats = task.compute(LxmertForPreTraining(cfg), pretrain_collate([data[0], data[1]]))
+    assert "matched" not in losses
+    assert not {"matched_acc", "matched_acc_captions"} & set(stats)
+
+
 def test_matching_accuracy_on_captions_counts_the_pairs_whose_sentence_is_a_caption(world):
     data, task, cfg = pretrain_setup(world)
     items = [data[i] for i in range(len(data))]
@@ -124,6 +133,50 @@ def test_matching_accuracy_on_captions_counts_the_pairs_whose_sentence_is_a_capt
     assert 0 < len(rows) < len(items)
     hits = sum(int(scores[i].argmax() == items[i]["matched"]) for i in rows)
     assert stats["matched_acc_captions"][0] == hits and stats["matched_acc_captions"][1] == len(rows)
+
+
+def test_other_image_rows_pick_the_nearest_following_row_of_another_image():
+    rows = other_image_rows(torch.tensor([0, 0, 1, 2, 2]))
+    assert rows.tolist() == [2, 2, 3, 0, 0]
+    assert other_image_rows(torch.tensor([4, 4, 4])) is None
+
+
+def test_swapped_image_scores_rerun_the_model_with_another_image(world):
+    data, task, cfg = pretrain_setup(world, word_mask_rate=0.5)
+    torch.manual_seed(0)
+    model = LxmertForPreTraining(cfg).eval()
+    batch = pretrain_collate([data[i] for i in range(len(data))])
+    rows = other_image_rows(batch["image_number"])
+    assert (batch["image_number"][rows] != batch["image_number"]).all()
+    on_matched = (batch["lm_labels"] != -100) & batch["matched"].bool()[:, None]
+    assert 0 < on_matched.sum() < (batch["lm_labels"] != -100).sum()
+
+    def hits(visual_rows):
+        with torch.no_grad():
+            logits = model(
+                input_ids=batch["input_ids"],
+                visual_feats=batch["visual_feats"][visual_rows],
+                visual_pos=batch["visual_pos"][visual_rows],
+                attention_mask=batch["attention_mask"],
+            ).prediction_logits
+        return int(((logits.argmax(-1) == batch["lm_labels"]) & on_matched).sum())
+
+    with torch.no_grad():
+        _, stats = task.compute(model, batch)
+    own = torch.arange(len(rows))
+    assert stats["mask_lm_acc_matched"] == (hits(own), on_matched.sum())
+    assert stats["mask_lm_acc_swapped"] == (hits(rows), on_matched.sum())
+    assert stats["qa_score_swapped"][1] == stats["qa_score"][1] > 0
+
+    # Invariant: when every image is the same, showing "another" one changes nothing.
+    for key in ("visual_feats", "visual_pos", "visual_attention_mask"):
+        batch[key] = batch[key][:1].expand_as(batch[key]).clone()
+    with torch.no_grad():
+        _, stats = task.compute(model, batch)
+    assert stats["mask_lm_acc_swapped"] == stats["mask_lm_acc_matched"]
+    assert stats["qa_score_swapped"][0] == pytest.approx(stats["qa_score"][0].item())
+    _, stats = task.compute(model.train(), batch)
+    assert not {"mask_lm_acc_matched", "mask_lm_acc_swapped", "qa_score_swapped"} & set(stats)
 
 
 def test_majority_baselines_match_a_direct_count(world):

@@ -356,6 +356,7 @@ class PretrainDataset(Dataset):
             raise ValueError("the pre-training data hold no sentences")
         self.is_caption = np.array(captions)
         self.image_ids = sorted({item.img_id for item in self.items})
+        self.image_numbers = {img_id: number for number, img_id in enumerate(self.image_ids)}
         if len(self.image_ids) < 2:
             raise ValueError("matching negatives need sentences of at least two images")
         missing = features.missing(self.image_ids)
@@ -415,6 +416,7 @@ class PretrainDataset(Dataset):
             "feat_target": torch.from_numpy(feats),
             "feat_mask": torch.from_numpy(feat_mask),
             "matched": torch.tensor(matched),
+            "image_number": torch.tensor(self.image_numbers[item.img_id]),
             "caption": torch.tensor(bool(self.is_caption[sentence])),
             "sentence_index": torch.tensor(
                 sentence
@@ -449,6 +451,11 @@ class PretrainDataset(Dataset):
             baselines["matched_acc_captions"] = baselines["matched_acc"]
         if answered:
             baselines["qa_score"] = max(answer_scores.values()) / len(answered)
+        # The swapped-image scores (PretrainTask.swapped_image_stats) share their head's chance level.
+        for name in ("mask_lm_acc", "qa_score"):
+            if name in baselines:
+                baselines[f"{name}_swapped"] = baselines[name]
+        baselines["mask_lm_acc_matched"] = baselines["mask_lm_acc"]
         return baselines
 
 
@@ -466,6 +473,33 @@ def pretrain_collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return batch
 
 
+def word_hits(logits: Tensor, labels: Tensor, scored: Tensor) -> tuple[Tensor, Tensor]:
+    """(correct, total) masked-word predictions at the ``scored`` positions."""
+    hits = (logits.argmax(-1) == labels) & scored
+    return hits.sum(), scored.sum()
+
+
+def answer_score(logits: Tensor, batch: dict[str, Tensor], answered: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum, count) of the soft score of the predicted answer over the ``answered`` rows (the authors' evaluator)."""
+    predicted = logits.argmax(-1, keepdim=True)  # (B, 1)
+    soft = (batch["ans_scores"] * (batch["ans_ids"] == predicted)).sum(-1)  # (B,)
+    return (soft * answered).sum(), answered.sum()
+
+
+def other_image_rows(image_number: Tensor) -> Tensor | None:
+    """For each row of a batch, the nearest following row (cyclically) that shows a different image; None when
+    every row shows the same image."""
+    rows = torch.arange(len(image_number), device=image_number.device)
+    chosen = torch.full_like(rows, -1)
+    for shift in range(1, len(rows)):
+        candidate = (rows + shift) % len(rows)
+        free = (chosen < 0) & (image_number[candidate] != image_number)
+        chosen[free] = candidate[free]
+        if (chosen >= 0).all():
+            return chosen
+    return None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Task
 # ----------------------------------------------------------------------------------------------------------------
@@ -477,7 +511,8 @@ class PretrainTask(Task):
     Metrics: ``mask_lm_acc`` (masked tokens), ``matched_acc`` (all pairs; ``matched_acc_captions`` on pairs whose
     sentence is a caption), ``qa_score`` (the soft score of the
     predicted answer on matched questions, the authors' evaluator), ``obj_acc`` / ``attr_acc`` (the detector's
-    label on masked regions), and each loss (``feat_loss`` is the feature regression).
+    label on masked regions), and each loss (``feat_loss`` is the feature regression). Validation adds
+    :meth:`swapped_image_stats`, the masked-word and QA scores with each sentence shown another image.
 
     Args:
         tokenizer: saved with the model.
@@ -528,9 +563,8 @@ class PretrainTask(Task):
 
         stats: Stats = {}
         if out.prediction_logits is not None:
-            hits = (out.prediction_logits.argmax(-1) == lm_labels) & masked
-            stats["mask_lm_acc"] = (hits.sum(), masked.sum())
-        if out.cross_relationship_score is not None:
+            stats["mask_lm_acc"] = word_hits(out.prediction_logits, lm_labels, masked)
+        if self.config.task_matched:  # the head scores every pair, but without the task its labels are all 1
             hits = out.cross_relationship_score.argmax(-1) == batch["matched"]
             stats["matched_acc"] = (hits.sum(), torch.tensor(len(hits)))
             # Captions describe their image; a question ("Is there a red star?") fits almost any image, so on
@@ -538,15 +572,42 @@ class PretrainTask(Task):
             caption = batch["caption"]
             stats["matched_acc_captions"] = ((hits & caption).sum(), caption.sum())
         if out.question_answering_score is not None:
-            predicted = out.question_answering_score.argmax(-1, keepdim=True)  # (B, 1)
-            soft = (batch["ans_scores"] * (batch["ans_ids"] == predicted)).sum(-1)  # (B,)
-            stats["qa_score"] = ((soft * answered).sum(), answered.sum())
+            stats["qa_score"] = answer_score(out.question_answering_score, batch, answered)
         regions = batch["feat_mask"].bool() & batch["visual_attention_mask"].bool()  # masked, real regions
         for key, logits in (("obj", out.obj_logits), ("attr", out.attr_logits)):
             if logits is not None:
                 hits = (logits.argmax(-1) == batch[f"{key}_ids"]) & regions
                 stats[f"{key}_acc"] = (hits.sum(), regions.sum())
+        if not model.training:
+            stats.update(self.swapped_image_stats(model, batch, out.prediction_logits, answered))
         return losses, stats
+
+    def swapped_image_stats(
+        self, model: nn.Module, batch: dict[str, Tensor], lm_logits: Tensor, answered: Tensor
+    ) -> Stats:
+        """Does the model look? Masked-word accuracy on matched pairs with their own image
+        (``mask_lm_acc_matched``) and with another image of the batch (``mask_lm_acc_swapped``), and the QA score
+        with another image (``qa_score_swapped``). A model that ignores the image scores the same on both."""
+        rows = other_image_rows(batch["image_number"])
+        if rows is None:
+            return {}
+        out = model(
+            input_ids=batch["input_ids"],
+            visual_feats=batch["visual_feats"][rows],
+            visual_pos=batch["visual_pos"][rows],
+            attention_mask=batch["attention_mask"],
+            visual_attention_mask=batch["visual_attention_mask"][rows],
+            token_type_ids=batch["token_type_ids"],
+        )
+        lm_labels = batch["lm_labels"]
+        on_matched = (lm_labels != IGNORE) & batch["matched"].bool()[:, None]
+        stats: Stats = {
+            "mask_lm_acc_matched": word_hits(lm_logits, lm_labels, on_matched),
+            "mask_lm_acc_swapped": word_hits(out.prediction_logits, lm_labels, on_matched),
+        }
+        if out.question_answering_score is not None:
+            stats["qa_score_swapped"] = answer_score(out.question_answering_score, batch, answered)
+        return stats
 
     def save_pretrained_kwargs(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer, "answers": self.answers}
