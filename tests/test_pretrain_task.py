@@ -185,6 +185,8 @@ def test_majority_baselines_match_a_direct_count(world):
     # Every image has 3 questions; the first has two answers (1.0, 0.3), the others one (1.0): each question
     # of an image is about a different region, so a constant colour answer scores at most the colour's share.
     assert 0 < chance["qa_score"] <= 1 and chance["matched_acc"] == chance["matched_acc_captions"] == 0.5
+    assert chance["mask_lm_acc_matched"] == chance["mask_lm_acc_swapped"] == chance["mask_lm_acc"]
+    assert chance["qa_score_swapped"] == chance["qa_score"]
     objects = torch.cat([torch.from_numpy(data.features.get(i)["objects_id"]) for i in data.image_ids])
     assert chance["obj_acc"] == pytest.approx(
         objects.bincount().max().item() / len(objects)

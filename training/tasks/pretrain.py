@@ -449,13 +449,11 @@ class PretrainDataset(Dataset):
         }
         if self.is_caption.any():
             baselines["matched_acc_captions"] = baselines["matched_acc"]
+        # The scores of PretrainTask.swapped_image_stats share their head's chance level.
+        baselines["mask_lm_acc_matched"] = baselines["mask_lm_acc_swapped"] = baselines["mask_lm_acc"]
         if answered:
-            baselines["qa_score"] = max(answer_scores.values()) / len(answered)
-        # The swapped-image scores (PretrainTask.swapped_image_stats) share their head's chance level.
-        for name in ("mask_lm_acc", "qa_score"):
-            if name in baselines:
-                baselines[f"{name}_swapped"] = baselines[name]
-        baselines["mask_lm_acc_matched"] = baselines["mask_lm_acc"]
+            qa_chance = max(answer_scores.values()) / len(answered)
+            baselines["qa_score"] = baselines["qa_score_swapped"] = qa_chance
         return baselines
 
 

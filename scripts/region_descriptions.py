@@ -1,0 +1,81 @@
+"""Copy a synthetic world's pre-training files with Visual Genome-style region descriptions added (docs/matching.md).
+
+The authors' pre-training sentences are two thirds captions, most of them Visual Genome region descriptions; the
+world's are a quarter captions. This writes ``mscoco_{train,nominival,minival}.json`` to OUT with a ``synth_vg``
+source per image: ``PER_OBJECT`` short noun phrases ("little blue spotted disk") for every object at least half
+visible, each naming the shape and a random subset of its size, colour and fill. Pass the copies to
+``python -m training.pretrain --train-json OUT/mscoco_train.json,OUT/mscoco_nominival.json``.
+
+    python scripts/region_descriptions.py runs/world runs/world-regions --per-object 2
+    python scripts/region_descriptions.py runs/world runs/world-regions-only --only-regions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lxmert.fileio import atomic_write_text
+from training.world.generate import PRETRAIN_FILES
+from training.world.language import noun_phrase
+
+REGION_SOURCE = "synth_vg"
+DESCRIPTOR_KEEP = 0.6  # chance that each of size, colour and fill is named, as in the world's captions
+MIN_VISIBLE = 0.5
+REGION_STREAM = 7  # default_rng([seed, REGION_STREAM, index]): a stream the world's generator does not use
+
+
+def describe(objects: list[dict], rng: np.random.Generator, per_object: int) -> list[str]:
+    """Region descriptions of the visible ``objects`` (annotation entries), in object order; like Visual Genome's,
+    two descriptions of one object may coincide."""
+    descriptions: list[str] = []
+    for obj in objects:
+        if obj["visible_fraction"] < MIN_VISIBLE:
+            continue
+        colour, size, fill = obj["attributes"]
+        for _ in range(per_object):
+            named = {
+                k: v
+                for k, v in (("size", size), ("colour", colour), ("fill", fill))
+                if rng.random() < DESCRIPTOR_KEEP
+            }
+            descriptions.append(noun_phrase({**named, "shape": obj["label"]}, rng=rng))
+    return descriptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("world", type=Path, help="a directory written by python -m training.world")
+    parser.add_argument("out", type=Path, help="where the pre-training files with descriptions go")
+    parser.add_argument("--per-object", type=int, default=2, help="descriptions drawn per visible object")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only-regions",
+        action="store_true",
+        help="keep no other sentences (nor QA labels) than the descriptions",
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, split in PRETRAIN_FILES.items():
+        objects = {
+            a["img_id"]: a["objects"]
+            for a in json.loads((args.world / "annotations" / f"{split}.json").read_text(encoding="utf-8"))
+        }
+        data = json.loads((args.world / "lxmert" / f"{name}.json").read_text(encoding="utf-8"))
+        for index, datum in enumerate(data):
+            rng = np.random.default_rng([args.seed, REGION_STREAM, index])
+            datum["sentf"][REGION_SOURCE] = describe(objects[datum["img_id"]], rng, args.per_object)
+            if args.only_regions:
+                datum["sentf"], datum["labelf"] = {REGION_SOURCE: datum["sentf"][REGION_SOURCE]}, {}
+        atomic_write_text(args.out / f"{name}.json", json.dumps(data))
+        count = sum(len(d["sentf"][REGION_SOURCE]) for d in data)
+        print(f"{name}: {len(data)} images, {count} region descriptions")
+
+
+if __name__ == "__main__":
+    main()
