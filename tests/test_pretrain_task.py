@@ -243,3 +243,19 @@ def test_bert_keys_with_wrong_shapes_are_named(tmp_path):
     with pytest.raises(ValueError, match="word_embeddings"):
         init_language_from_bert(model, tmp_path / "bad.bin")
     assert bert_language_state({"cls.predictions.bias": torch.zeros(1)}) == {}
+
+
+def test_evaluate_scores_a_checkpoint_as_its_run_did(world, tmp_path):
+    # --evaluate rebuilds the validation pairs from the same seed: the final model scores what the run reported
+    # (with the same batches: losses are batch means, and swapped images come from the same batch).
+    from training.pretrain import main
+
+    common = ["--world", str(world), "--preset", "tiny", "--device", "cpu", "--threads", "1", "--seed", "3"]
+    common += ["--batch-size", "8"]
+    out = tmp_path / "run"
+    summary = main([*common, "--output", str(out), "--epochs", "1", "--qa-from-epoch", "0"])
+    scored = main([*common, "--evaluate", str(out / "final")])
+    assert scored["valid"] == pytest.approx(summary["valid"])
+    assert {"mask_lm_acc_swapped", "qa_score_swapped"} <= set(scored["valid"]) & set(scored["chance"])
+    with pytest.raises(FileNotFoundError):
+        main([*common, "--evaluate", str(tmp_path / "missing")])

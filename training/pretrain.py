@@ -2,6 +2,8 @@
 
     python -m training.pretrain --world runs/world --features runs/features/world --preset tiny \\
         --output runs/pretrain --epochs 6 --qa-from-epoch 2 --batch-size 64 --threads 2
+    python -m training.pretrain --world runs/world --features runs/features/world \\
+        --evaluate assets/default/pretrained   # validation scores of a checkpoint, no training
     torchrun --nproc-per-node 8 -m training.pretrain --train-json data/lxmert/mscoco_train.json,... \\
         --valid-json data/lxmert/mscoco_minival.json --features data/features/coco --vocab bert/vocab.txt \\
         --answers data/lxmert/all_ans.json --objects-vocab '' --init bert-base-uncased/pytorch_model.bin
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 
 from lxmert.answers import AnswerTable
+from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
@@ -121,11 +124,58 @@ def model_config(config: PretrainConfig, tokenizer: LxmertTokenizer, answers: An
     )
 
 
+def validation_data(
+    config: PretrainConfig,
+    features: FeatureStores,
+    tokenizer: LxmertTokenizer,
+    answers: AnswerTable,
+    seed: int,
+) -> tuple[PretrainDataset, dict[str, float]]:
+    """The validation pairs, and the chance level of each metric on them."""
+    # Validation scores QA at every epoch, whatever qa_from_epoch, so that its curve starts at chance.
+    valid = PretrainDataset(
+        read_pretrain_json(config.valid_paths(), config.max_images),
+        features,
+        tokenizer,
+        answers,
+        config,
+        seed=seed,
+        qa_from_epoch=0,
+    )
+    return valid, {**valid.majority_baselines(), "feat_loss": feature_regression_baseline(valid)}
+
+
+def print_validation(valid: dict[str, float], chance: dict[str, float]) -> None:
+    for name, level in chance.items():
+        if name in valid:
+            print(f"valid {name:12s} {valid[name]:.4f}   chance {level:.4f}")
+
+
+def evaluate_checkpoint(config: PretrainConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """``--evaluate``: the validation metrics of a pre-trained checkpoint, beside their chance levels."""
+    loaded = load_checkpoint(config.evaluate, LxmertForPreTraining)
+    if loaded.tokenizer is None or loaded.answers is None:
+        raise ValueError(
+            f"{config.evaluate} lacks its vocab.txt or answer table; --evaluate needs a pre-training output "
+            "(OUTPUT/best or OUTPUT/final) or an exported model directory"
+        )
+    features = FeatureStores(config.feature_paths())
+    valid, chance = validation_data(config, features, loaded.tokenizer, loaded.answers, train_config.seed)
+    trainer = Trainer(loaded.model, PretrainTask(loaded.tokenizer, loaded.answers, config), train_config)
+    metrics = trainer.evaluate(valid)
+    if distributed.is_main():
+        print(f"{config.evaluate}: {len(valid)} validation pairs")
+        print_validation(metrics, chance)
+    return {"valid": metrics, "chance": chance}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     config, train_config = parse_args(argv)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     distributed.init_distributed(train_config.device)
+    if config.evaluate:
+        return evaluate_checkpoint(config, train_config)
     output = Path(train_config.output)
 
     train_data = read_pretrain_json(config.train_paths(), config.max_images)
@@ -134,16 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     answers = AnswerTable.from_all_ans(config.answers_path(), dsets=qa_sets)
     features = FeatureStores(config.feature_paths())
     train = PretrainDataset(train_data, features, tokenizer, answers, config, seed=train_config.seed)
-    # Validation scores QA at every epoch, whatever qa_from_epoch, so that its curve starts at chance.
-    valid = PretrainDataset(
-        read_pretrain_json(config.valid_paths(), config.max_images),
-        features,
-        tokenizer,
-        answers,
-        config,
-        seed=train_config.seed,
-        qa_from_epoch=0,
-    )
+    valid, chance = validation_data(config, features, tokenizer, answers, train_config.seed)
 
     torch.manual_seed(train_config.seed)  # the same initial weights on every process
     model = LxmertForPreTraining(model_config(config, tokenizer, answers, features.feature_dim))
@@ -151,7 +192,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = init_language_from_bert(model, config.init)
         if distributed.is_main():
             print(report)
-    chance = {**valid.majority_baselines(), "feat_loss": feature_regression_baseline(valid)}
     if distributed.is_main():
         parameters = sum(p.numel() for p in model.parameters())
         print(
@@ -169,9 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if distributed.is_main():
         atomic_write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-        for name, level in chance.items():
-            if name in result["valid"]:
-                print(f"valid {name:12s} {result['valid'][name]:.4f}   chance {level:.4f}")
+        print_validation(result["valid"], chance)
     distributed.cleanup()
     return summary
 

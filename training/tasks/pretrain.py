@@ -115,6 +115,13 @@ class PretrainConfig:
     init: str = field(
         default="", metadata={"help": "BERT-style weights for the language encoder (default: from scratch)"}
     )
+    evaluate: str = field(
+        default="",
+        metadata={
+            "help": "score this pre-trained checkpoint (with its vocabulary and answer table) on the validation "
+            "pairs instead of training"
+        },
+    )
     task_mask_lm: bool = field(default=True, metadata={"help": "masked language modelling"})
     task_matched: bool = field(default=True, metadata={"help": "cross-modality matching"})
     task_obj_predict: bool = field(default=True, metadata={"help": "masked object prediction"})
@@ -585,7 +592,8 @@ class PretrainTask(Task):
     ) -> Stats:
         """Does the model look? Masked-word accuracy on matched pairs with their own image
         (``mask_lm_acc_matched``) and with another image of the batch (``mask_lm_acc_swapped``), and the QA score
-        with another image (``qa_score_swapped``). A model that ignores the image scores the same on both."""
+        with another image (``qa_score_swapped``). A model that ignores the image scores the same on both. A batch
+        that shows a single image has no other to swap in and is left out of both masked-word scores."""
         rows = other_image_rows(batch["image_number"])
         if rows is None:
             return {}
