@@ -3,7 +3,8 @@
 The authors' pre-training sentences are two thirds captions, most of them Visual Genome region descriptions; the
 world's are a quarter captions. This writes ``mscoco_{train,nominival,minival}.json`` to OUT with a ``synth_vg``
 source per image: ``PER_OBJECT`` short noun phrases ("little blue spotted disk") for every object at least half
-visible, each naming the shape and a random subset of its size, colour and fill. Pass the copies to
+visible, each naming the shape and a random subset of its size, colour and fill, as the world's captions do
+(``training.world.language.object_phrase``). Pass the copies to
 ``python -m training.pretrain --train-json OUT/mscoco_train.json,OUT/mscoco_nominival.json``.
 
     python scripts/region_descriptions.py runs/world runs/world-regions --per-object 2
@@ -20,10 +21,9 @@ import numpy as np
 
 from lxmert.fileio import atomic_write_text
 from training.world.generate import PRETRAIN_FILES
-from training.world.language import noun_phrase
+from training.world.language import object_phrase
 
 REGION_SOURCE = "synth_vg"
-DESCRIPTOR_KEEP = 0.6  # chance that each of size, colour and fill is named, as in the world's captions
 MIN_VISIBLE = 0.5
 REGION_STREAM = 7  # default_rng([seed, REGION_STREAM, index]): a stream the world's generator does not use
 
@@ -36,13 +36,8 @@ def describe(objects: list[dict], rng: np.random.Generator, per_object: int) -> 
         if obj["visible_fraction"] < MIN_VISIBLE:
             continue
         colour, size, fill = obj["attributes"]
-        for _ in range(per_object):
-            named = {
-                k: v
-                for k, v in (("size", size), ("colour", colour), ("fill", fill))
-                if rng.random() < DESCRIPTOR_KEEP
-            }
-            descriptions.append(noun_phrase({**named, "shape": obj["label"]}, rng=rng))
+        attrs = {"size": size, "colour": colour, "fill": fill, "shape": obj["label"]}
+        descriptions.extend(object_phrase(attrs, rng) for _ in range(per_object))
     return descriptions
 
 

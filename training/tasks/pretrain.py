@@ -593,7 +593,8 @@ class PretrainTask(Task):
         """Does the model look? Masked-word accuracy on matched pairs with their own image
         (``mask_lm_acc_matched``) and with another image of the batch (``mask_lm_acc_swapped``), and the QA score
         with another image (``qa_score_swapped``). A model that ignores the image scores the same on both. A batch
-        that shows a single image has no other to swap in and is left out of both masked-word scores."""
+        that shows a single image has no other to swap in: it is left out of these three scores (``qa_score``
+        keeps it, so the two QA scores compare exactly only when no batch shows a single image)."""
         rows = other_image_rows(batch["image_number"])
         if rows is None:
             return {}

@@ -619,10 +619,16 @@ def generate_questions(
 # Captions
 
 
+def object_phrase(attrs: dict[str, str], rng: np.random.Generator) -> str:
+    """A caption's name for one object: its shape and each of its size, colour and fill with probability 0.6
+    ('little blue spotted disk'). ``attrs`` holds all four."""
+    keys = [k for k in ("size", "colour", "fill") if rng.random() < 0.6]
+    return noun_phrase({k: attrs[k] for k in [*keys, "shape"]}, rng=rng)
+
+
 def _caption_object(scene: Scene, index: int, rng: np.random.Generator) -> str:
     obj = scene.objects[index]
-    keys = [k for k in ("size", "colour", "fill") if rng.random() < 0.6]
-    return noun_phrase({k: getattr(obj, k) for k in [*keys, "shape"]}, rng=rng)
+    return object_phrase({k: getattr(obj, k) for k in DESCRIPTOR_ORDER}, rng)
 
 
 def _caption_relation(scene: Scene, rng: np.random.Generator) -> str | None:
