@@ -87,7 +87,8 @@ class LxmertModelOutput:
 
 @dataclass
 class LxmertForPreTrainingOutput(LxmertModelOutput):
-    prediction_logits: Tensor | None = None  # (B, T, V) masked LM
+    # (B, T, V) masked LM; (N, V) at the N ``lm_positions`` when those are given.
+    prediction_logits: Tensor | None = None
     cross_relationship_score: Tensor | None = None  # (B, 2) matching: index 1 = matched
     question_answering_score: Tensor | None = None  # (B, num_qa_labels)
     obj_logits: Tensor | None = None  # (B, R, num_object_labels)
@@ -613,19 +614,27 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         head_mask: dict[str, Tensor] | None = None,
+        lm_positions: Tensor | None = None,  # (B, T) bool: score the masked LM only here (the masked words)
     ) -> LxmertForPreTrainingOutput:
         base = self.lxmert(
             input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask, token_type_ids,
             inputs_embeds, output_attentions, output_hidden_states, head_mask,
         )  # fmt: skip
-        lm_logits, match_logits = self.cls(base.language_output, base.pooled_output)
+        # The vocabulary-wide decoder and its softmax dominate a small model's step; training needs them only at
+        # the masked words (~15% of tokens), and the loss over those rows is the same number.
+        lang = base.language_output if lm_positions is None else base.language_output[lm_positions]
+        lm_logits, match_logits = self.cls(lang, base.pooled_output)
+        if labels is not None and lm_positions is not None:
+            labels = labels[lm_positions]
         visual = self.obj_predict_head(base.vision_output) if self.config.task_obj_predict else {}
         qa_logits = self.answer_head(base.pooled_output) if self.config.task_qa else None
 
         c = self.config
         losses: dict[str, Tensor] = {}
         if labels is not None and c.task_mask_lm:
-            losses["mask_lm"] = F.cross_entropy(lm_logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            losses["mask_lm"] = F.cross_entropy(
+                lm_logits.reshape(-1, c.vocab_size), labels.flatten(), ignore_index=-100
+            )
         if matched_label is not None and c.task_matched:
             losses["matched"] = F.cross_entropy(match_logits, matched_label)
         if obj_labels is not None and c.task_obj_predict:

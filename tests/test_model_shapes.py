@@ -110,6 +110,31 @@ def test_nlvr2_every_parameter_gets_a_gradient(tiny_config):
     assert_every_parameter_learns(model, out.loss, last_vision_branch(tiny_config))
 
 
+def test_scoring_the_masked_lm_at_its_positions_only_changes_no_loss_or_gradient(tiny_config):
+    torch.manual_seed(0)
+    model = LxmertForPreTraining(tiny_config).train()
+    batch = random_batch(tiny_config)
+    labels = pretraining_labels(tiny_config, batch)
+    positions = labels["labels"] != -100
+
+    def run(**kwargs):
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        model.zero_grad()
+        out = model(**batch, **labels, **kwargs)
+        out.loss.backward()
+        return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    full, full_grads = run()
+    only, only_grads = run(lm_positions=positions)
+    assert only.prediction_logits.shape == (int(positions.sum()), tiny_config.vocab_size)
+    torch.testing.assert_close(only.prediction_logits, full.prediction_logits[positions])
+    for name in full.losses:
+        torch.testing.assert_close(only.losses[name], full.losses[name])
+    assert only_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(only_grads[name], grad, msg=name)
+
+
 def test_masked_lm_loss_at_init_is_about_log_vocab(tiny_config):
     config = tiny_config.__class__.preset("tiny", vocab_size=3000, visual_feat_dim=24)
     model = LxmertForPreTraining(config).eval()

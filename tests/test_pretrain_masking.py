@@ -153,6 +153,21 @@ def test_negatives_come_from_other_images_and_get_no_answer(world):
     assert abs(np.mean(matched) - 0.5) < 0.06, np.mean(matched)
 
 
+def test_mismatched_pairs_keep_their_masks_but_lose_their_word_targets_when_asked(world):
+    scored, unscored = make_dataset(world), make_dataset(world, mask_lm_on_mismatched=False)
+    kinds = Counter()
+    for i in range(len(scored)):
+        a, b = scored[i], unscored[i]
+        assert torch.equal(a["input_ids"], b["input_ids"])  # the same [MASK]s: they say nothing of the label
+        picked = a["lm_labels"] != IGNORE
+        if a["matched"]:
+            assert torch.equal(a["lm_labels"], b["lm_labels"])
+        else:
+            assert (b["lm_labels"] == IGNORE).all()
+        kinds[(int(a["matched"]), bool(picked.any()))] += 1
+    assert kinds[(0, True)] > 0 and kinds[(1, True)] > 0  # both kinds of pair had masked words
+
+
 def test_qa_targets_wait_for_their_epoch(world):
     data = make_dataset(world, qa_from_epoch=2)
     for epoch, expect_answers in ((0, False), (1, False), (2, True)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 
@@ -14,7 +15,7 @@ from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForQuestionAnswering
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.tasks.base import Task
-from training.trainer import ResumableSampler, TrainConfig, Trainer, linear_warmup_decay
+from training.trainer import ResumableSampler, TrainConfig, Trainer, clip_gradients, linear_warmup_decay
 
 R, T, F = 4, 6, 8
 
@@ -62,11 +63,11 @@ class ToyQATask(Task):
         return {"qa": out.loss}, {"acc": (correct, torch.tensor(len(batch["labels"])))}
 
 
-def toy_model(seed: int = 0) -> LxmertForQuestionAnswering:
+def toy_model(seed: int = 0, dropout: float = 0.1) -> LxmertForQuestionAnswering:
     torch.manual_seed(seed)
     config = LxmertConfig.preset(
         "tiny", vocab_size=30, visual_feat_dim=F, num_qa_labels=3, l_layers=1, r_layers=1, x_layers=1,
-        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )  # fmt: skip
     return LxmertForQuestionAnswering(config)
 
@@ -83,6 +84,45 @@ def read_records(path) -> list[dict]:
     return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.parametrize(
+    ("max_norm", "max_tensor_norm", "expected"),
+    [
+        (0.0, 0.0, ([0.0, 3.0], [4.0])),  # untouched
+        (1.0, 0.0, ([0.0, 0.6], [0.8])),  # the global norm 5 scaled to 1
+        (0.0, 1.0, ([0.0, 1.0], [1.0])),  # each tensor to norm 1 (BertAdam)
+        (1.0, 1.0, ([0.0, 0.5**0.5], [0.5**0.5])),  # each to 1, then the two together (norm √2) to 1
+    ],
+)
+def test_clip_gradients_by_tensor_then_globally(max_norm, max_tensor_norm, expected):
+    model = torch.nn.ModuleDict(
+        {"a": torch.nn.Linear(1, 2, bias=False), "b": torch.nn.Linear(1, 1, bias=False)}
+    )
+    model.a.weight.grad = torch.tensor([[0.0], [3.0]])
+    model.b.weight.grad = torch.tensor([[4.0]])
+    assert clip_gradients(model, max_norm, max_tensor_norm) == pytest.approx(5.0)
+    torch.testing.assert_close(model.a.weight.grad.flatten(), torch.tensor(expected[0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.b.weight.grad.flatten(), torch.tensor(expected[1]), atol=1e-5, rtol=0)
+
+
+def test_the_logged_gradient_norm_is_the_norm_before_clipping(tmp_path):
+    data = ToyQA(16, 30, 3)
+    model = toy_model(dropout=0.0)  # the trainer's forward is then reproducible below
+    reference = copy.deepcopy(model)
+    # One step over the whole dataset, clipped far below its norm.
+    config = toy_config(tmp_path, epochs=1, batch_size=16, log_every=1, max_grad_norm=1e-3)
+    Trainer(model, ToyQATask(), config).fit(data)
+
+    batch = {key: torch.stack([data[i][key] for i in range(len(data))]) for key in data[0]}
+    losses, _ = ToyQATask().compute(reference.train(), batch)
+    sum(losses.values()).backward()
+    expected = torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in reference.parameters() if p.grad is not None])
+    )
+    (record,) = [r for r in read_records(tmp_path) if r["split"] == "train" and r["scope"] == "step"]
+    assert record["grad_norm"] == pytest.approx(float(expected), rel=1e-4)
+    assert record["grad_norm"] > 1e-2
+
+
 def test_fit_learns_logs_and_saves(tmp_path):
     data = ToyQA(64, 30, 3)
     config = toy_config(tmp_path, epochs=6, lr=3e-3, log_every=4)
@@ -93,7 +133,7 @@ def test_fit_learns_logs_and_saves(tmp_path):
     valid = [r for r in records if r["split"] == "valid"]
     assert [r["step"] for r in train] == list(range(4, 49, 4))  # 8 steps/epoch × 6
     assert len(valid) == 6 and valid[-1]["epoch"] == 6.0
-    for key in ("loss", "qa_loss", "acc", "lr", "samples_per_s", "time", "epoch"):
+    for key in ("loss", "qa_loss", "acc", "lr", "samples_per_s", "grad_norm", "time", "epoch"):
         assert key in train[0], key
     assert train[-1]["loss"] < 0.5 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
     assert result["valid"]["acc"] > 0.6  # chance is ~1/3

@@ -12,7 +12,8 @@ everything else:
   (``drop_last``). With per-item randomness also seeded by ``(seed, epoch, index)`` (``dataset.set_epoch``), one
   process and N processes see the same global batches.
 - **Optimisation** follows the paper: AdamW (no decay on biases and LayerNorm weights), linear warm-up over
-  ``warmup_ratio`` of the steps then linear decay to zero, gradient clipping, bf16 autocast on CUDA, optional
+  ``warmup_ratio`` of the steps then linear decay to zero, gradient clipping (global, and optionally per tensor
+  first as the authors' ``BertAdam`` does: ``max_tensor_grad_norm``), bf16 autocast on CUDA, optional
   ``torch.compile``, DistributedDataParallel under ``torchrun``.
 - **Checkpoints**: ``output/last.pt`` (model, optimiser, scheduler, step, epoch, batches done in the epoch and
   every process's RNG state), written atomically every ``save_every`` steps and at each epoch end. With
@@ -22,7 +23,7 @@ everything else:
 - **Metrics**: one JSON object per line in ``output/metrics.jsonl``: ``split`` ("train" or "valid"), ``scope``
   ("step", "epoch" or "eval"), ``step``, ``epoch`` (fractional), ``time`` (training seconds since the run began,
   resumes included), ``loss`` and ``<name>_loss`` per loss, each task metric (e.g. ``mask_lm_acc``); train records
-  add ``lr`` and ``samples_per_s``.
+  add ``lr``, ``samples_per_s`` and ``grad_norm`` (the global norm before clipping, averaged over the window).
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class TrainConfig:
     )
     adam_eps: float = field(default=1e-6, metadata={"help": "AdamW epsilon (BertAdam's 1e-6)"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: no clipping)"})
+    max_tensor_grad_norm: float = field(
+        default=0.0,
+        metadata={
+            "help": "clip each parameter tensor's gradient to this norm before the global clip, as the authors' "
+            "BertAdam does with 1.0 (0: off)"
+        },
+    )
     grad_accum: int = field(default=1, metadata={"help": "micro-steps accumulated per optimiser step"})
     seed: int = field(default=9595, metadata={"help": "seed of data order, masking and dropout"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process"})
@@ -139,6 +147,20 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_per_rank - self.start
+
+
+def clip_gradients(model: nn.Module, max_norm: float, max_tensor_norm: float = 0.0) -> float:
+    """Clip each tensor's gradient to ``max_tensor_norm``, then all of them together to ``max_norm`` (0: no
+    clipping of that kind); returns the global norm before any clipping."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    # Logged by the trainer: one exploding tensor shrinks every other tensor's step through the global clip.
+    norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+    if max_tensor_norm > 0:
+        for p in params:
+            torch.nn.utils.clip_grad_norm_(p, max_tensor_norm)
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return norm
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int):
@@ -259,6 +281,7 @@ class Trainer:
         window: MetricSums = {}  # since the last train record
         epoch_sums: MetricSums = {}
         window_steps, window_time = 0, 0.0  # optimiser steps and their seconds (eval and saving excluded)
+        window_grad_norm = 0.0  # sum over the window's steps
         fit_start, time_before = time.perf_counter(), self.state.train_time
         # A resumed run reports what its log last recorded (a finished run resumed trains no further).
         train_metrics, valid_metrics = self._logged_metrics()
@@ -290,8 +313,7 @@ class Trainer:
                 if not boundary:
                     continue
 
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                window_grad_norm += clip_gradients(self.model, cfg.max_grad_norm, cfg.max_tensor_grad_norm)
                 lr = scheduler.get_last_lr()[0]  # the rate this step uses
                 optimizer.step()
                 scheduler.step()
@@ -304,10 +326,11 @@ class Trainer:
                 if self.state.step % cfg.log_every == 0 or self.state.step == stop_at:
                     samples_per_s = window_steps * cfg.batch_size / window_time
                     record = self._log(
-                        "train", "step", window, batches_per_epoch, lr=lr, samples_per_s=samples_per_s
-                    )
+                        "train", "step", window, batches_per_epoch, lr=lr, samples_per_s=samples_per_s,
+                        grad_norm=window_grad_norm / window_steps,
+                    )  # fmt: skip
                     progress.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-                    window, window_steps, window_time = {}, 0, 0.0
+                    window, window_steps, window_time, window_grad_norm = {}, 0, 0.0, 0.0
                 if valid_dataset is not None and cfg.eval_every and self.state.step % cfg.eval_every == 0:
                     valid_metrics = self._validate(valid_dataset, batches_per_epoch)
                 if cfg.save_every and self.state.step % cfg.save_every == 0:

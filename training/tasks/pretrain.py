@@ -9,7 +9,9 @@ Recipe of the authors' ``src/pretrain/lxmert_data.py`` and ``lxmert_pretrain.py`
   zeroed 80% of the time, replaced by the feature of a random region of a random image of the data set 10%, and
   kept 10%. The model regresses the original feature at picked regions and classifies every region's detected
   object and attribute, weighted by the detector's confidence (see ``LxmertForPreTraining``).
-- **Cross-modality matching** — with probability 0.5 the sentence is replaced by one of a different image.
+- **Cross-modality matching** — with probability 0.5 the sentence is replaced by one of a different image. Its
+  masked words are scored too, though the image no longer fits them (``mask_lm_on_mismatched``; UNITER scores
+  matched pairs only).
 - **Image QA** — for a matched sentence that is a question with a label, the target is one answer drawn from its
   soft label in proportion to the scores (answers outside the table dropped); -100 otherwise, and during the epochs
   before ``qa_from_epoch`` (the paper pre-trains 10 epochs without QA, then 10 with it).
@@ -130,6 +132,13 @@ class PretrainConfig:
         default="obj,attr,feat", metadata={"help": "masked-object losses: any of obj, attr, feat"}
     )
     word_mask_rate: float = field(default=0.15, metadata={"help": "probability of masking a word"})
+    mask_lm_on_mismatched: bool = field(
+        default=True,
+        metadata={
+            "help": "score masked words of mismatched pairs too, as the authors do (off: matched pairs only, as "
+            "UNITER does; words are masked in every pair either way)"
+        },
+    )
     obj_mask_rate: float = field(default=0.15, metadata={"help": "probability of masking a region"})
     qa_from_epoch: int = field(default=10, metadata={"help": "first epoch (0-based) with the QA loss on"})
     max_seq_length: int = field(
@@ -401,6 +410,9 @@ class PretrainDataset(Dataset):
         input_ids, lm_labels = mask_words(
             ids, rng, rate, self.tokenizer.mask_token_id, self.tokenizer.vocab_size, self.special_ids
         )
+        if not matched and not cfg.mask_lm_on_mismatched:
+            # Masking stays the same in every pair, so [MASK] tokens do not give the matching label away.
+            lm_labels[:] = IGNORE
         image = self.features.get(item.img_id)
         feats = image["features"]  # (R, F)
         rate = cfg.obj_mask_rate if cfg.task_obj_predict else 0.0
@@ -425,9 +437,8 @@ class PretrainDataset(Dataset):
             "matched": torch.tensor(matched),
             "image_number": torch.tensor(self.image_numbers[item.img_id]),
             "caption": torch.tensor(bool(self.is_caption[sentence])),
-            "sentence_index": torch.tensor(
-                sentence
-            ),  # the item whose sentence this is (another's if unmatched)
+            # The item whose sentence this is (another's if unmatched).
+            "sentence_index": torch.tensor(sentence),
             "ans": torch.tensor(ans),
             "ans_ids": torch.tensor([a for a, _ in item.answers], dtype=torch.long),
             "ans_scores": torch.tensor([s for _, s in item.answers], dtype=torch.float32),
@@ -478,10 +489,12 @@ def pretrain_collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return batch
 
 
-def word_hits(logits: Tensor, labels: Tensor, scored: Tensor) -> tuple[Tensor, Tensor]:
-    """(correct, total) masked-word predictions at the ``scored`` positions."""
-    hits = (logits.argmax(-1) == labels) & scored
-    return hits.sum(), scored.sum()
+def word_hits(logits: Tensor, labels: Tensor, scored: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(correct, total) masked-word predictions, at the ``scored`` positions only when given."""
+    hits = logits.argmax(-1) == labels
+    if scored is None:
+        return hits.sum(), torch.tensor(hits.numel())
+    return (hits & scored).sum(), scored.sum()
 
 
 def answer_score(logits: Tensor, batch: dict[str, Tensor], answered: Tensor) -> tuple[Tensor, Tensor]:
@@ -550,6 +563,7 @@ class PretrainTask(Task):
             visual_attention_mask=batch["visual_attention_mask"],
             token_type_ids=batch["token_type_ids"],
             labels=lm_labels if has_masked else None,
+            lm_positions=masked,
             obj_labels={
                 "obj": (batch["obj_ids"], batch["obj_conf"]),
                 "attr": (batch["attr_ids"], batch["attr_conf"]),
@@ -567,8 +581,9 @@ class PretrainTask(Task):
                     losses[name] = losses[name] * factor
 
         stats: Stats = {}
+        masked_labels = lm_labels[masked]  # (N,): the rows of out.prediction_logits
         if out.prediction_logits is not None:
-            stats["mask_lm_acc"] = word_hits(out.prediction_logits, lm_labels, masked)
+            stats["mask_lm_acc"] = word_hits(out.prediction_logits, masked_labels)
         if self.config.task_matched:  # the head scores every pair, but without the task its labels are all 1
             hits = out.cross_relationship_score.argmax(-1) == batch["matched"]
             stats["matched_acc"] = (hits.sum(), torch.tensor(len(hits)))
@@ -584,11 +599,11 @@ class PretrainTask(Task):
                 hits = (logits.argmax(-1) == batch[f"{key}_ids"]) & regions
                 stats[f"{key}_acc"] = (hits.sum(), regions.sum())
         if not model.training:
-            stats.update(self.swapped_image_stats(model, batch, out.prediction_logits, answered))
+            stats.update(self.swapped_image_stats(model, batch, out.prediction_logits, masked, answered))
         return losses, stats
 
     def swapped_image_stats(
-        self, model: nn.Module, batch: dict[str, Tensor], lm_logits: Tensor, answered: Tensor
+        self, model: nn.Module, batch: dict[str, Tensor], lm_logits: Tensor, masked: Tensor, answered: Tensor
     ) -> Stats:
         """Does the model look? Masked-word accuracy on matched pairs with their own image
         (``mask_lm_acc_matched``) and with another image of the batch (``mask_lm_acc_swapped``), and the QA score
@@ -605,12 +620,13 @@ class PretrainTask(Task):
             attention_mask=batch["attention_mask"],
             visual_attention_mask=batch["visual_attention_mask"][rows],
             token_type_ids=batch["token_type_ids"],
+            lm_positions=masked,
         )
-        lm_labels = batch["lm_labels"]
-        on_matched = (lm_labels != IGNORE) & batch["matched"].bool()[:, None]
+        labels = batch["lm_labels"][masked]
+        on_matched = batch["matched"].bool()[:, None].expand_as(masked)[masked]
         stats: Stats = {
-            "mask_lm_acc_matched": word_hits(lm_logits, lm_labels, on_matched),
-            "mask_lm_acc_swapped": word_hits(out.prediction_logits, lm_labels, on_matched),
+            "mask_lm_acc_matched": word_hits(lm_logits, labels, on_matched),
+            "mask_lm_acc_swapped": word_hits(out.prediction_logits, labels, on_matched),
         }
         if out.question_answering_score is not None:
             stats["qa_score_swapped"] = answer_score(out.question_answering_score, batch, answered)
