@@ -99,7 +99,7 @@ def test_clip_gradients_by_tensor_then_globally(max_norm, max_tensor_norm, expec
     )
     model.a.weight.grad = torch.tensor([[0.0], [3.0]])
     model.b.weight.grad = torch.tensor([[4.0]])
-    assert clip_gradients(model, max_norm, max_tensor_norm) == pytest.approx(5.0)
+    assert float(clip_gradients(model, max_norm, max_tensor_norm)) == pytest.approx(5.0)
     torch.testing.assert_close(model.a.weight.grad.flatten(), torch.tensor(expected[0]), atol=1e-5, rtol=0)
     torch.testing.assert_close(model.b.weight.grad.flatten(), torch.tensor(expected[1]), atol=1e-5, rtol=0)
 

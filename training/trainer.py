@@ -149,17 +149,19 @@ class ResumableSampler(DistributedSampler):
         return self.num_per_rank - self.start
 
 
-def clip_gradients(model: nn.Module, max_norm: float, max_tensor_norm: float = 0.0) -> float:
+def clip_gradients(model: nn.Module, max_norm: float, max_tensor_norm: float = 0.0) -> torch.Tensor:
     """Clip each tensor's gradient to ``max_tensor_norm``, then all of them together to ``max_norm`` (0: no
-    clipping of that kind); returns the global norm before any clipping."""
+    clipping of that kind); returns the global norm before any clipping (a 0-d tensor: no device sync here)."""
     params = [p for p in model.parameters() if p.grad is not None]
     # Logged by the trainer: one exploding tensor shrinks every other tensor's step through the global clip.
-    norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if max_tensor_norm > 0:
         for p in params:
             torch.nn.utils.clip_grad_norm_(p, max_tensor_norm)
-    if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+    elif max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
     return norm
 
 
@@ -281,7 +283,7 @@ class Trainer:
         window: MetricSums = {}  # since the last train record
         epoch_sums: MetricSums = {}
         window_steps, window_time = 0, 0.0  # optimiser steps and their seconds (eval and saving excluded)
-        window_grad_norm = 0.0  # sum over the window's steps
+        window_grad_norm = torch.zeros((), device=self.device)  # sum over the window's steps
         fit_start, time_before = time.perf_counter(), self.state.train_time
         # A resumed run reports what its log last recorded (a finished run resumed trains no further).
         train_metrics, valid_metrics = self._logged_metrics()
@@ -327,10 +329,11 @@ class Trainer:
                     samples_per_s = window_steps * cfg.batch_size / window_time
                     record = self._log(
                         "train", "step", window, batches_per_epoch, lr=lr, samples_per_s=samples_per_s,
-                        grad_norm=window_grad_norm / window_steps,
+                        grad_norm=float(window_grad_norm) / window_steps,
                     )  # fmt: skip
                     progress.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-                    window, window_steps, window_time, window_grad_norm = {}, 0, 0.0, 0.0
+                    window, window_steps, window_time = {}, 0, 0.0
+                    window_grad_norm = torch.zeros((), device=self.device)
                 if valid_dataset is not None and cfg.eval_every and self.state.step % cfg.eval_every == 0:
                     valid_metrics = self._validate(valid_dataset, batches_per_epoch)
                 if cfg.save_every and self.state.step % cfg.save_every == 0:
