@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import warnings
+
 import pytest
 import torch
 from finetune_toy import GQA_ANSWERS, PRETRAIN_ANSWERS, VQA_ANSWERS, build
@@ -11,6 +15,7 @@ from lxmert.tokenization import LxmertTokenizer
 from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from training.tasks import get_task
 from training.tasks.base import metrics_from_sums
+from training.tasks.pretrain import qa_head_trained
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,52 @@ def test_qa_head_rows_transfer_by_answer_string(toy):
             )  # unseen answers start at zero, as the authors' loader
     encoder = "lxmert.encoder.x_layers.0.visual_attention.att.query.weight"
     assert torch.equal(model.state_dict()[encoder], source[encoder])
+
+
+def _pretraining_record(directory, task_qa: bool, qa_from_epoch: int, epoch: int, batches_done: int = 0):
+    (directory / "pretrain_config.json").write_text(
+        json.dumps({"task_qa": task_qa, "qa_from_epoch": qa_from_epoch})
+    )
+    (directory / "meta.json").write_text(
+        json.dumps({"step": 1, "epoch": epoch, "batches_done": batches_done})
+    )
+
+
+@pytest.mark.parametrize(
+    ("task_qa", "qa_from_epoch", "epoch", "batches_done", "trained"),
+    [
+        (False, 0, 5, 0, False),  # the QA task was off
+        (True, 10, 6, 0, False),  # stopped at 6 epochs, QA from the 11th
+        (True, 6, 6, 0, False),  # saved at the end of the last epoch without QA
+        (True, 6, 6, 3, True),  # three batches into the first epoch with QA
+        (True, 3, 6, 0, True),
+    ],
+)
+def test_a_qa_head_that_never_trained_is_named(
+    tmp_path, task_qa, qa_from_epoch, epoch, batches_done, trained
+):
+    _pretraining_record(tmp_path, task_qa, qa_from_epoch, epoch, batches_done)
+    assert qa_head_trained(tmp_path) is trained
+
+
+def test_qa_head_state_is_unknown_without_a_pretraining_record(tmp_path):
+    assert qa_head_trained(tmp_path) is None
+    (tmp_path / "pretrain_config.json").write_text(json.dumps({"task_qa": True, "qa_from_epoch": 2}))
+    (tmp_path / "meta.json").write_text(json.dumps({"step": 9}))  # saved before meta recorded the epoch
+    assert qa_head_trained(tmp_path) is None
+
+
+def test_transferring_an_untrained_qa_head_warns(toy, tmp_path):
+    init = tmp_path / "init"
+    shutil.copytree(toy["init"], init)
+    task = make_task(toy, "vqa")
+    _pretraining_record(init, task_qa=True, qa_from_epoch=10, epoch=6)
+    with pytest.warns(UserWarning, match="never trained"):
+        task.build_model(str(init), from_scratch=False)
+    _pretraining_record(init, task_qa=True, qa_from_epoch=3, epoch=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task.build_model(str(init), from_scratch=False)
 
 
 def test_from_scratch_keeps_architecture_not_weights(toy):

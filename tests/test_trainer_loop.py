@@ -142,7 +142,8 @@ def test_fit_learns_logs_and_saves(tmp_path):
         assert (tmp_path / name / "model.safetensors").is_file(), name
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "train_config.json").is_file()
     reloaded = LxmertForQuestionAnswering.from_pretrained(tmp_path / "final")
-    assert json.loads((tmp_path / "final" / "meta.json").read_text())["step"] == 48
+    meta = json.loads((tmp_path / "final" / "meta.json").read_text())
+    assert (meta["step"], meta["epoch"], meta["batches_done"]) == (48, 6, 0)
     assert reloaded.answer_head.logit_fc[3].weight.shape == (3, 128)
 
     # Running the finished run's command again trains no further and reports the same scores (a recipe resumes).

@@ -518,6 +518,8 @@ class Trainer:
             meta = {
                 "task": self.task.name,
                 "step": self.state.step,
+                "epoch": self.state.epoch,  # whole epochs done, plus batches_done of the next
+                "batches_done": self.state.batches_done,
                 "train_config": dataclasses.asdict(self.config),
             }
             self.model.save_pretrained(directory, meta=meta, **self.task.save_pretrained_kwargs())

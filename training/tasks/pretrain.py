@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
+from lxmert.checkpoints import META_FILE
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
@@ -641,6 +642,23 @@ class PretrainTask(Task):
         )
 
 
+def qa_head_trained(directory: str | Path) -> bool | None:
+    """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
+    QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
+    our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
+    config_file, meta_file = Path(directory) / PRETRAIN_CONFIG_FILE, Path(directory) / META_FILE
+    if not config_file.is_file() or not meta_file.is_file():
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    if not config.get("task_qa", True):
+        return False
+    if "epoch" not in meta or "qa_from_epoch" not in config:
+        return None
+    epoch, start = meta["epoch"], config["qa_from_epoch"]
+    return epoch > start or (epoch == start and meta.get("batches_done", 0) > 0)
+
+
 def feature_regression_baseline(dataset: PretrainDataset, max_images: int = 500) -> float:
     """SmoothL1 (averaged over feature dimensions) of predicting the mean region feature: the feat loss at chance."""
     ids = dataset.image_ids[:max_images]
@@ -657,6 +675,7 @@ __all__ = [
     "mask_objects",
     "mask_words",
     "pretrain_collate",
+    "qa_head_trained",
     "read_pretrain_json",
     "sample_answer",
 ]

@@ -9,6 +9,7 @@ running validation accuracy equals :mod:`training.metrics` on the same predictio
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from lxmert.modeling import LxmertForQuestionAnswering
 from .base import Losses, Stats, scalar
 from .finetune_base import FinetuneDataConfig, FinetuneTask, checkpoint_config
 from .finetune_data import QADataset, pad_regions
+from .pretrain import qa_head_trained
 
 ANSWER_TABLE_FILE = "trainval_label2ans.json"
 HEAD_INITS = ("transfer", "fresh")
@@ -150,6 +152,12 @@ class QATask(FinetuneTask):
 
     def build_model(self, init: str, from_scratch: bool) -> LxmertForQuestionAnswering:
         if self.config.head == "transfer" and not from_scratch:
+            if qa_head_trained(init) is False:
+                warnings.warn(
+                    f"the QA head of {init} never trained (QA off, or saved before its qa_from_epoch): 'transfer' "
+                    "copies initial weights; --head fresh starts the head from this task's own initialisation",
+                    stacklevel=2,
+                )
             source = AnswerTable.load(self.config.source_answers) if self.config.source_answers else None
             model = load_pretrained(
                 LxmertForQuestionAnswering, init, source_answers=source, target_answers=self.answers
