@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.matching_toy import MatchingToyConfig, toy_pairs, train_matching_toy
+from training.matching_toy import MatchingToyConfig, toy_pairs, toy_sentences, train_matching_toy
 
 
 def test_toy_pairs_match_exactly_when_the_word_is_among_the_regions_and_half_match_for_every_word():
@@ -35,3 +35,20 @@ def test_a_shallow_lxmert_learns_the_toy_through_its_pooled_cls():
     )
     result = train_matching_toy(config)
     assert result["accuracy"] > 0.9 > 0.6 > result["chance"]
+
+
+def test_toy_sentences_hold_the_shape_word_once_among_the_fillers_at_varying_positions():
+    word = torch.randint(10, (500,), generator=torch.Generator().manual_seed(0))
+    ids = toy_sentences(
+        word, shapes=10, filler_words=4, filler_vocab=7, generator=torch.Generator().manual_seed(1)
+    )
+    assert ids.shape == (500, 7)
+    assert (ids[:, 0] == 10).all() and (ids[:, -1] == 11).all()  # [CLS] ... [SEP]
+    body = ids[:, 1:-1]
+    is_shape = body < 10
+    assert (is_shape.sum(1) == 1).all()
+    assert torch.equal(body[is_shape], word)
+    assert ((body[~is_shape] >= 12) & (body[~is_shape] < 19)).all()  # fillers: their own 7 ids after [SEP]
+    assert set(is_shape.float().argmax(1).tolist()) == set(range(5))  # every slot holds the word somewhere
+    plain = toy_sentences(word, 10, 0, 7, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, torch.stack([torch.full_like(word, 10), word, torch.full_like(word, 11)], 1))
