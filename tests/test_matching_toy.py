@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from training.matching_toy import MatchingToyConfig, toy_pairs, toy_sentences, train_matching_toy
@@ -52,3 +53,8 @@ def test_toy_sentences_hold_the_shape_word_once_among_the_fillers_at_varying_pos
     assert set(is_shape.float().argmax(1).tolist()) == set(range(5))  # every slot holds the word somewhere
     plain = toy_sentences(word, 10, 0, 7, torch.Generator().manual_seed(1))
     assert torch.equal(plain, torch.stack([torch.full_like(word, 10), word, torch.full_like(word, 11)], 1))
+
+
+def test_a_negative_filler_count_is_refused_by_name():
+    with pytest.raises(ValueError, match="--filler-words"):
+        MatchingToyConfig(filler_words=-1)

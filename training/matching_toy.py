@@ -49,6 +49,12 @@ class MatchingToyConfig:
     log_every: int = field(default=100, metadata={"help": "steps between accuracy lines"})
     seed: int = field(default=0, metadata={"help": "seed of weights and pairs"})
 
+    def __post_init__(self) -> None:
+        if self.filler_words < 0 or self.filler_vocab < 1:
+            raise ValueError(
+                f"--filler-words must be >= 0 and --filler-vocab >= 1 (got {self.filler_words}, {self.filler_vocab})"
+            )
+
 
 def toy_pairs(
     batch_size: int,
