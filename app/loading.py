@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from analysis.inputs import Example, example_from_regions
-from lxmert.checkpoints import CONFIG_FILE, META_FILE, WEIGHTS_FILE, load_checkpoint
+from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from lxmert.detection import DetectorConfig, ImageError, Regions, UnreadableImageError, load_image
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -164,14 +163,6 @@ def load_model(path: str, name: str, device: str) -> Checkpoint:
     )
 
 
-def read_meta(path: str | Path) -> dict:
-    """A checkpoint's ``meta.json`` without loading its weights (empty when absent or unreadable)."""
-    try:
-        return json.loads((Path(path) / META_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Images and regions
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,6 +297,5 @@ __all__ = [
     "load_detector",
     "load_model",
     "open_image",
-    "read_meta",
     "scene",
 ]

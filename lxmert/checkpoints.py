@@ -663,6 +663,14 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model.eval(), tokenizer=tokenizer, answers=source.answers, meta=meta)
 
 
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint directory's ``meta.json`` without loading its weights (empty when absent or unreadable)."""
+    try:
+        return json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 __all__ = [
     "AnswerTransfer",
     "LoadReport",
@@ -676,6 +684,7 @@ __all__ = [
     "load_pretrained",
     "load_state_into",
     "model_class_for",
+    "read_meta",
     "read_state_dict",
     "save_pretrained",
     "to_canonical",

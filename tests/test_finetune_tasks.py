@@ -112,6 +112,10 @@ def test_qa_head_state_is_unknown_without_a_pretraining_record(tmp_path):
     (tmp_path / "pretrain_config.json").write_text(json.dumps({"task_qa": True, "qa_from_epoch": 2}))
     (tmp_path / "meta.json").write_text(json.dumps({"step": 9}))  # saved before meta recorded the epoch
     assert qa_head_trained(tmp_path) is None
+    (tmp_path / "meta.json").write_text("{half-written")  # unreadable: unknown, and fine-tuning goes on
+    assert qa_head_trained(tmp_path) is None
+    (tmp_path / "pretrain_config.json").write_text("{half-written")
+    assert qa_head_trained(tmp_path) is None
 
 
 def test_transferring_an_untrained_qa_head_warns(toy, tmp_path):

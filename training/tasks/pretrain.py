@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import META_FILE
+from lxmert.checkpoints import read_meta
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
@@ -646,11 +646,11 @@ def qa_head_trained(directory: str | Path) -> bool | None:
     """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
     QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
     our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
-    config_file, meta_file = Path(directory) / PRETRAIN_CONFIG_FILE, Path(directory) / META_FILE
-    if not config_file.is_file() or not meta_file.is_file():
+    try:
+        config = json.loads((Path(directory) / PRETRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
         return None
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta = read_meta(directory)
     if not config.get("task_qa", True):
         return False
     if "epoch" not in meta or "qa_from_epoch" not in config:
