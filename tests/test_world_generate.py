@@ -12,7 +12,7 @@ from lxmert.answers import AnswerTable
 from training.data.tasks import load_gqa, load_nlvr2, load_pretrain, load_vqa
 from training.world.__main__ import parse_args
 from training.world.generate import WorldConfig, balance_answers, build_world
-from training.world.scenes import read_vocab_file
+from training.world.scenes import COLOURS, SHAPES, read_vocab_file
 
 TINY = dict(
     images=30,
@@ -112,6 +112,18 @@ def test_worker_processes_do_not_change_the_bytes(world, tmp_path):
     assert digest(parallel) == digest(world)
 
 
+def test_scene_kinds_reach_the_main_images_of_a_world(tmp_path):
+    out = tmp_path / "kinds"
+    build_world(WorldConfig(out=str(out), seed=3, scene_kinds=5, scene_kind_bias=1.0, **TINY), progress=False)
+    splits = json.loads((out / "world.json").read_text())["splits"]
+    for split in ("train", "nominival", "minival", "test"):
+        images = json.loads((out / "annotations" / f"{split}.json").read_text())
+        assert [i["img_id"] for i in images] == splits[split]
+        for image in images:
+            kinds = {(SHAPES.index(o["label"]) % 5, COLOURS.index(o["attributes"][0]) % 5) for o in image["objects"]}
+            assert len(kinds) == 1 and len(set(next(iter(kinds)))) == 1  # one kind, for shapes and colours alike
+
+
 def test_balancing_caps_each_answer_within_its_family():
     questions = [{"answer": a, "types": {"detailed": "count"}} for a in ["1"] * 70 + ["2"] * 20 + ["3"] * 10]
     questions += [{"answer": "yes", "types": {"detailed": "exist"}}] * 5
@@ -126,3 +138,7 @@ def test_cli_flags_map_to_config_fields():
     assert (cfg.out, cfg.images, cfg.seed, cfg.gqa_balance_ratio) == ("/tmp/x", 12, 5, 2.0)
     with pytest.raises(ValueError, match="images"):
         WorldConfig(images=0)
+    assert parse_args(["--scene-kinds", "5", "--scene-kind-bias", "0.9"]).scene_kinds == 5
+    for bad in ({"scene_kinds": 0}, {"scene_kinds": 11}, {"scene_kind_bias": 1.5}):
+        with pytest.raises(ValueError, match="scene_kind"):
+            WorldConfig(**bad)

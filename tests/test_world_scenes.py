@@ -14,6 +14,7 @@ from training.world.scenes import (
     OBJECT_LABELS,
     SHAPES,
     SIZES,
+    kind_labels,
     object_ink,
     read_vocab_file,
     render_scene,
@@ -34,6 +35,41 @@ def test_same_seed_same_scene_and_pixels():
     assert render_scene(a).tobytes() == render_scene(b).tobytes()
     assert render_scene(a).mode == "RGB" and render_scene(a).size == (256, 256)
     assert sample_scene(np.random.default_rng(8)) != a
+
+
+def test_one_kind_of_scene_draws_what_the_world_drew_before_kinds_existed():
+    # pinned from the sampler before ``kinds`` was added (commit 765b337), so default worlds keep their bytes
+    scene = sample_scene(np.random.default_rng(7), kinds=1, kind_bias=0.9)
+    assert [(o.shape, o.colour) for o in scene.objects] == [
+        ("square", "blue"), ("hexagon", "purple"), ("heart", "orange"), ("heart", "white"), ("circle", "orange"),
+        ("circle", "brown"), ("star", "purple"), ("pentagon", "green"), ("arrow", "yellow"), ("circle", "green"),
+    ]  # fmt: skip
+    assert scene.objects[0].box == (51.0, 47.0, 124.0, 120.0)
+
+
+def test_scenes_of_a_kind_favour_its_shapes_and_colours():
+    kinds_seen = set()
+    for seed in range(30):
+        scene = sample_scene(np.random.default_rng(seed), kinds=5, kind_bias=1.0)
+        shapes, colours = kind_labels(scene.kind, 5)
+        assert shapes == SHAPES[scene.kind :: 5] and len(shapes) == len(colours) == 2
+        assert all(o.shape in shapes and o.colour in colours for o in scene.objects)
+        kinds_seen.add(scene.kind)
+    assert kinds_seen == set(range(5))
+    # With bias b an object takes its kind's shape with chance b + (1 - b) * 2/10 (0.6 at b = 0.5; std 0.02 here),
+    # and its colour apart from its shape.
+    shape_hits = colour_hits = both = total = 0
+    for seed in range(150):
+        scene = sample_scene(np.random.default_rng(seed), kinds=5, kind_bias=0.5, num_objects=4)
+        shapes, colours = kind_labels(scene.kind, 5)
+        for o in scene.objects:
+            shape_hits += o.shape in shapes
+            colour_hits += o.colour in colours
+            both += o.shape in shapes and o.colour in colours
+            total += 1
+    assert total == 600
+    assert 0.52 < shape_hits / total < 0.68 and 0.52 < colour_hits / total < 0.68
+    assert 0.28 < both / total < 0.44  # 0.36 if independent
 
 
 @pytest.mark.parametrize("seed", range(5))

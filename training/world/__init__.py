@@ -11,7 +11,7 @@ Generate one::
 
 Modules:
     scenes      vocabularies (SHAPES, COLOURS, SIZES, FILLS), the Scene / SceneObject / Relation dataclasses,
-                ``sample_scene(rng, size)``, ``render_scene(scene)``, VG-style vocabulary files
+                ``sample_scene(rng, size, kinds=1)``, ``render_scene(scene)``, VG-style vocabulary files
     language    functional programs and their executor; GQA- and VQA-style question families; captions
     annotators  ten noisy VQA annotator answers per question (turned into soft scores by training.data)
     statements  NLVR2-style statements over image pairs, several pairs per statement

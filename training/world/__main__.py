@@ -17,6 +17,9 @@ HELP = {
     "nlvr2_fraction": "share of the images used for NLVR2 image pairs",
     "pairs_per_statement": "image pairs judged against each NLVR2 sentence (for consistency)",
     "captions_per_image": "captions per main image",
+    "scene_kinds": "kinds of scene among the main images, each favouring its own shapes and colours, as a kitchen "
+    "holds other things than a street (1: none)",
+    "scene_kind_bias": "chance that an object takes its scene kind's shape (and, apart, colour) instead of any",
     "gqa_questions_per_image": "GQA-style question candidates per image, before answer balancing",
     "vqa_questions_per_image": "VQA-style questions per image",
     "annotators": "simulated annotator answers per VQA question",

@@ -56,7 +56,7 @@ from training.data.vqa_softscore import (
 )
 from training.world.annotators import annotator_answers
 from training.world.language import VQA_FAMILIES, Question, generate_captions, generate_questions
-from training.world.scenes import Scene, render_scene, sample_scene, write_vocab_files
+from training.world.scenes import COLOURS, SHAPES, Scene, render_scene, sample_scene, write_vocab_files
 from training.world.statements import sample_statement_set
 
 FORMAT_VERSION = 1
@@ -81,6 +81,8 @@ class WorldConfig:
     nlvr2_fraction: float = 0.2  # share of the images that go to NLVR2 pairs
     pairs_per_statement: int = 4  # image pairs judged against each NLVR2 sentence
     captions_per_image: int = 5  # as COCO
+    scene_kinds: int = 1  # main images only; 1: every scene draws every shape and colour alike
+    scene_kind_bias: float = 0.85
     gqa_questions_per_image: int = 10  # candidates before answer balancing
     vqa_questions_per_image: int = 5
     annotators: int = 10  # answers per VQA question, as VQA v2
@@ -101,6 +103,11 @@ class WorldConfig:
             raise ValueError(f"split fractions {fractions} must be >= 0 and leave room for train")
         if not 0 <= self.nlvr2_fraction < 1:
             raise ValueError(f"nlvr2_fraction must be in [0, 1), got {self.nlvr2_fraction}")
+        if not 1 <= self.scene_kinds <= min(len(SHAPES), len(COLOURS)) or not 0 <= self.scene_kind_bias <= 1:
+            raise ValueError(
+                f"scene_kinds must be in [1, {min(len(SHAPES), len(COLOURS))}] and scene_kind_bias in [0, 1], "
+                f"got {self.scene_kinds} and {self.scene_kind_bias}"
+            )
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ def _vqa_answer_type(answer: str) -> str:
 def _main_image_job(job: tuple[WorldConfig, str, int, str]) -> dict[str, Any]:
     cfg, img_id, index, out = job
     rng = np.random.default_rng([cfg.seed, MAIN_STREAM, index])
-    scene = sample_scene(rng, cfg.image_size)
+    scene = sample_scene(rng, cfg.image_size, kinds=cfg.scene_kinds, kind_bias=cfg.scene_kind_bias)
     _save_png(render_scene(scene), Path(out) / "images" / f"{img_id}.png")
     captions = generate_captions(scene, rng, cfg.captions_per_image)
     gqa = [_question_record(q) for q in generate_questions(scene, rng, cfg.gqa_questions_per_image)]

@@ -3,7 +3,9 @@
 A scene is 3–10 flat shapes on a textured background (noise, gradient or clutter). Each object has a shape (the
 object class) and three attributes (colour, size, fill). Objects are drawn in list order, so later objects occlude
 earlier ones; sampling rejects any placement that would hide more than ``1 - MIN_VISIBLE_FRACTION`` of an object,
-so every object in the scene graph is recognisable and every box is learnable by a detector.
+so every object in the scene graph is recognisable and every box is learnable by a detector. Scenes may come in
+kinds (``sample_scene(kinds=K)``), each favouring its own shapes and colours, as a kitchen holds other things than a
+street: captions of one kind then rarely fit an image of another, which is what lets image-text matching start.
 
 Boxes are tight around the *visible* pixels of an object, in continuous pixel coordinates: pixel column ``i`` covers
 ``[i, i + 1)``, so a box is ``(min_col, min_row, max_col + 1, max_row + 1)`` — the convention of torchvision and of
@@ -123,6 +125,7 @@ class Scene:
     background: Background
     objects: list[SceneObject]
     relations: list[Relation] = field(default_factory=list)
+    kind: int = 0  # which of the world's scene kinds (``sample_scene``'s ``kinds``); 0 when there is one
 
     def related(self, subject: int, predicate: str) -> list[int]:
         """Indices ``j`` such that ``subject <predicate> j`` holds."""
@@ -248,13 +251,20 @@ def _background_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return (round(r * 255), round(g * 255), round(b * 255))
 
 
-def _sample_object(rng: np.random.Generator, width: int, height: int) -> SceneObject:
+def kind_labels(kind: int, kinds: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The shapes and colours that scenes of ``kind`` (one of ``kinds``) favour: every ``kinds``-th one."""
+    return SHAPES[kind::kinds], COLOURS[kind::kinds]
+
+
+def _sample_object(
+    rng: np.random.Generator, width: int, height: int, shapes: tuple[str, ...], colours: tuple[str, ...]
+) -> SceneObject:
     size = SIZES[rng.integers(len(SIZES))]
     radius = SIZE_RADIUS[size] * min(width, height) * rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)
     margin = radius + 2
     return SceneObject(
-        shape=SHAPES[rng.integers(len(SHAPES))],
-        colour=COLOURS[rng.integers(len(COLOURS))],
+        shape=shapes[rng.integers(len(shapes))],
+        colour=colours[rng.integers(len(colours))],
         size=size,
         fill=FILLS[rng.integers(len(FILLS))],
         centre=(float(rng.uniform(margin, width - margin)), float(rng.uniform(margin, height - margin))),
@@ -264,7 +274,12 @@ def _sample_object(rng: np.random.Generator, width: int, height: int) -> SceneOb
 
 
 def sample_scene(
-    rng: np.random.Generator, size: int = 256, num_objects: int | None = None, max_tries_per_object: int = 40
+    rng: np.random.Generator,
+    size: int = 256,
+    num_objects: int | None = None,
+    max_tries_per_object: int = 40,
+    kinds: int = 1,
+    kind_bias: float = 0.0,
 ) -> Scene:
     """Draw a random scene.
 
@@ -274,6 +289,11 @@ def sample_scene(
         num_objects: objects wanted (default: uniform in [MIN_OBJECTS, MAX_OBJECTS]). Fewer are placed when the
             image is too crowded to add one without hiding an earlier object beyond MIN_VISIBLE_FRACTION.
         max_tries_per_object: placements tried per object before giving up on it.
+        kinds: kinds of scene, as photographs come from kitchens or streets. With more than one, the scene draws a
+            kind, and each object takes its shape from the kind's ``kind_labels`` with probability ``kind_bias``
+            (else from all shapes), and its colour likewise. With one, nothing extra is drawn, so scenes are as
+            they were before kinds existed.
+        kind_bias: see ``kinds``.
 
     Returns:
         A Scene whose objects carry tight visible boxes and whose relations are filled in.
@@ -287,13 +307,21 @@ def sample_scene(
         colour_b=_background_colour(rng),
         seed=int(rng.integers(2**31)),
     )
+    if not 1 <= kinds <= min(len(SHAPES), len(COLOURS)) or not 0 <= kind_bias <= 1:
+        raise ValueError(f"need 1 <= kinds <= {min(len(SHAPES), len(COLOURS))} and 0 <= kind_bias <= 1")
+    kind = int(rng.integers(kinds)) if kinds > 1 else 0
+    favoured = kind_labels(kind, kinds)
     objects: list[SceneObject] = []
     full_area: list[int] = []
     visible: list[np.ndarray] = []
     for _ in range(wanted * max_tries_per_object):
         if len(objects) == wanted:
             break
-        candidate = _sample_object(rng, size, size)
+        shapes, colours = (
+            pick if kinds > 1 and rng.random() < kind_bias else every
+            for pick, every in zip(favoured, (SHAPES, COLOURS), strict=True)
+        )
+        candidate = _sample_object(rng, size, size, shapes, colours)
         ink = object_ink(candidate, size, size)
         still_visible = [v & ~ink for v in visible]
         if all(v.sum() >= MIN_VISIBLE_FRACTION * a for v, a in zip(still_visible, full_area, strict=True)):
@@ -303,7 +331,7 @@ def sample_scene(
     for obj, mask, area in zip(objects, visible, full_area, strict=True):
         obj.box = _tight_box(mask)
         obj.visible_fraction = float(mask.sum() / area)
-    return Scene(size, size, background, objects, compute_relations(objects, size))
+    return Scene(size, size, background, objects, compute_relations(objects, size), kind)
 
 
 def _gap(a: SceneObject, b: SceneObject) -> float:
