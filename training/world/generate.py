@@ -56,7 +56,15 @@ from training.data.vqa_softscore import (
 )
 from training.world.annotators import annotator_answers
 from training.world.language import VQA_FAMILIES, Question, generate_captions, generate_questions
-from training.world.scenes import COLOURS, SHAPES, Scene, render_scene, sample_scene, write_vocab_files
+from training.world.scenes import (
+    COLOURS,
+    KIND_BIAS,
+    SHAPES,
+    Scene,
+    render_scene,
+    sample_scene,
+    write_vocab_files,
+)
 from training.world.statements import sample_statement_set
 
 FORMAT_VERSION = 1
@@ -82,7 +90,7 @@ class WorldConfig:
     pairs_per_statement: int = 4  # image pairs judged against each NLVR2 sentence
     captions_per_image: int = 5  # as COCO
     scene_kinds: int = 1  # main images only; 1: every scene draws every shape and colour alike
-    scene_kind_bias: float = 0.85
+    scene_kind_bias: float = KIND_BIAS
     gqa_questions_per_image: int = 10  # candidates before answer balancing
     vqa_questions_per_image: int = 5
     annotators: int = 10  # answers per VQA question, as VQA v2

@@ -59,6 +59,7 @@ SIZE_JITTER = 0.08
 MAX_ROTATION_DEGREES = 15.0  # more would turn a square into a diamond
 MIN_VISIBLE_FRACTION = 0.6  # an object may be at most 40% hidden
 MIN_OBJECTS, MAX_OBJECTS = 3, 10
+KIND_BIAS = 0.85  # chance that an object of a scene kind takes the kind's shape (and, apart, its colour)
 BACKGROUND_KINDS = ("noise", "gradient", "clutter")
 # Spatial relations need a clear margin (fraction of the image side) so that every stated relation is visible.
 DIRECTION_MARGIN = 0.04
@@ -279,7 +280,7 @@ def sample_scene(
     num_objects: int | None = None,
     max_tries_per_object: int = 40,
     kinds: int = 1,
-    kind_bias: float = 0.0,
+    kind_bias: float = KIND_BIAS,
 ) -> Scene:
     """Draw a random scene.
 
