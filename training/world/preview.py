@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--columns", type=int, default=3, help="scenes per row")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
     parser.add_argument("--scale", type=int, default=2, help="enlargement of each scene, so labels fit")
-    parser.add_argument("--scene-kinds", type=int, default=1, help="kinds of scene, as python -m training.world's")
+    parser.add_argument(
+        "--scene-kinds", type=int, default=1, help="kinds of scene, as python -m training.world's"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     scenes = [sample_scene(rng, kinds=args.scene_kinds) for _ in range(args.scenes)]
