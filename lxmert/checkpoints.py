@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from .answers import AnswerTable, normalize_answer
 from .config import LxmertConfig
-from .fileio import atomic_directory, atomic_write_text
+from .fileio import atomic_directory, atomic_write_text, read_json_record
 from .modeling import (
     LxmertForNLVR2,
     LxmertForPreTraining,
@@ -665,10 +665,7 @@ def load_checkpoint(
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """A checkpoint directory's ``meta.json`` without loading its weights (empty when absent or unreadable)."""
-    try:
-        return json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+    return read_json_record(Path(directory) / META_FILE)
 
 
 __all__ = [

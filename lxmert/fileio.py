@@ -1,13 +1,16 @@
-"""Atomic writes: a file or a directory appears whole or not at all."""
+"""Atomic writes (a file or a directory appears whole or not at all), and a lenient read of the JSON records beside
+them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -22,6 +25,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json_record(path: str | Path) -> dict[str, Any]:
+    """A JSON file's contents, or an empty dict when it is absent or unreadable (a record that only informs)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import read_meta
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_text, read_json_record
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
 from training.data.store import FeatureStore
@@ -646,11 +646,9 @@ def qa_head_trained(directory: str | Path) -> bool | None:
     """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
     QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
     our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
-    try:
-        config = json.loads((Path(directory) / PRETRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    config, meta = read_json_record(Path(directory) / PRETRAIN_CONFIG_FILE), read_meta(directory)
+    if not config:
         return None
-    meta = read_meta(directory)
     if not config.get("task_qa", True):
         return False
     if "epoch" not in meta or "qa_from_epoch" not in config:

@@ -57,9 +57,8 @@ from training.data.vqa_softscore import (
 from training.world.annotators import annotator_answers
 from training.world.language import VQA_FAMILIES, Question, generate_captions, generate_questions
 from training.world.scenes import (
-    COLOURS,
     KIND_BIAS,
-    SHAPES,
+    MAX_SCENE_KINDS,
     Scene,
     render_scene,
     sample_scene,
@@ -111,9 +110,9 @@ class WorldConfig:
             raise ValueError(f"split fractions {fractions} must be >= 0 and leave room for train")
         if not 0 <= self.nlvr2_fraction < 1:
             raise ValueError(f"nlvr2_fraction must be in [0, 1), got {self.nlvr2_fraction}")
-        if not 1 <= self.scene_kinds <= min(len(SHAPES), len(COLOURS)) or not 0 <= self.scene_kind_bias <= 1:
+        if not 1 <= self.scene_kinds <= MAX_SCENE_KINDS or not 0 <= self.scene_kind_bias <= 1:
             raise ValueError(
-                f"scene_kinds must be in [1, {min(len(SHAPES), len(COLOURS))}] and scene_kind_bias in [0, 1], "
+                f"scene_kinds must be in [1, {MAX_SCENE_KINDS}] and scene_kind_bias in [0, 1], "
                 f"got {self.scene_kinds} and {self.scene_kind_bias}"
             )
 

@@ -59,6 +59,7 @@ SIZE_JITTER = 0.08
 MAX_ROTATION_DEGREES = 15.0  # more would turn a square into a diamond
 MIN_VISIBLE_FRACTION = 0.6  # an object may be at most 40% hidden
 MIN_OBJECTS, MAX_OBJECTS = 3, 10
+MAX_SCENE_KINDS = min(len(SHAPES), len(COLOURS))  # each kind favours at least one shape and one colour
 KIND_BIAS = 0.85  # chance that an object of a scene kind takes the kind's shape (and, apart, its colour)
 BACKGROUND_KINDS = ("noise", "gradient", "clutter")
 # Spatial relations need a clear margin (fraction of the image side) so that every stated relation is visible.
@@ -308,20 +309,18 @@ def sample_scene(
         colour_b=_background_colour(rng),
         seed=int(rng.integers(2**31)),
     )
-    if not 1 <= kinds <= min(len(SHAPES), len(COLOURS)) or not 0 <= kind_bias <= 1:
-        raise ValueError(f"need 1 <= kinds <= {min(len(SHAPES), len(COLOURS))} and 0 <= kind_bias <= 1")
+    if not 1 <= kinds <= MAX_SCENE_KINDS or not 0 <= kind_bias <= 1:
+        raise ValueError(f"need 1 <= kinds <= {MAX_SCENE_KINDS} and 0 <= kind_bias <= 1")
     kind = int(rng.integers(kinds)) if kinds > 1 else 0
-    favoured = kind_labels(kind, kinds)
+    kind_shapes, kind_colours = kind_labels(kind, kinds)
     objects: list[SceneObject] = []
     full_area: list[int] = []
     visible: list[np.ndarray] = []
     for _ in range(wanted * max_tries_per_object):
         if len(objects) == wanted:
             break
-        shapes, colours = (
-            pick if kinds > 1 and rng.random() < kind_bias else every
-            for pick, every in zip(favoured, (SHAPES, COLOURS), strict=True)
-        )
+        shapes = kind_shapes if kinds > 1 and rng.random() < kind_bias else SHAPES
+        colours = kind_colours if kinds > 1 and rng.random() < kind_bias else COLOURS
         candidate = _sample_object(rng, size, size, shapes, colours)
         ink = object_ink(candidate, size, size)
         still_visible = [v & ~ink for v in visible]
