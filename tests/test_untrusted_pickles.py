@@ -204,8 +204,9 @@ def payload(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_the_payload_is_live_when_loaded_unrestricted(payload: tuple[Path, Path]) -> None:
-    # The control: an unrestricted load (in a throwaway interpreter) does run it, so a test that never sees the
-    # marker below shows a refusal, not a dud payload.
+    # The control: an unrestricted load does run it, so a test that never sees the marker shows a refusal, not a
+    # dud payload. This string is the repository's one unrestricted load, of the test's own payload, in a
+    # throwaway interpreter (the scan above reads calls, not strings).
     path, marker = payload
     unrestricted = "import sys, torch; torch.load(sys.argv[1], weights_only=False)"
     subprocess.run([sys.executable, "-c", unrestricted, str(path)], check=True, capture_output=True)
