@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_bytes, atomic_write_text
 
 from .attention import AttentionMaps, HeadStats
 from .inputs import Example
@@ -117,14 +115,7 @@ def export_npz(
     np.savez_compressed(buffer, **arrays)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 
 from .attention import collect_attention
@@ -370,4 +371,4 @@ __all__ = [
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

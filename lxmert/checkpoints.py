@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from .answers import AnswerTable, normalize_answer
 from .config import LxmertConfig
+from .errors import UnreadableFileError
 from .fileio import atomic_directory, atomic_write_text, read_json_record
 from .modeling import (
     LxmertForNLVR2,
@@ -264,12 +265,47 @@ def transfer_answer_head(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|$)", re.DOTALL)
+
+
+def _torch_load_failure(path: Path, err: Exception) -> UnreadableFileError:
+    """Why ``torch.load(path, weights_only=True)`` failed, in one line: a refusal or a corrupt file."""
+    message = str(err)
+    refused = _REFUSED_GLOBAL.search(message)
+    if refused:
+        return UnreadableFileError(
+            path,
+            f"refused: its pickle asks for {refused.group(1)}, and only tensors, numbers, strings and plain "
+            "containers are loaded (weights_only=True): no code runs from a file",
+        )
+    detail = _UNPICKLER_REASON.search(message)
+    reason = " ".join((detail.group(1) if detail else message).split())
+    return UnreadableFileError(path, f"not a readable PyTorch file (truncated or corrupt?): {reason[:300]}")
+
+
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Read a ``torch.save`` file with ``weights_only=True``: tensors, numbers, strings and plain containers.
+
+    Raises:
+        UnreadableFileError: naming the file, when its pickle would need any other object (a class or function
+            it names: code that would run) or the file is truncated or corrupt.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (
+        Exception
+    ) as err:  # a bad file raises many types: EOFError, OSError, RuntimeError, UnpicklingError...
+        raise _torch_load_failure(path, err) from err
+
+
 def read_state_dict(path: str | Path) -> StateDict:
     """Read a ``.safetensors`` file, or a pickled ``.pth``/``.bin`` one with ``weights_only=True``.
 
     Raises:
-        ValueError: naming the file, when it is truncated, corrupt, holds something other than a flat dict of
-            tensors, or would need code execution to unpickle.
+        UnreadableFileError: naming the file, when it is truncated, corrupt, holds something other than a flat
+            dict of tensors, or would need code execution to unpickle.
     """
     path = Path(path)
     if not path.is_file():
@@ -278,20 +314,12 @@ def read_state_dict(path: str | Path) -> StateDict:
         try:
             return load_file(path, device="cpu")
         except (SafetensorError, OSError) as err:
-            raise ValueError(
-                f"{path} is not a readable safetensors file (truncated or corrupt?): {err}"
+            raise UnreadableFileError(
+                path, f"not a readable safetensors file (truncated or corrupt?): {err}"
             ) from err
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as err:  # torch raises several types for a bad pickle: EOFError, RuntimeError, Unpickling...
-        raise ValueError(
-            f"{path} could not be read as a PyTorch state dict with weights_only=True "
-            f"(truncated, corrupt, or it holds objects other than tensors): {err}"
-        ) from err
+    loaded = read_torch_file(path)
     if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a flat state dict of tensors")
+        raise UnreadableFileError(path, f"holds a {type(loaded).__name__}, not a flat state dict of tensors")
     return dict(loaded)
 
 
@@ -683,6 +711,7 @@ __all__ = [
     "model_class_for",
     "read_meta",
     "read_state_dict",
+    "read_torch_file",
     "save_pretrained",
     "to_canonical",
     "transfer_answer_head",

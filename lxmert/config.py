@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .fileio import atomic_write_text
+
 
 @dataclass
 class LxmertConfig:
@@ -92,7 +94,7 @@ class LxmertConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> LxmertConfig:

@@ -1,30 +1,90 @@
-"""Atomic writes (a file or a directory appears whole or not at all), and a lenient read of the JSON records beside
-them."""
+"""Durable atomic writes (a file or a directory appears whole or not at all, and is on disk once it has appeared),
+the clean-up of what an interrupted write leaves, and a lenient read of the JSON records beside them.
+
+Every write goes to a temporary ``.<name>.<8 random characters>.tmp`` beside its target, is flushed and fsynced,
+renamed over the target with ``os.replace`` and made permanent by an fsync of the directory: after a crash or a
+kill -9 the target holds the old contents or the new, never a mix, and a temporary may be left behind. Whatever
+starts writing into a directory again calls :func:`remove_stale_temp_files` on it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+TEMP_SUFFIX = ".tmp"
+# mkstemp and mkdtemp name a temporary prefix + 8 characters of [a-z0-9_] + suffix.
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporaries (``.<target>.<8 random characters>.tmp``)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory below ``root`` (children first), and ``root`` itself."""
+    for directory, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_path(Path(directory, name))
+        _fsync_path(Path(directory))
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces ``path`` once the block ends without an error and the data is on disk.
+
+    If the block raises (or the process is interrupted), ``path`` keeps its old contents and the temporary is
+    removed (or, after a kill, left for :func:`remove_stale_temp_files`).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
+    tmp = Path(name)
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide shipped files from other users
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_path(path.parent)  # makes the rename itself survive a crash
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write`` on a binary file that replaces ``path`` atomically and durably (see :func:`atomic_file`).
+
+    ``write`` is anything that writes to a file object: ``lambda f: torch.save(obj, f)``,
+    ``lambda f: np.save(f, array)``, ``lambda f: image.save(f, format="PNG")``.
+    """
+    with atomic_file(path) as f:
+        write(f)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def read_json_record(path: str | Path) -> dict[str, Any]:
@@ -36,23 +96,25 @@ def read_json_record(path: str | Path) -> dict[str, Any]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it into place."""
+    """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_write`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``path``; on success it replaces ``path``.
+    """Yield a fresh temporary directory beside ``path``; on success it is synced to disk and replaces ``path``.
 
+    What is written inside needs no atomic writes of its own: every file in it is fsynced before the rename.
     An existing ``path`` is moved aside first and deleted only once the new one is in place, so a failure at
     any point leaves either the old directory or the new one, never a mix. On error the temporary directory is
     removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX))
     try:
         yield tmp
+        _fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -61,7 +123,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         if not path.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
             raise NotADirectoryError(f"{path} exists and is not a directory")
-        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".old"))
         os.replace(path, old / "previous")
     try:
         os.replace(tmp, path)
@@ -72,6 +134,36 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    _fsync_path(path.parent)
 
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete the temporaries that interrupted writes left in ``directory`` (not below it); returns them.
+
+    Only names of this module's pattern (:func:`is_temp_name`) are touched. Call it where a run starts writing
+    into ``directory`` again, never while another writer may be using it.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in sorted(directory.iterdir()):
+        if not is_temp_name(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "is_temp_name",
+    "remove_stale_temp_files",
+]

@@ -87,13 +87,15 @@ def test_truncated_and_unsafe_files_are_refused_with_the_file_named(tmp_path, ti
     model.save_pretrained(tmp_path / "ckpt")
     weights = tmp_path / "ckpt" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
-    with pytest.raises(ValueError, match=r"model.safetensors is not a readable safetensors file"):
+    with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors file"):
         LxmertModel.from_pretrained(tmp_path / "ckpt")
 
     pth = tmp_path / "Epoch20_LXRT.pth"
     torch.save(model.state_dict(), pth)
     pth.write_bytes(pth.read_bytes()[:5000])
-    with pytest.raises(ValueError, match=r"Epoch20_LXRT.pth could not be read as a PyTorch state dict"):
+    with pytest.raises(
+        ValueError, match=r"Epoch20_LXRT.pth: not a readable PyTorch file \(truncated or corrupt\?\)"
+    ):
         read_state_dict(pth)
 
     marker = tmp_path / "code-ran"
@@ -103,7 +105,9 @@ def test_truncated_and_unsafe_files_are_refused_with_the_file_named(tmp_path, ti
             return (marker.touch, ())
 
     torch.save({"lxmert.pooler.dense.weight": torch.zeros(1), "payload": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="evil.pth could not be read .* weights_only=True"):
+    with pytest.raises(
+        ValueError, match=r"evil.pth: refused: its pickle asks for getattr.*weights_only=True"
+    ):
         read_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
     with pytest.raises(FileNotFoundError, match="holds neither model.safetensors nor pytorch_model.bin"):

@@ -1,7 +1,10 @@
 """Feature store: random access equals the TSV rows, resumable atomic writes, cheap pickling, shared workers."""
 
+import copy
 import json
+import os
 import pickle
+import tempfile
 
 import numpy as np
 import pytest
@@ -83,6 +86,24 @@ def test_resume_skips_committed_ids_and_drops_a_half_written_batch(tmp_path):
         assert_same_row(store.get(row["img_id"]), row)
 
 
+def test_resume_removes_the_temporaries_of_an_interrupted_manifest_or_index_write(tmp_path):
+    rng = np.random.default_rng(9)
+    path = tmp_path / "s"
+    writer = FeatureStoreWriter(path, num_boxes=36, feature_dim=DIM)
+    writer.add(make_row(rng, "img0", num_boxes=4, dim=DIM))
+    writer.commit()
+    # What kill -9 during the manifest's or finalize's atomic write leaves (the writers' mkstemp names).
+    stale = []
+    for name in ("manifest.json", "index_ids.npy"):
+        fd, leftover = tempfile.mkstemp(dir=path, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        stale.append(leftover)
+    resumed = FeatureStoreWriter(path, num_boxes=36, feature_dim=DIM)
+    assert resumed.count == 1 and not any(os.path.exists(p) for p in stale)
+    resumed.finalize()
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_unfinished_store_cannot_be_read_and_settings_must_match(tmp_path):
     rng = np.random.default_rng(4)
     writer = FeatureStoreWriter(tmp_path / "s", num_boxes=36, feature_dim=DIM, commit_every=1)
@@ -116,9 +137,9 @@ def test_pickle_carries_no_data(tmp_path):
     rng = np.random.default_rng(7)
     store = write_store(tmp_path / "s", [make_row(rng, f"i{k}", dim=DIM) for k in range(50)])
     store.get("i0")  # opens the maps
-    blob = pickle.dumps(store)
-    assert len(blob) < 2000
-    assert_same_row(pickle.loads(blob).get("i7"), store.get("i7"))
+    assert len(pickle.dumps(store)) < 2000
+    # copy.deepcopy rebuilds from the same reduced state as unpickling would (no pickle is loaded in this repo)
+    assert_same_row(copy.deepcopy(store).get("i7"), store.get("i7"))
 
 
 def test_dataloader_workers_read_the_same_data(tmp_path):

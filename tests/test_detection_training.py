@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,24 @@ def test_attribute_groups_are_the_world_factors(world: Path) -> None:
     assert sorted(i for ids in groups.values() for i in ids) == list(range(len(attributes)))
 
 
+def test_training_starts_by_removing_a_killed_run_s_temporaries(world: Path, tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "detector"
+    stale = []
+    for directory, name in ((work, "checkpoint.pt"), (out, "model.safetensors")):
+        directory.mkdir()
+        fd, leftover = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")  # as kill -9 leaves
+        os.close(fd)
+        stale.append(leftover)
+    cfg = detector_cli.DetectorTrainConfig(
+        world=str(world), out=str(out), work_dir=str(work), detector_config=str(world / "tiny.json"),
+        train_splits="train", steps=1, batch_size=2, checkpoint_every=1, num_threads=1, half=False,
+    )  # fmt: skip
+    detector_cli.train(cfg)
+    assert not any(os.path.exists(p) for p in stale)
+    assert torch.load(work / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert sorted(p.name for d in (work, out) for p in d.iterdir() if p.name.startswith(".")) == []
+
+
 @pytest.mark.slow
 def test_resumed_training_equals_an_uninterrupted_run(world: Path, tmp_path: Path, monkeypatch) -> None:
     report = detector_cli.main(_args(world, tmp_path / "straight"))
@@ -94,13 +114,13 @@ def test_resumed_training_equals_an_uninterrupted_run(world: Path, tmp_path: Pat
     monkeypatch.setattr(detector_cli, "batch_indices", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         detector_cli.main(_args(world, tmp_path / "resumed"))
-    assert torch.load(tmp_path / "resumed" / "work" / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "resumed" / "work" / "checkpoint.pt", weights_only=True)["step"] == 2
     monkeypatch.setattr(detector_cli, "batch_indices", real_batch_indices)
     detector_cli.main(_args(world, tmp_path / "resumed", "--resume"))
 
     # A time-boxed run (--stop-after) saves a detector part-way through the same schedule, then resumes.
     detector_cli.main(_args(world, tmp_path / "boxed", "--stop-after", "2"))
-    assert torch.load(tmp_path / "boxed" / "work" / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "boxed" / "work" / "checkpoint.pt", weights_only=True)["step"] == 2
     assert (tmp_path / "boxed" / "detector" / "model.safetensors").is_file()
     detector_cli.main(_args(world, tmp_path / "boxed", "--resume"))
 

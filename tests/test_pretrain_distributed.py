@@ -38,7 +38,7 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_two_processes_give_the_gradients_of_one(tmp_path):
     world = build_world(tmp_path / "world")
     torchrun(str(TESTS / "pretrain_ddp_probe.py"), str(world), str(tmp_path / "ddp.pt"))
-    probe = torch.load(tmp_path / "ddp.pt")
+    probe = torch.load(tmp_path / "ddp.pt", weights_only=True)
     (masked0, answered0), (masked1, answered1) = probe["counts"]
     # Unequal shares are the hard case: a plain average of per-process means would weight them wrongly.
     assert masked0 != masked1 and answered0 != answered1, probe["counts"]

@@ -14,6 +14,8 @@ import torch
 from pretrain_fixture import build_world
 from safetensors.torch import load_file
 
+from lxmert.fileio import is_temp_name
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -28,7 +30,7 @@ def command(world: Path, out: Path) -> list[str]:
 
 def checkpoint_step(path: Path) -> int:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["state"]["step"]
+        return torch.load(path, map_location="cpu", weights_only=True)["state"]["step"]
     except (FileNotFoundError, EOFError, RuntimeError):
         return -1
 
@@ -57,6 +59,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {broken / 'last.pt'}: step {killed_at}" in resumed.stdout
+    assert not [p.name for p in broken.iterdir() if is_temp_name(p.name)], "the kill's temporaries remain"
 
     a = load_file(straight / "final" / "model.safetensors")
     b = load_file(broken / "final" / "model.safetensors")

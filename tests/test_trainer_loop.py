@@ -6,7 +6,11 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
+import random
+import tempfile
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -15,7 +19,15 @@ from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForQuestionAnswering
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.tasks.base import Task
-from training.trainer import ResumableSampler, TrainConfig, Trainer, clip_gradients, linear_warmup_decay
+from training.trainer import (
+    ResumableSampler,
+    TrainConfig,
+    Trainer,
+    _rng_state,
+    _set_rng_state,
+    clip_gradients,
+    linear_warmup_decay,
+)
 
 R, T, F = 4, 6, 8
 
@@ -223,3 +235,41 @@ def test_cli_flags_map_to_config_fields():
     flags = {a.dest for a in parser._actions if a.dest != "help"}
     assert flags == {f.name for f in dataclasses.fields(TrainConfig)}
     assert all(a.help for a in parser._actions)
+
+
+def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
+    device = torch.device("cpu")
+    np.random.seed(11)
+    random.seed(12)
+    torch.manual_seed(13)
+    np.random.standard_normal()  # leaves numpy's second Gaussian cached: part of the state
+    saved = _rng_state(device)
+    expected = (np.random.standard_normal(3).tolist(), random.random(), torch.rand(3).tolist())
+
+    torch.save({"rng": [saved]}, tmp_path / "rng.pt")
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)["rng"][0]
+    np.random.seed(0)  # anything else
+    random.seed(0)
+    torch.manual_seed(0)
+    _set_rng_state(loaded, device)
+    assert (np.random.standard_normal(3).tolist(), random.random(), torch.rand(3).tolist()) == expected
+
+
+def test_the_checkpoint_loads_with_weights_only(tmp_path):
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1)).fit(ToyQA(16, 30, 3))
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert checkpoint["state"]["step"] == 1 and len(checkpoint["rng"]) == 1
+
+
+def test_a_killed_run_s_temporaries_are_removed_when_the_run_starts_again(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    # What kill -9 during torch.save / save_pretrained leaves: names made by the atomic writers' mkstemp/mkdtemp.
+    fd, stale_checkpoint = tempfile.mkstemp(dir=tmp_path, prefix=".last.pt.", suffix=".tmp")
+    os.close(fd)
+    stale_model = tempfile.mkdtemp(dir=tmp_path, prefix=".final.", suffix=".tmp")
+    (tmp_path / "notes.tmp").write_text("the user's")
+
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1)).fit(ToyQA(16, 30, 3))
+    assert not os.path.exists(stale_checkpoint) and not os.path.exists(stale_model)
+    assert (tmp_path / "notes.tmp").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

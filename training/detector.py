@@ -16,7 +16,8 @@ step and RNG state go to ``<work_dir>/checkpoint.pt`` (atomically); ``--resume``
 because the batch order is a function of (seed, step), a resumed run sees the same batches as an uninterrupted
 one. At the end the detector is saved to ``--out`` (``Detector.save_pretrained``) and evaluated on
 ``--eval-split``: box AP@0.5 per class and attribute accuracy on matched boxes (``training.detection_eval``);
-the report is printed and written as JSON to ``<work_dir>/eval_<split>.json``.
+the report is printed and written as JSON to ``<work_dir>/eval_<split>.json``. The checkpoint holds tensors and
+plain containers only and is read back with ``weights_only=True``: no code runs from it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lxmert.checkpoints import read_torch_file
 from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes, Regions, load_image
 from lxmert.detection.images import to_tensor
-from lxmert.fileio import atomic_write_text
+from lxmert.errors import UnreadableFileError, run_cli
+from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.detection_eval import DetectionReport, ImageDetections, ImageTruth, evaluate
 from training.world.scenes import COLOURS, FILLS, SIZES, read_vocab_file
@@ -192,15 +193,17 @@ def _learning_rate_factor(cfg: DetectorTrainConfig) -> Any:
     return factor
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
+CHECKPOINT_KEYS = {"model", "optimizer", "schedule", "torch_rng", "step", "detector_config"}
+
+
+def _read_checkpoint(path: Path, device: str) -> dict[str, Any]:
     try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        state = read_torch_file(path, map_location=device)
+        if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+            raise UnreadableFileError(path, "not a detector training checkpoint")
+    except UnreadableFileError as err:
+        raise UnreadableFileError(path, f"{err.reason}; remove it or start a new --work-dir") from err
+    return state
 
 
 def train(cfg: DetectorTrainConfig) -> Detector:
@@ -208,6 +211,8 @@ def train(cfg: DetectorTrainConfig) -> Detector:
     torch.set_num_threads(cfg.num_threads)
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    for directory in (work_dir, Path(cfg.out)):  # what a killed run's writes left
+        remove_stale_temp_files(directory)
     objects_vocab, attributes_vocab = world_vocabularies(cfg.world)
     data = WorldDetections(cfg.world, cfg.train_splits.split(","))
     overrides = json.loads(Path(cfg.detector_config).read_text()) if cfg.detector_config else {}
@@ -223,7 +228,7 @@ def train(cfg: DetectorTrainConfig) -> Detector:
     if cfg.resume and not checkpoint_path.is_file():
         print(f"--resume: no checkpoint at {checkpoint_path} yet, starting from step 0")
     elif cfg.resume:
-        state = torch.load(checkpoint_path, map_location=cfg.device, weights_only=False)
+        state = _read_checkpoint(checkpoint_path, cfg.device)
         if state["detector_config"] != detector_config.to_dict():
             raise ValueError(
                 f"{checkpoint_path} was trained with another detector config; start a new work_dir"
@@ -231,7 +236,7 @@ def train(cfg: DetectorTrainConfig) -> Detector:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         start = state["step"]
 
     model.train()
@@ -263,18 +268,16 @@ def train(cfg: DetectorTrainConfig) -> Detector:
                 log.write(json.dumps(record | {k: round(v.item(), 5) for k, v in losses.items()}) + "\n")
                 log.flush()
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == last:
-                _save_checkpoint(
-                    checkpoint_path,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "step": step + 1,
-                        "detector_config": detector_config.to_dict(),
-                        "train_config": dataclasses.asdict(cfg),
-                    },
-                )
+                checkpoint = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step + 1,
+                    "detector_config": detector_config.to_dict(),
+                    "train_config": dataclasses.asdict(cfg),
+                }
+                atomic_write(checkpoint_path, lambda f, c=checkpoint: torch.save(c, f))
     detector = Detector(model, objects_vocab, attributes_vocab)
     detector.save_pretrained(cfg.out, half=cfg.half)
     return detector
@@ -330,4 +333,4 @@ def main(argv: list[str] | None = None) -> DetectionReport:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.distributed import resolve_device
@@ -157,4 +158,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

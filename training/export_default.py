@@ -25,6 +25,7 @@ from PIL import Image
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_directory
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

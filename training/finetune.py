@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
@@ -131,4 +132,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -28,6 +28,7 @@ import torch
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer, train_wordpiece
@@ -215,4 +216,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main, sys.argv[1:])

@@ -16,7 +16,8 @@ everything else:
   first as the authors' ``BertAdam`` does: ``max_tensor_grad_norm``), bf16 autocast on CUDA, optional
   ``torch.compile``, DistributedDataParallel under ``torchrun``.
 - **Checkpoints**: ``output/last.pt`` (model, optimiser, scheduler, step, epoch, batches done in the epoch and
-  every process's RNG state), written atomically every ``save_every`` steps and at each epoch end. With
+  every process's RNG state, all as tensors and plain containers, so it is read back with ``weights_only=True``:
+  no code runs from it), written atomically every ``save_every`` steps and at each epoch end. With
   ``resume`` a run restarts from it exactly where it stopped — mid-epoch included — and ends with the same weights
   as a run that was never interrupted. ``output/final/`` and ``output/best/`` (best ``task.main_metric`` on the
   validation set) are written with ``save_pretrained``.
@@ -30,9 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -46,6 +45,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
+
+from lxmert.checkpoints import read_torch_file
+from lxmert.errors import UnreadableFileError
+from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 
 from . import distributed
 from .tasks.base import MetricSums, Task, add_sums, metrics_from_sums
@@ -186,19 +189,20 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain containers (what ``weights_only=True`` reads back)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": str(name),
+            "key": torch.from_numpy(key.astype(np.int64)),  # uint32 words, widened for torch
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),  # (version, tuple of ints, None)
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -206,7 +210,9 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    key = numpy["key"].numpy().astype(np.uint32)
+    np.random.set_state((numpy["bit_generator"], key, numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -273,6 +279,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.output)  # what a killed run's writes left
         self._resume_or_start(optimizer, scheduler)
         if main:
             _write_json(self.output / CONFIG_FILE, dataclasses.asdict(cfg))
@@ -479,7 +486,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "config": dataclasses.asdict(self.config),
             }
-            _save_atomic(checkpoint, self.output / CHECKPOINT_FILE)
+            atomic_write(self.output / CHECKPOINT_FILE, lambda f: torch.save(checkpoint, f))
         distributed.barrier()
 
     def _resume_or_start(self, optimizer: torch.optim.Optimizer, scheduler) -> None:
@@ -489,7 +496,17 @@ class Trainer:
             if self.dist.is_main and (self.output / METRICS_FILE).exists():
                 (self.output / METRICS_FILE).unlink()  # a fresh run starts a fresh log
             return
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            checkpoint = read_torch_file(path)
+            if (
+                not isinstance(checkpoint, dict)
+                or not {"config", "world_size", "state", "rng"} <= checkpoint.keys()
+            ):
+                raise UnreadableFileError(path, "not a checkpoint of this trainer")
+        except UnreadableFileError as err:
+            raise UnreadableFileError(
+                path, f"{err.reason}; remove it, or use another --output or --no-resume"
+            ) from err
         saved = checkpoint["config"]
         changed = {
             k: (saved[k], getattr(self.config, k))
@@ -536,10 +553,7 @@ def _accumulate(sums: MetricSums, loss: torch.Tensor, losses: dict[str, torch.Te
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -548,10 +562,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 __all__ = ["SUMMARY_FILE", "ResumableSampler", "TrainConfig", "TrainState", "Trainer", "linear_warmup_decay"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lxmert.fileio import atomic_write_text
+
 BACKBONES = ("resnet101_c4", "small")
 
 
@@ -100,7 +102,7 @@ class DetectorConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> DetectorConfig:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 
 FORMAT_NAME = "lxmert-feature-store"
 FORMAT_VERSION = 1
@@ -59,16 +60,6 @@ def _column_layout(num_boxes: int, feature_dim: int, feature_dtype: str) -> dict
         layout[f"{name}.bin"] = (np.dtype(dtype), (num_boxes, *trailing))
     layout[SIZES_FILE] = (np.dtype(np.int64), (3,))
     return layout
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        json.dump(payload, tmp, indent=1)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -228,6 +219,7 @@ class FeatureStoreWriter:
         self._layout = _column_layout(num_boxes, feature_dim, feature_dtype)
         self._pending: list[dict[str, Any]] = []
         self._pending_ids: set[str] = set()
+        remove_stale_temp_files(self.path)  # what an interrupted manifest or index write left
         if (self.path / MANIFEST).exists():
             self._resume()
         else:
@@ -335,9 +327,7 @@ class FeatureStoreWriter:
             (INDEX_ROWS, order.astype(np.int64)),
             (ROW_IDS, encoded),
         ):
-            with tempfile.NamedTemporaryFile(dir=self.path, suffix=".npy", delete=False) as tmp:
-                np.save(tmp, array)
-            os.replace(tmp.name, self.path / name)
+            atomic_write(self.path / name, lambda f, a=array: np.save(f, a))
         self._write_manifest(finalized=True)
         return FeatureStore(self.path)
 
@@ -353,7 +343,7 @@ class FeatureStoreWriter:
             "sizes": sizes,
             "finalized": finalized,
         }
-        _write_json_atomic(self.path / MANIFEST, manifest)
+        atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1))
 
     def __enter__(self) -> FeatureStoreWriter:
         return self

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lxmert.fileio import atomic_file
 
 FIELDNAMES = (
     "img_id",
@@ -128,7 +130,7 @@ def iter_tsv(path: str | os.PathLike, limit: int | None = None) -> Iterator[dict
 
 
 class TsvWriter:
-    """Streaming writer; the file appears at ``path`` only when the writer is closed without an error.
+    """Streaming writer; the file appears at ``path`` only when the ``with`` block ends without an error.
 
     Example:
         with TsvWriter("train_obj36.tsv") as writer:
@@ -138,42 +140,26 @@ class TsvWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = tempfile.NamedTemporaryFile(
-            "w",
-            dir=self.path.parent,
-            prefix=self.path.name,
-            suffix=".tmp",
-            delete=False,
-            newline="",
-            encoding="utf-8",
-        )
-        # The authors' recipe: csv.DictWriter with a tab delimiter and its default "\r\n" line terminator.
-        self._writer = csv.DictWriter(self._tmp, fieldnames=FIELDNAMES, delimiter="\t")
         self.count = 0
 
-    def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow(encode_row(row))
-        self.count += 1
-
-    def close(self) -> None:
-        """Flush and move the finished file into place."""
-        self._tmp.close()
-        os.replace(self._tmp.name, self.path)
-
-    def abort(self) -> None:
-        """Drop the partial file."""
-        self._tmp.close()
-        os.unlink(self._tmp.name)
-
     def __enter__(self) -> TsvWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = atomic_file(self.path)
+        self._binary = self._file.__enter__()
+        self._line = io.StringIO()
+        # The authors' recipe: csv.DictWriter with a tab delimiter and its default "\r\n" line terminator.
+        self._writer = csv.DictWriter(self._line, fieldnames=FIELDNAMES, delimiter="\t")
         return self
 
+    def write(self, row: dict[str, Any]) -> None:
+        self._line.seek(0)
+        self._line.truncate()
+        self._writer.writerow(encode_row(row))
+        self._binary.write(self._line.getvalue().encode("utf-8"))
+        self.count += 1
+
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._file.__exit__(exc_type, exc, tb)  # commits the file, or drops it on an error
 
 
 def write_tsv(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:

@@ -146,9 +146,8 @@ def plan_world(cfg: WorldConfig) -> WorldPlan:
 
 
 def _save_png(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG", compress_level=1)  # fastest, and no larger on these images
-    os.replace(tmp, path)
+    # Written inside the world's atomic_directory, which syncs and renames the whole tree: no temporary per image.
+    image.save(path, format="PNG", compress_level=1)  # fastest, and no larger on these images
 
 
 def annotation(img_id: str, scene: Scene) -> dict[str, Any]:

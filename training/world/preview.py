@@ -6,12 +6,12 @@ python -m training.world.preview --out docs/images/world_samples.png --scenes 6 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lxmert.fileio import atomic_write
 from training.world.scenes import Scene, render_scene, sample_scene
 
 BOX_COLOUR = (255, 0, 255)
@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     sheet = contact_sheet(scenes, args.columns, args.scale)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: sheet.save(f, format="PNG"))
     print(f"wrote {out}")
 
 

@@ -22,12 +22,13 @@ import functools
 import itertools
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from lxmert.fileio import atomic_write_text
 
 SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "heart", "arrow")
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "gray", "white")
@@ -463,9 +464,7 @@ def write_vocab_files(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     paths = []
     for name, labels in (("objects_vocab.txt", OBJECT_LABELS), ("attributes_vocab.txt", ATTRIBUTE_LABELS)):
         path = out / name
-        with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as tmp:
-            tmp.write("\n".join(labels) + "\n")
-        os.replace(tmp.name, path)
+        atomic_write_text(path, "\n".join(labels) + "\n")
         paths.append(path)
     return paths[0], paths[1]
 

@@ -1,0 +1,124 @@
+"""Durable atomic writes: a file appears whole or not at all, is on disk (fsync of the file and of its directory)
+before it replaces the old one, and the temporary files an interrupted write leaves are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lxmert import fileio
+from lxmert.fileio import (
+    atomic_directory,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temp_files,
+)
+
+
+@pytest.fixture
+def synced(monkeypatch) -> list[tuple[str, int]]:
+    """Every fsync and replace, in order: ("fsync", inode) or ("replace", inode of what was moved)."""
+    events: list[tuple[str, int]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_a_write_syncs_the_file_then_renames_it_then_syncs_the_directory(tmp_path: Path, synced) -> None:
+    path = tmp_path / "result.json"
+    atomic_write_text(path, '{"a": 1}\n')
+    file_inode, directory_inode = path.stat().st_ino, tmp_path.stat().st_ino
+    assert synced == [("fsync", file_inode), ("replace", file_inode), ("fsync", directory_inode)]
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_torch_and_numpy_write_through_a_callback(tmp_path: Path, synced) -> None:
+    atomic_write(tmp_path / "w.pt", lambda f: torch.save({"w": torch.arange(3)}, f))
+    atomic_write(tmp_path / "a.npy", lambda f: np.save(f, np.arange(4)))
+    assert torch.equal(torch.load(tmp_path / "w.pt", weights_only=True)["w"], torch.arange(3))
+    assert np.load(tmp_path / "a.npy").tolist() == [0, 1, 2, 3]
+    assert [kind for kind, _ in synced] == ["fsync", "replace", "fsync"] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "w.pt"]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    atomic_write_bytes(path, b"old contents")
+
+    def half_then_fail(f: io.BufferedWriter) -> None:
+        f.write(b"half of the new")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert path.read_bytes() == b"old contents"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_directory_is_synced_file_by_file_before_it_is_renamed(tmp_path: Path, synced) -> None:
+    target = tmp_path / "final"
+    with atomic_directory(target) as tmp:
+        (tmp / "config.json").write_text("{}")  # a plain write inside: the directory commit syncs it
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "vocab.txt").write_text("a\n")
+    inodes = {name: (target / name).stat().st_ino for name in ("config.json", "sub/vocab.txt", "sub", ".")}
+    first_replace = synced.index(("replace", inodes["."]))
+    synced_before = {inode for kind, inode in synced[:first_replace] if kind == "fsync"}
+    assert {inodes["config.json"], inodes["sub/vocab.txt"], inodes["sub"], inodes["."]} <= synced_before
+    assert synced[-1] == ("fsync", tmp_path.stat().st_ino)
+
+
+def test_stale_temporaries_of_ours_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    # What a kill -9 in the middle of each of our writes leaves: a file and a directory named by mkstemp/mkdtemp.
+    fd, stale_file = tempfile.mkstemp(dir=tmp_path, prefix=".last.pt.", suffix=".tmp")
+    os.close(fd)
+    stale_dir = tempfile.mkdtemp(dir=tmp_path, prefix=".final.", suffix=".tmp")
+    Path(stale_dir, "model.safetensors").write_bytes(b"partial")
+    kept = ["last.pt", "notes.tmp", ".last.pt.tmp", ".hidden", ".final.abc.old", ".x.abcdefgh.tmp.keep"]
+    for name in kept:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / "sub").mkdir()
+    nested = tmp_path / "sub" / ".last.pt.abcd1234.tmp"
+    nested.write_text("another directory's")
+
+    removed = remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([Path(stale_file).name, Path(stale_dir).name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "sub"])
+    assert nested.exists(), "only the directory given is cleaned"
+    assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_the_temporary_name_pattern_matches_what_the_writer_creates(tmp_path: Path, monkeypatch) -> None:
+    seen: list[str] = []
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        seen.append(Path(name).name)
+        return fd, name
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp)
+    atomic_write_bytes(tmp_path / "checkpoint.pt", b"x")
+    assert len(seen) == 1 and fileio.is_temp_name(seen[0])
