@@ -28,11 +28,55 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def read_json_record(path: str | Path) -> dict[str, Any]:
-    """A JSON file's contents, or an empty dict when it is absent or unreadable (a record that only informs)."""
+    """A JSON object file's contents, or an empty dict when it is absent, unreadable or not an object (a record
+    that only informs)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_json_object(path)
+    except (OSError, ValueError):
         return {}
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents.
+
+    Raises:
+        ValueError: naming the file, when its bytes are not UTF-8 (a binary file, another encoding).
+        OSError: when it cannot be read (absent, a directory, no permission); the message names it.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (at byte {err.start})") from err
+
+
+def read_json(path: str | Path) -> Any:
+    """A UTF-8 JSON file's value.
+
+    Raises:
+        ValueError: naming the file, when it is not UTF-8, not JSON, or nested too deeply to parse.
+        OSError: when it cannot be read.
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:  # "[[[[..." nested thousands deep
+        raise ValueError(f"{path} is not valid JSON: nested too deeply") from err
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A UTF-8 JSON file that must hold an object (a config, a checkpoint's notes).
+
+    Raises:
+        ValueError: naming the file, when it is not UTF-8, not JSON, or holds something other than an object.
+        OSError: when it cannot be read.
+    """
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got a {type(value).__name__}")
+    return value
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -74,4 +118,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_json",
+    "read_json_object",
+    "read_json_record",
+    "read_text",
+]
