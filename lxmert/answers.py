@@ -113,7 +113,9 @@ class AnswerTable:
         values = read_json(path)
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a JSON object answer → label, got a {type(values).__name__}")
-        labels = [label for label in values.values() if isinstance(label, int) and not isinstance(label, bool)]
+        labels = [
+            label for label in values.values() if isinstance(label, int) and not isinstance(label, bool)
+        ]
         if sorted(labels) != list(range(len(values))):
             raise ValueError(f"{path}: labels must be exactly 0..{len(values) - 1}, each once, as integers")
         return _table_from(path, sorted(values, key=values.__getitem__))
