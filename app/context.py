@@ -107,8 +107,8 @@ def scene_or_stop(query: Query) -> Scene:
     except ImageError as err:
         st.error(f"This image cannot be used: {err}", icon=":material/broken_image:")
         st.stop()
-    except (FileNotFoundError, ValueError) as err:  # the detector loads only when an image needs detecting
-        st.error(f"The detector cannot be loaded: {err}", icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - the detector loads here, on the first image to detect
+        st.error(f"The detector cannot be loaded or run: {err}", icon=":material/error:")
         st.stop()
 
 

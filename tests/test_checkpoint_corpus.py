@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,32 @@ def test_comparing_with_a_broken_checkpoint_compares_the_others(app):
     assert len(errors) == 1 and "`weights_all_nan` cannot be loaded" in errors[0], errors
     assert page.get("plotly_chart"), "the two checkpoints that load were not compared"
     app.switch_page("app_pages/ask.py").run()
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, damage, fault",
+    [
+        ("model.safetensors", _cut, r"detector/model\.safetensors is not a readable safetensors file"),
+        (
+            "objects_vocab.txt",
+            lambda path: path.write_bytes(bytes(range(256))),
+            r"objects_vocab\.txt is not UTF-8",
+        ),
+    ],
+)
+def test_a_broken_detector_is_a_message_naming_its_file(assets, tmp_path, monkeypatch, name, damage, fault):
+    root = tmp_path / "assets"
+    shutil.copytree(assets, root)
+    damage(root / "default" / "detector" / name)
+    monkeypatch.setenv(ASSETS_ENV, str(root))
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not app.exception, [e.value for e in app.exception]
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and re.search(fault, errors[0]), errors
