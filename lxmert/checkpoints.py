@@ -264,12 +264,15 @@ def transfer_answer_head(
 
     Returns:
         A new state dict with the re-indexed rows, and how many answers matched.
+
+    Raises:
+        ValueError: the state dict has no answer head, or its rows do not match ``source_answers``.
     """
     source = list(source_answers.label2ans if isinstance(source_answers, AnswerTable) else source_answers)
     target = list(target_answers.label2ans if isinstance(target_answers, AnswerTable) else target_answers)
     weight, bias = state_dict.get(ANSWER_ROWS + "weight"), state_dict.get(ANSWER_ROWS + "bias")
     if weight is None or bias is None:
-        raise KeyError(f"the checkpoint has no answer head ({ANSWER_ROWS}weight/bias) to transfer")
+        raise ValueError(f"the checkpoint has no answer head ({ANSWER_ROWS}weight/bias) to transfer")
     if weight.shape[0] != len(source):
         raise ValueError(
             f"{ANSWER_ROWS}weight has {weight.shape[0]} rows but the source answer table has {len(source)} answers"
@@ -557,7 +560,10 @@ def _fitted_state(
                 f"{source.path} has no {ANSWERS_FILE}: pass source_answers (the checkpoint's answer table, "
                 "e.g. the authors' all_ans.json) to transfer the answer head"
             )
-        canonical, report.answer_transfer = transfer_answer_head(canonical, source_answers, target_answers)
+        with _checkpoint_errors(source.path):
+            canonical, report.answer_transfer = transfer_answer_head(
+                canonical, source_answers, target_answers
+            )
     _untie_check(canonical, source.path)
 
     state = for_model(canonical, model)
@@ -657,9 +663,14 @@ def load_pretrained(
 
     Returns:
         The model in eval mode, with ``model.load_report``.
+
+    Raises:
+        CheckpointError: naming the file and the field or tensor, when a file is unreadable or malformed, or the
+            weights do not fit the config (checked before the model is allocated).
     """
     source = _read_source(path)
-    resolved = _resolve_config(source, config)
+    with _checkpoint_errors(Path(path)):
+        resolved = _resolve_config(source, config)
     if target_answers is not None:
         resolved = dataclasses.replace(resolved, num_qa_labels=len(target_answers))
     return _build(cls, resolved, source, source_answers, target_answers, backbone_only, strict).eval()
@@ -791,7 +802,8 @@ def _read_tokenizer(vocab_file: Path, config: LxmertConfig) -> LxmertTokenizer:
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
-    """A checkpoint directory's ``meta.json`` without loading its weights (empty when absent or unreadable)."""
+    """A checkpoint directory's ``meta.json`` without loading its weights (empty when absent, unreadable or not a
+    JSON object)."""
     return read_json_record(Path(directory) / META_FILE)
 
 
