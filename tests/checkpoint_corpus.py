@@ -29,6 +29,7 @@ class Kind:
     name: str
     break_: Callable[[Path], None]
     fault: str | None  # regex of the error message, None for a correct load
+    warning: str | None = None  # regex of the warning a correct load gives
 
 
 def _edit_config(**changes) -> Callable[[Path], None]:
@@ -192,7 +193,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("config_nested_deep", _write("config.json", "[" * 200_000), r"config\.json is not valid JSON"),
     Kind("config_directory", _make_directory("config.json"), r"config\.json"),
     Kind("config_missing", _delete("config.json"), r"cannot infer num_attention_heads"),
-    Kind("config_unknown_key", _edit_config(favourite_colour="blue"), None),
+    Kind(
+        "config_unknown_key", _edit_config(favourite_colour="blue"), None, r"ignores .*\['favourite_colour'\]"
+    ),
     Kind("config_transformers_keys", _edit_config(architectures=["LxmertForQuestionAnswering"]), None),
     # model.safetensors
     Kind("weights_truncated", _truncate(0.5), r"model\.safetensors is not a readable safetensors file"),
