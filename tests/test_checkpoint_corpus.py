@@ -69,6 +69,7 @@ def test_the_loader_names_the_fault_or_loads_correctly(kind, corpus, assets):
     assert not (directory / CODE_RAN).exists()
 
 
+@pytest.mark.slow
 def test_sizes_at_the_bounds_are_refused_before_any_memory_is_allocated(corpus):
     """A config that passes its field checks but disagrees with the weights is refused on a meta-device skeleton.
 
