@@ -2,7 +2,7 @@
 
 Problems end the page with a message, never a traceback: no image yet, an image that cannot be read, a checkpoint
 that fails to load, or a checkpoint without the head the page needs (then a checkpoint that has it is used instead,
-and the page says so).
+and the page says so). The sidebar is drawn before the page, so another checkpoint can always be picked.
 """
 
 from __future__ import annotations
@@ -35,12 +35,25 @@ class PageContext:
     inputs: state.Inputs
 
 
-def load_or_stop(inputs: state.Inputs, name: str) -> Checkpoint:
+def try_load(inputs: state.Inputs, name: str, *, quiet: bool = False) -> Checkpoint | None:
+    """The checkpoint ``name``, or None (and, unless ``quiet``, a message naming it and the fault) if it fails to
+    load."""
     try:
         return loading.load_model(inputs.checkpoints[name], name, inputs.config.device)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
-        st.error(f"Checkpoint `{name}` cannot be loaded: {err}")
+    except Exception as err:  # noqa: BLE001 - any file of a checkpoint may be broken, and torch or safetensors say so
+        if not quiet:
+            # CheckpointError and the OS's errors explain themselves; anything else is named by its type.
+            detail = str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
+            st.error(f"Checkpoint `{name}` cannot be loaded: {detail}", icon=":material/error:")
+        return None
+
+
+def load_or_stop(inputs: state.Inputs, name: str) -> Checkpoint:
+    """The checkpoint ``name``, or a message naming it and the end of the page run."""
+    checkpoint = try_load(inputs, name)
+    if checkpoint is None:
         st.stop()
+    return checkpoint
 
 
 def checkpoint_with(
@@ -58,8 +71,9 @@ def checkpoint_with(
     for name in candidates:
         if name == inputs.checkpoint:
             continue
-        other = load_or_stop(inputs, name)
-        if getattr(other.capabilities, capability):
+        # A broken checkpoint is no candidate (picked in the sidebar, it gets its message).
+        other = try_load(inputs, name, quiet=True)
+        if other is not None and getattr(other.capabilities, capability):
             st.info(
                 f"`{chosen.name}` has no {CAPABILITY_NAMES[capability]} ({chosen.capabilities.describe()}); "
                 f"this page uses `{other.name}` ({other.capabilities.describe()}).",
@@ -93,8 +107,8 @@ def scene_or_stop(query: Query) -> Scene:
     except ImageError as err:
         st.error(f"This image cannot be used: {err}", icon=":material/broken_image:")
         st.stop()
-    except (FileNotFoundError, ValueError) as err:  # the detector loads only when an image needs detecting
-        st.error(f"The detector cannot be loaded: {err}", icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - the detector loads here, on the first image to detect
+        st.error(f"The detector cannot be loaded or run: {err}", icon=":material/error:")
         st.stop()
 
 
@@ -142,8 +156,10 @@ __all__ = [
     "CAPABILITY_NAMES",
     "PageContext",
     "checkpoint_with",
+    "load_or_stop",
     "page_context",
     "query_for",
     "reported",
     "scene_or_stop",
+    "try_load",
 ]

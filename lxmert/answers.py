@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_json
 
 # The authors' ANS_CONVERT: articles on the two most frequent people answers, number words, British spelling.
 ANSWER_CONVERT = {
@@ -63,7 +63,10 @@ class AnswerTable:
     """An ordered answer vocabulary: ``label2ans[i]`` is the answer of classifier output ``i``.
 
     Args:
-        answers: the answers in label order; they must be distinct.
+        answers: the answers in label order; they must be distinct strings.
+
+    Raises:
+        ValueError: an answer is not a string or appears twice (the message names its label).
     """
 
     def __init__(self, answers: Iterable[str]):
@@ -71,7 +74,7 @@ class AnswerTable:
         self.ans2label: dict[str, int] = {}
         for label, ans in enumerate(self.label2ans):
             if not isinstance(ans, str):
-                raise TypeError(f"answer {label} is {type(ans).__name__}, expected str: {ans!r}")
+                raise ValueError(f"answer {label} is a {type(ans).__name__}, expected a string: {ans!r:.40}")
             if ans in self.ans2label:
                 raise ValueError(f"answer {ans!r} appears twice (labels {self.ans2label[ans]} and {label})")
             self.ans2label[ans] = label
@@ -99,21 +102,23 @@ class AnswerTable:
     @classmethod
     def from_label2ans(cls, path: str | Path) -> AnswerTable:
         """Read the authors' ``trainval_label2ans.json``: a JSON list of answers in label order."""
-        values = _read_json(path)
+        values = read_json(path)
         if not isinstance(values, list):
-            raise ValueError(f"{path} must hold a JSON list of answers, got {type(values).__name__}")
-        return cls(values)
+            raise ValueError(f"{path} must hold a JSON list of answers, got a {type(values).__name__}")
+        return _table_from(path, values)
 
     @classmethod
     def from_ans2label(cls, path: str | Path) -> AnswerTable:
         """Read the authors' ``trainval_ans2label.json``: a JSON object answer → label, labels 0..N-1."""
-        values = _read_json(path)
+        values = read_json(path)
         if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a JSON object answer → label, got {type(values).__name__}")
-        labels = sorted(values.values())
-        if labels != list(range(len(values))):
-            raise ValueError(f"{path}: labels must be exactly 0..{len(values) - 1}, each once")
-        return cls(sorted(values, key=values.__getitem__))
+            raise ValueError(f"{path} must hold a JSON object answer → label, got a {type(values).__name__}")
+        labels = [
+            label for label in values.values() if isinstance(label, int) and not isinstance(label, bool)
+        ]
+        if sorted(labels) != list(range(len(values))):
+            raise ValueError(f"{path}: labels must be exactly 0..{len(values) - 1}, each once, as integers")
+        return _table_from(path, sorted(values, key=values.__getitem__))
 
     @classmethod
     def from_all_ans(cls, path: str | Path, dsets: Sequence[str] | None = None) -> AnswerTable:
@@ -123,16 +128,29 @@ class AnswerTable:
             path: the file.
             dsets: keep only answers used by one of these data sets (e.g. ``["vqa", "gqa"]``); all if None.
         """
-        values = _read_json(path)
-        if not isinstance(values, list) or not all(isinstance(v, dict) and "ans" in v for v in values):
-            raise ValueError(f"{path} must hold a JSON list of {{'ans': ..., 'dsets': [...]}} objects")
+        values = read_json(path)
+        if not isinstance(values, list) or not all(
+            isinstance(v, dict)
+            and "ans" in v
+            and isinstance(v.get("dsets", []), list)
+            and all(isinstance(d, str) for d in v.get("dsets", []))
+            for v in values
+        ):
+            raise ValueError(f"{path} must hold a JSON list of {{'ans': str, 'dsets': [str, ...]}} objects")
         wanted = None if dsets is None else set(dsets)
-        return cls(v["ans"] for v in values if wanted is None or wanted & set(v.get("dsets", ())))
+        return _table_from(
+            path, [v["ans"] for v in values if wanted is None or wanted & set(v.get("dsets", ()))]
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> AnswerTable:
-        """Read any of the three layouts above, told apart by the JSON they hold."""
-        values = _read_json(path)
+        """Read any of the three layouts above, told apart by the JSON they hold.
+
+        Raises:
+            ValueError: naming the file, when it is not UTF-8 JSON in one of the layouts, or an answer is not a
+                string or appears twice.
+        """
+        values = read_json(path)
         if isinstance(values, dict):
             return cls.from_ans2label(path)
         if isinstance(values, list) and values and isinstance(values[0], dict):
@@ -148,11 +166,12 @@ class AnswerTable:
         atomic_write_text(path, json.dumps(self.ans2label, ensure_ascii=False, indent=0) + "\n")
 
 
-def _read_json(path: str | Path):
+def _table_from(path: str | Path, answers: list) -> AnswerTable:
+    """The table of answers read from ``path``; a bad answer's message names the file."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+        return AnswerTable(answers)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 __all__ = ["ANSWER_CONVERT", "AnswerTable", "normalize_answer"]

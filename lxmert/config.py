@@ -2,7 +2,8 @@
 
 Field names follow transformers' ``LxmertConfig`` so that a ``config.json`` written by
 ``LxmertForPreTraining.save_pretrained`` reads as ours; keys we do not model (``architectures``,
-``transformers_version``, ...) are reported and dropped.
+``transformers_version``, ...) are reported and dropped. Every field is checked by type and range
+(:data:`FIELD_RULES`): a config file is untrusted input.
 """
 
 from __future__ import annotations
@@ -14,7 +15,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_text
+from .config_rules import Bool, ConfigError, Float, Int, OneOf, Rule, check_fields
+from .fileio import atomic_write_text, read_json_object
+
+# Upper bounds sit far above every published LXMERT/BERT size (vocabulary 30522, and 250002 for XLM-R; hidden 768
+# to 1024; 9 + 5 + 5 layers; 9500 QA answers; 1600 objects, 400 attributes) and far below what would exhaust the
+# memory of the machine that builds the model.
+_LAYERS = Int(0, 128)
+_LABELS = Int(1, 1 << 17)
+_PROBABILITY = Float(0.0, 1.0)
+FIELD_RULES: dict[str, Rule] = {
+    "vocab_size": Int(1, 1 << 18),
+    "hidden_size": Int(1, 1 << 13),
+    "num_attention_heads": Int(1, 256),
+    "intermediate_size": Int(1, 1 << 16),
+    "hidden_act": OneOf(("gelu",)),  # the only activation the model implements
+    "hidden_dropout_prob": _PROBABILITY,
+    "attention_probs_dropout_prob": _PROBABILITY,
+    "max_position_embeddings": Int(1, 1 << 16),
+    "type_vocab_size": Int(1, 1 << 10),
+    "initializer_range": Float(0.0, 10.0),
+    "layer_norm_eps": Float(0.0, 1.0, above_low=True),
+    "l_layers": _LAYERS,
+    "r_layers": _LAYERS,
+    "x_layers": _LAYERS,
+    "visual_feat_dim": Int(1, 1 << 16),
+    "visual_pos_dim": Int(1, 64),
+    "num_object_labels": _LABELS,
+    "num_attr_labels": _LABELS,
+    "num_qa_labels": _LABELS,
+    "share_cross_attention": Bool(),
+    "task_mask_lm": Bool(),
+    "task_matched": Bool(),
+    "task_obj_predict": Bool(),
+    "task_qa": Bool(),
+    "visual_obj_loss": Bool(),
+    "visual_attr_loss": Bool(),
+    "visual_feat_loss": Bool(),
+    "visual_loss_normalizer": Float(0.0, 1000.0, above_low=True),
+}
 
 
 @dataclass
@@ -57,13 +96,12 @@ class LxmertConfig:
     visual_loss_normalizer: float = 6.67
 
     def __post_init__(self) -> None:
+        """Raises ConfigError naming the first field of the wrong type or out of range."""
+        check_fields(self, FIELD_RULES)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
             )
-        for name in ("l_layers", "r_layers", "x_layers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
@@ -98,13 +136,17 @@ class LxmertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> LxmertConfig:
+        """Read a ``config.json``.
+
+        Raises:
+            ValueError: naming the file, when it is not a UTF-8 JSON object; ConfigError (a ValueError) naming
+                the file and the field, when a field has the wrong type or is out of range.
+        """
+        values = read_json_object(path)
         try:
-            values = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(values).__name__}")
-        return cls.from_dict(values)
+            return cls.from_dict(values)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> LxmertConfig:
@@ -129,4 +171,4 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-__all__ = ["LxmertConfig", "PRESETS"]
+__all__ = ["FIELD_RULES", "LxmertConfig", "PRESETS"]

@@ -1,5 +1,6 @@
 """Durable atomic writes (a file or a directory appears whole or not at all, and is on disk once it has appeared),
-the clean-up of what an interrupted write leaves, and a lenient read of the JSON records beside them.
+the clean-up of what an interrupted write leaves, and the reads of text and JSON: strict ones that name the file in
+every error, and a lenient one for records that only inform.
 
 Every write goes to a temporary ``.<name>.<8 random characters>.tmp`` beside its target, is flushed and fsynced,
 renamed over the target with ``os.replace`` and made permanent by an fsync of the directory: after a crash or a
@@ -87,14 +88,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def read_json_record(path: str | Path) -> dict[str, Any]:
-    """A JSON file's contents, or an empty dict when it is absent or unreadable (a record that only informs)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_write`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -158,6 +151,58 @@ def remove_stale_temp_files(directory: str | Path) -> list[Path]:
     return removed
 
 
+def read_json_record(path: str | Path) -> dict[str, Any]:
+    """A JSON object file's contents, or an empty dict when it is absent, unreadable or not an object (a record
+    that only informs)."""
+    try:
+        return read_json_object(path)
+    except (OSError, ValueError):
+        return {}
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents.
+
+    Raises:
+        ValueError: naming the file, when its bytes are not UTF-8 (a binary file, another encoding).
+        OSError: when it cannot be read (absent, a directory, no permission); the message names it.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (at byte {err.start})") from err
+
+
+def read_json(path: str | Path) -> Any:
+    """A UTF-8 JSON file's value.
+
+    Raises:
+        ValueError: naming the file, when it is not UTF-8, not JSON, or nested too deeply to parse.
+        OSError: when it cannot be read.
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:  # "[[[[..." nested thousands deep
+        raise ValueError(f"{path} is not valid JSON: nested too deeply") from err
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A UTF-8 JSON file that must hold an object (a config, a checkpoint's notes).
+
+    Raises:
+        ValueError: naming the file, when it is not UTF-8, not JSON, or holds something other than an object.
+        OSError: when it cannot be read.
+    """
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got a {type(value).__name__}")
+    return value
+
+
 __all__ = [
     "atomic_directory",
     "atomic_file",
@@ -165,5 +210,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "is_temp_name",
+    "read_json",
+    "read_json_object",
+    "read_json_record",
+    "read_text",
     "remove_stale_temp_files",
 ]

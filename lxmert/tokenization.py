@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tokenizers.implementations import BertWordPieceTokenizer
 
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_text
 
 VOCAB_FILE = "vocab.txt"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -50,7 +50,7 @@ class LxmertTokenizer:
     def _read_vocab(path: Path) -> dict[str, int]:
         if not path.is_file():
             raise FileNotFoundError(f"no vocabulary file at {path}")
-        tokens = path.read_text(encoding="utf-8").splitlines()
+        tokens = read_text(path).splitlines()
         vocab: dict[str, int] = {}
         for index, token in enumerate(tokens):
             # BERT's vocab.txt has no duplicates; if one had, the first id would win, as in transformers.

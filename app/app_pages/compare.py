@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import panels, render, results
-from app.context import load_or_stop, page_context, query_for, reported
+from app.context import page_context, query_for, reported, try_load
 from app.state import image_files, read_sample
 
 st.title("Compare checkpoints")
@@ -17,10 +17,12 @@ names = list(page.inputs.checkpoints)
 chosen = st.multiselect(
     "Checkpoints (the first is the reference)", names, default=names[:2], key="compare_checkpoints"
 )
+loaded = {name: try_load(page.inputs, name) for name in chosen}  # each one that fails says so
+checkpoints = {name: checkpoint for name, checkpoint in loaded.items() if checkpoint is not None}
+chosen = list(checkpoints)
 if len(chosen) < 2:
-    st.info("Pick at least two checkpoints.")
+    st.info("Pick at least two checkpoints that load.")
     st.stop()
-checkpoints = {name: load_or_stop(page.inputs, name) for name in chosen}
 reference = checkpoints[chosen[0]]
 with_cka = st.toggle(
     "Representation similarity (CKA over the sample gallery with this sentence)",

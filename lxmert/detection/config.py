@@ -5,6 +5,7 @@ The defaults describe the Caffe detector that produced LXMERT's features (Anders
 to a 600-pixel shorter side (at most 1000), 300 RPN proposals at test time, per-class NMS at 0.3, 36 regions
 kept with a 0.2 confidence threshold. The ``small`` preset is the detector for the synthetic world, small
 enough to train on a 2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes as ``visual_feat_dim``.
+Every field is checked by type and range (:data:`FIELD_RULES`): a saved detector's config is untrusted input.
 """
 
 from __future__ import annotations
@@ -15,9 +16,51 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lxmert.fileio import atomic_write_text
+from lxmert.config_rules import ConfigError, Float, Int, Items, OneOf, Rule, check_fields
+from lxmert.fileio import atomic_write_text, read_json_object
 
 BACKBONES = ("resnet101_c4", "small")
+
+# Bounds far above BUTD's sizes (1600 objects, 400 attributes, 2048-d features, 600/1000-pixel sides, 12000 RPN
+# proposals, 36 regions) and far below what would exhaust memory.
+_SIZE = Int(1, 1 << 16)
+_COUNT = Int(1, 1 << 20)
+_FRACTION = Float(0.0, 1.0)
+FIELD_RULES: dict[str, Rule] = {
+    "backbone": OneOf(BACKBONES),
+    "small_channels": Items(Int(1, 4096), 1, 16),
+    "feature_dim": _SIZE,
+    "num_classes": Int(1, 1 << 17),
+    "num_attributes": Int(1, 1 << 17),
+    "min_size": Int(1, 1 << 14),
+    "max_size": Int(1, 1 << 14),
+    "pixel_mean": Items(Float(0.0, 1.0), 3, 3),
+    "pixel_std": Items(Float(0.0, 1.0, above_low=True), 3, 3),
+    "anchor_sizes": Items(Int(1, 1 << 14), 1, 32),
+    "anchor_ratios": Items(Float(0.0, 100.0, above_low=True), 1, 32),
+    "rpn_pre_nms_top_n_train": _COUNT,
+    "rpn_post_nms_top_n_train": _COUNT,
+    "rpn_pre_nms_top_n_test": _COUNT,
+    "rpn_post_nms_top_n_test": _COUNT,
+    "rpn_nms_threshold": _FRACTION,
+    "rpn_fg_iou_threshold": _FRACTION,
+    "rpn_bg_iou_threshold": _FRACTION,
+    "rpn_batch_size_per_image": _COUNT,
+    "rpn_positive_fraction": _FRACTION,
+    "roi_output_size": Int(1, 64),
+    "roi_sampling_ratio": Int(0, 64),  # 0: adaptive, as torchvision's roi_align
+    "roi_batch_size_per_image": _COUNT,
+    "roi_positive_fraction": _FRACTION,
+    "roi_fg_iou_threshold": _FRACTION,
+    "roi_bg_iou_threshold": _FRACTION,
+    "class_embed_dim": _SIZE,
+    "attr_hidden_dim": _SIZE,
+    "num_regions": Int(1, 4096),
+    "conf_threshold": _FRACTION,
+    "nms_threshold": _FRACTION,
+    "max_image_pixels": Int(1, 1 << 32),
+    "max_image_side": Int(1, 1 << 16),
+}
 
 
 @dataclass
@@ -70,18 +113,12 @@ class DetectorConfig:
     max_image_side: int = 4096
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        """Raises ConfigError naming the first field of the wrong type or out of range."""
+        check_fields(self, FIELD_RULES)
         if self.backbone == "resnet101_c4" and self.feature_dim != 2048:
-            raise ValueError(
+            raise ConfigError(
                 f"resnet101_c4 pools 2048-d res5 features; feature_dim {self.feature_dim} cannot change"
             )
-        for name in ("num_classes", "num_attributes", "num_regions", "feature_dim", "min_size", "max_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("conf_threshold", "nms_threshold", "rpn_nms_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         # JSON round-trips tuples as lists; keep one type so that configs compare equal.
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -106,13 +143,17 @@ class DetectorConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> DetectorConfig:
+        """Read a detector's ``config.json``.
+
+        Raises:
+            ValueError: naming the file, when it is not a UTF-8 JSON object, has unknown fields, or a field of
+                the wrong type or out of range (then the field is named too).
+        """
+        values = read_json_object(path)
         try:
-            values = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(values).__name__}")
-        return cls.from_dict(values)
+            return cls.from_dict(values)
+        except ValueError as err:
+            raise type(err)(f"{path}: {err}") from err
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DetectorConfig:
@@ -146,4 +187,4 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-__all__ = ["BACKBONES", "DetectorConfig", "PRESETS"]
+__all__ = ["BACKBONES", "DetectorConfig", "FIELD_RULES", "PRESETS"]

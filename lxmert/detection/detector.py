@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from lxmert.detection.config import DetectorConfig
@@ -131,7 +132,13 @@ class Detector:
         config = read_detector_config(directory)
         model = FasterRCNNWithAttributes(config)
         try:
-            model.load_state_dict(load_file(directory / WEIGHTS_FILE))
+            state = load_file(directory / WEIGHTS_FILE)
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE} is not a readable safetensors file (truncated or corrupt?): {err}"
+            ) from err
+        try:
+            model.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(
                 f"{directory / WEIGHTS_FILE} does not fit {directory / CONFIG_FILE}: {err}"

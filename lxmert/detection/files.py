@@ -18,7 +18,7 @@ from safetensors.torch import save
 
 from lxmert.detection.config import DetectorConfig
 from lxmert.detection.regions import Regions
-from lxmert.fileio import atomic_write_bytes
+from lxmert.fileio import atomic_write_bytes, read_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -49,8 +49,8 @@ def read_detector_config(directory: str | Path) -> DetectorConfig:
 
 
 def read_vocab(path: str | Path) -> list[str]:
-    """Class names, one per line, in index order."""
-    return Path(path).read_text().splitlines()
+    """Class names, one per line, in index order (ValueError naming the file when it is not UTF-8 text)."""
+    return read_text(path).splitlines()
 
 
 def weights_digest(directory: str | Path) -> str:

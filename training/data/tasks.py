@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_text, read_json
 
 REQUIRED_KEYS = {
     "vqa": {"question_id": int, "img_id": str, "sent": str, "answer_type": str, "question_type": str},
@@ -36,13 +36,6 @@ REQUIRED_KEYS = {
     "nlvr2": {"identifier": str, "img0": str, "img1": str, "sent": str, "uid": str, "label": int},
     "pretrain": {"img_id": str, "sentf": dict, "labelf": dict},
 }
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
 
 
 def write_json(

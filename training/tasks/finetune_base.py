@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from lxmert.checkpoints import load_pretrained
 from lxmert.config import LxmertConfig
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_text, read_json_object
 from lxmert.modeling import LxmertModel
 from lxmert.tokenization import LxmertTokenizer
 
@@ -230,7 +230,7 @@ def read_task_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / TASK_CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {TASK_CONFIG_FILE}: it is not a fine-tuned checkpoint")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json_object(path)
 
 
 __all__ = [

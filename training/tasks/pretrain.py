@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import read_meta
-from lxmert.fileio import atomic_write_text, read_json_record
+from lxmert.fileio import atomic_write_text, read_json, read_json_record
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
 from training.data.store import FeatureStore
@@ -318,7 +318,7 @@ def read_pretrain_json(paths: Sequence[str | Path], max_images: int = 0) -> list
     data = []
     for path in paths:
         try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
+            values = read_json(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"no pre-training file at {path}") from None
         if not isinstance(values, list) or not all(isinstance(d, dict) and "sentf" in d for d in values):
