@@ -103,10 +103,7 @@ def _checkpoint_errors(path: Path) -> Iterator[None]:
     except UnreadableFileError as err:
         raise CheckpointError(err.path, err.reason) from err
     except (OSError, ValueError) as err:
-        message = str(err)
-        for prefix in (f"{path}: ", f"{path} "):  # the reader named the file already
-            message = message.removeprefix(prefix)
-        raise CheckpointError(path, message) from err
+        raise CheckpointError(path, str(err)) from err
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -424,9 +421,9 @@ def _read_source(path: str | Path) -> _Source:
         weights = path
     else:
         raise MissingCheckpointFileError(path, "no checkpoint there")
-    state = read_state_dict(weights)
-    _check_finite(state, weights)
     with _checkpoint_errors(weights):
+        state = read_state_dict(weights)
+        _check_finite(state, weights)
         canonical, layout = to_canonical(state)
     if answers is not None:
         _check_answer_count(answers, canonical, answers_file)

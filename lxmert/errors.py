@@ -27,7 +27,8 @@ class UnreadableFileError(ValueError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        # A reason passed on from a reader that named the file already is not prefixed twice.
+        super().__init__(reason if reason.startswith(str(self.path)) else f"{self.path}: {reason}")
 
 
 def run_cli(main: Callable[..., T], *args: Any) -> T:

@@ -179,10 +179,10 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "config_more_layers",
         _edit_config(l_layers=60),
-        r"model\.safetensors lacks \d+ keys: lxmert\.encoder\.layer\.",
+        r"model\.safetensors: lacks \d+ keys: lxmert\.encoder\.layer\.",
     ),
     Kind(
-        "config_at_size_bounds", _edit_config(**SIZE_BOUNDS), r"model\.safetensors does not fit this config"
+        "config_at_size_bounds", _edit_config(**SIZE_BOUNDS), r"model\.safetensors: does not fit this config"
     ),
     # config.json: not a config at all
     Kind(
@@ -198,22 +198,20 @@ KINDS: tuple[Kind, ...] = (
     ),
     Kind("config_transformers_keys", _edit_config(architectures=["LxmertForQuestionAnswering"]), None),
     # model.safetensors
-    Kind("weights_truncated", _truncate(0.5), r"model\.safetensors is not a readable safetensors file"),
-    Kind("weights_empty", _truncate(0.0), r"model\.safetensors is not a readable safetensors file"),
-    Kind("weights_huge_header", _huge_header, r"model\.safetensors is not a readable safetensors file"),
+    Kind("weights_truncated", _truncate(0.5), r"model\.safetensors: not a readable safetensors file"),
+    Kind("weights_empty", _truncate(0.0), r"model\.safetensors: not a readable safetensors file"),
+    Kind("weights_huge_header", _huge_header, r"model\.safetensors: not a readable safetensors file"),
     Kind("weights_directory", _make_directory("model.safetensors"), r"holds neither model\.safetensors"),
-    Kind(
-        "weights_text", _write("model.safetensors", "not weights\n"), r"model\.safetensors is not a readable"
-    ),
+    Kind("weights_text", _write("model.safetensors", "not weights\n"), r"model\.safetensors: not a readable"),
     Kind(
         "weights_wrong_shape",
         _edit_weights(_set(FIRST_LAYER_QUERY, lambda t: t[:, :8])),
-        r"model\.safetensors does not fit.*attention\.self\.query\.weight.*\(16, 8\)",
+        r"model\.safetensors: does not fit.*attention\.self\.query\.weight.*\(16, 8\)",
     ),
     Kind(
         "weights_missing_tensor",
         _edit_weights(_drop(FIRST_LAYER_QUERY)),
-        r"model\.safetensors lacks .*attention\.self\.query\.weight",
+        r"model\.safetensors: lacks .*attention\.self\.query\.weight",
     ),
     Kind(
         "weights_all_nan",
@@ -228,7 +226,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "weights_integer",
         _edit_weights(_set(FIRST_LAYER_QUERY, lambda t: (t * 100).long())),
-        r"model\.safetensors does not fit.*query\.weight' has dtype torch\.int64",
+        r"model\.safetensors: does not fit.*query\.weight' has dtype torch\.int64",
     ),
     Kind(
         "weights_half",
@@ -236,7 +234,9 @@ KINDS: tuple[Kind, ...] = (
         None,
     ),
     Kind(
-        "weights_pickle_payload", _pickle_payload, r"pytorch_model\.bin could not be read .*weights_only=True"
+        "weights_pickle_payload",
+        _pickle_payload,
+        r"pytorch_model\.bin: refused: its pickle asks for .*weights_only=True",
     ),
     Kind("weights_extra_tensor", _edit_weights(lambda state: state.update(junk=torch.ones(3))), None),
     # answers.json
@@ -244,9 +244,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "answers_too_few",
         _answers(["red", "green"]),
-        r"answers\.json holds 2 answers but the QA head .* 7 rows",
+        r"answers\.json: holds 2 answers but the QA head .* 7 rows",
     ),
-    Kind("answers_too_many", _answers([f"a{i}" for i in range(40)]), r"answers\.json holds 40 answers"),
+    Kind("answers_too_many", _answers([f"a{i}" for i in range(40)]), r"answers\.json: holds 40 answers"),
     Kind("answers_string", _answers("red green blue"), r"answers\.json must hold a JSON list"),
     Kind("answers_duplicate", _answers(["red"] * 7), r"answers\.json: answer 'red' appears twice"),
     Kind(
@@ -271,7 +271,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "vocab_longer_than_embeddings",
         _edit_vocab(lambda t: t + [f"extra{i}" for i in range(50)]),
-        r"vocab\.txt has ids up to \d+, beyond the model's vocab_size",
+        r"vocab\.txt: has ids up to \d+, beyond the model's vocab_size",
     ),
 )
 
