@@ -1,0 +1,130 @@
+"""The image defects of issue 22, one test each: thin images, EXIF read twice, non-UTF-8 names, lost batches."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lxmert.detection import Detector, ImageError, load_image
+from tests.test_detection_model import tiny_detector
+from training.data.store import FeatureStore
+from training.extract import ORIGINAL_NAMES, ExtractConfig, extract
+
+SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "default" / "detector"
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("detector")
+    tiny_detector().save_pretrained(path)
+    return path
+
+
+def _good_images(folder: Path, count: int) -> None:
+    generator = np.random.default_rng(1)
+    for index in range(count):
+        Image.fromarray(generator.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(
+            folder / f"good{index}.png"
+        )
+
+
+@pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (2, 1025)])
+def test_thin_images_are_refused_with_their_ratio_not_crashed_on(size: tuple[int, int]) -> None:
+    detector = Detector.from_pretrained(SHIPPED_DETECTOR)  # max_size 512: 1:256 still leaves two pixels
+    ratio = max(size) / min(size)
+    with pytest.raises(ImageError, match=f"1:{ratio:.0f}") as caught:
+        detector([Image.new("RGB", size, (90, 90, 90))])
+    assert "aspect ratio" in str(caught.value)
+
+
+def test_the_thinnest_allowed_image_is_detected() -> None:
+    detector = Detector.from_pretrained(SHIPPED_DETECTOR)
+    for size in [(2, 512), (512, 2), (17, 4352), (1, 1)]:  # 1:256 exactly; 17x4352 is downscaled to 16x4096
+        regions = detector([Image.new("RGB", size, (90, 90, 90))])[0]
+        assert (regions.image_width, regions.image_height) == size
+        assert len(regions) == detector.config.num_regions
+
+
+def test_garbage_exif_is_read_once_and_not_carried_along() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(buffer, "JPEG", exif=b"Exif\x00\x00garbage garbage")
+    loaded = load_image(Image.open(io.BytesIO(buffer.getvalue())))
+    assert loaded.image.size == (32, 24)
+    assert "exif" not in loaded.image.info
+    again = load_image(loaded.image)  # what the app did with the decoded upload
+    assert again.image.size == (32, 24)
+
+
+def test_errors_name_what_the_caller_calls_the_image() -> None:
+    with pytest.raises(ImageError, match=r"^upload\.png: "):
+        load_image(b"not an image", name="upload.png")
+
+
+def test_extract_stores_names_that_are_not_utf8_and_keeps_the_original(
+    tmp_path: Path, detector_dir: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    _good_images(images, 2)
+    odd = os.fsencode(images) + b"/caf\xe9.png"  # Latin-1 "é": not valid UTF-8
+    Image.new("RGB", (40, 30), (5, 90, 200)).save(odd.decode("utf-8", "surrogateescape"))
+    summary = extract(
+        ExtractConfig(images=str(images), out=str(tmp_path / "store"), detector=str(detector_dir))
+    )
+    assert summary.finalized and summary.written == 3 and not summary.skipped
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(store.ids) == ["caf\\xe9", "good0", "good1"]
+    assert store.get("caf\\xe9")["img_w"] == 40
+    assert summary.renamed == {"caf\\xe9": "caf\udce9.png"}
+    names = json.loads((tmp_path / "store" / ORIGINAL_NAMES).read_text(encoding="ascii"))
+    assert names == summary.renamed
+    assert os.fsencode(images / names["caf\\xe9"]) == odd  # the original name, losslessly
+
+
+def test_extract_skips_a_thin_image_and_keeps_the_rest_of_its_batch(
+    tmp_path: Path, detector_dir: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    _good_images(images, 3)
+    Image.new("L", (1, 5000), 128).save(images / "line.png")
+    cfg = ExtractConfig(
+        images=str(images), out=str(tmp_path / "store"), detector=str(detector_dir), batch_size=8
+    )
+    summary = extract(cfg)
+    assert summary.written == 3 and list(summary.skipped) == ["line"]
+    assert "1:5000" in summary.skipped["line"]
+    assert summary.finalized
+    assert sorted(FeatureStore(tmp_path / "store").ids) == ["good0", "good1", "good2"]
+    rerun = extract(cfg)  # the finished store stays finished; the thin image is reported again
+    assert rerun.written == 0 and rerun.already_present == 3 and list(rerun.skipped) == ["line"]
+
+
+def test_extract_skips_an_image_the_detector_fails_on_and_keeps_the_batch(
+    tmp_path: Path, detector_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    _good_images(images, 3)
+    Image.new("RGB", (77, 33), (1, 2, 3)).save(images / "cursed.png")
+    detect = Detector.detect
+
+    def fail_on_cursed(self, loaded):
+        if any(image.original_size == (77, 33) for image in loaded):
+            raise RuntimeError("something inside the model broke")
+        return detect(self, loaded)
+
+    monkeypatch.setattr(Detector, "detect", fail_on_cursed)
+    summary = extract(
+        ExtractConfig(images=str(images), out=str(tmp_path / "store"), detector=str(detector_dir))
+    )
+    assert summary.written == 3 and list(summary.skipped) == ["cursed"]
+    assert "RuntimeError: something inside the model broke" in summary.skipped["cursed"]
+    assert summary.finalized  # a skipped file does not hold the store back; a rerun tries it again
+    assert sorted(FeatureStore(tmp_path / "store").ids) == ["good0", "good1", "good2"]
