@@ -123,22 +123,22 @@ def _palette_with_alpha() -> bytes:
 def _rgba_hidden_black() -> bytes:
     rgba = np.zeros((64, 96, 4), np.uint8)  # black under full transparency
     rgba[:, 48:] = (200, 30, 30, 255)
-    return _encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    return _encode(Image.fromarray(rgba), "PNG")
 
 
 def _sixteen_bit_png() -> bytes:
     values = np.linspace(0, 65535, 96 * 64).reshape(64, 96).astype(np.uint16)
-    return _encode(Image.fromarray(values, "I;16"), "PNG")
+    return _encode(Image.fromarray(values), "PNG")
 
 
 def _float_tiff() -> bytes:
     values = np.linspace(0, 1, 96 * 64, dtype=np.float32).reshape(64, 96)
-    return _encode(Image.fromarray(values, "F"), "TIFF")
+    return _encode(Image.fromarray(values), "TIFF")
 
 
 def _int32_tiff() -> bytes:
     values = np.linspace(0, 65535, 96 * 64).reshape(64, 96).astype(np.int32)
-    return _encode(Image.fromarray(values, "I"), "TIFF")
+    return _encode(Image.fromarray(values), "TIFF")
 
 
 def _heic_like() -> bytes:
@@ -169,7 +169,7 @@ def _multipage_tiff() -> bytes:
 
 def _sixteen_bit_tiff() -> bytes:
     values = np.linspace(0, 65535, 96 * 64).reshape(64, 96).astype(np.uint16)
-    return _encode(Image.fromarray(values, "I;16"), "TIFF", compression="tiff_lzw")
+    return _encode(Image.fromarray(values), "TIFF", compression="tiff_lzw")
 
 
 def _tiff_header_bomb() -> bytes:
@@ -204,8 +204,8 @@ def build_cases() -> list[Case]:
     too_large, unreadable, too_thin = ImageTooLargeError, UnreadableImageError, ImageShapeError
     builders: list[tuple[str, str, Callable[[], bytes] | bytes, Outcome, bool]] = [
         # damaged or not images at all
-        ("truncated PNG", "truncated.png", lambda: _truncated("PNG"), unreadable, False),
-        ("truncated JPEG", "truncated.jpg", lambda: _truncated("JPEG"), unreadable, False),
+        ("truncated PNG", "truncated_png.png", lambda: _truncated("PNG"), unreadable, False),
+        ("truncated JPEG", "truncated_jpeg.jpg", lambda: _truncated("JPEG"), unreadable, False),
         ("zero bytes", "empty.png", b"", unreadable, False),
         ("text named .jpg", "notes.jpg", b"this is not an image, just some text\n" * 4, unreadable, False),
         ("HTML named .png", "page.png", b"<!doctype html><html><body>404</body></html>", unreadable, False),
@@ -216,14 +216,15 @@ def build_cases() -> list[Case]:
         ("PNG claiming 0x0", "zero_size.png", lambda: _constant_png(1, 1, bit_depth=8, colour_type=0, header=(0, 0)), unreadable, False),
         # bombs and extreme sizes
         ("PNG header claiming 100000^2", "bomb_header.png", lambda: _constant_png(1, 1, bit_depth=8, colour_type=2, header=(100_000, 100_000)), too_large, True),
-        ("GIF header claiming 65535^2", "bomb_header.gif", _gif_header_bomb, too_large, False),
-        ("TIFF tags claiming 60000^2", "bomb_header.tif", _tiff_header_bomb, too_large, False),
-        ("PNG header claiming 12000^2", "huge_12000.png", lambda: _constant_png(1, 1, bit_depth=8, colour_type=2, header=(12_000, 12_000)), too_large, True),
-        ("RGBA PNG inflating to 353 MB", "bomb_zlib.png", lambda: _constant_png(9400, 9400, bit_depth=8, colour_type=6), too_large, True),
+        ("GIF header claiming 65535^2", "bomb_header_gif.gif", _gif_header_bomb, too_large, False),
+        ("TIFF tags claiming 60000^2", "bomb_header_tiff.tif", _tiff_header_bomb, too_large, False),
+        ("PNG header claiming 12000^2", "header_12000.png", lambda: _constant_png(1, 1, bit_depth=8, colour_type=2, header=(12_000, 12_000)), too_large, False),
+        ("greyscale PNG of 12000^2 inflating 1000:1", "huge_12000.png", lambda: _constant_png(12_000, 12_000, bit_depth=8, colour_type=0), too_large, True),
+        ("RGBA PNG of 9400^2 inflating 1000:1 to 353 MB", "bomb_zlib.png", lambda: _constant_png(9400, 9400, bit_depth=8, colour_type=6), (9400, 9400), True),
         ("16-bit PNG of 9400^2 (177 MB decoded)", "grey16_9400.png", lambda: _constant_png(9400, 9400, bit_depth=16, colour_type=0), (9400, 9400), True),
         ("20000x4000 JPEG", "wide_20000.jpg", lambda: _big_jpeg(20_000, 4_000), (20_000, 4_000), True),
         ("1x1", "dot.png", lambda: _encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), (1, 1), False),
-        ("1x5000", "tall_line.png", lambda: _encode(Image.new("L", (1, 5000), 128), "PNG"), too_thin, True),
+        ("1x5000", "tall_line.png", lambda: _encode(Image.new("L", (1, 5000), 128), "PNG"), too_thin, False),
         ("5000x1", "wide_line.png", lambda: _encode(Image.new("L", (5000, 1), 128), "PNG"), too_thin, False),
         ("2x1025 (just past 1:512)", "thin_1025.png", lambda: _encode(Image.new("RGB", (2, 1025)), "PNG"), too_thin, False),
         ("20x4000 (1:200)", "strip_200.png", lambda: _encode(_scene((20, 4000)), "PNG"), (20, 4000), False),
@@ -231,7 +232,7 @@ def build_cases() -> list[Case]:
         # modes
         ("CMYK JPEG", "cmyk.jpg", lambda: _encode(scene.convert("CMYK"), "JPEG"), (96, 64), False),
         ("16-bit PNG", "grey16.png", _sixteen_bit_png, (96, 64), False),
-        ("16-bit TIFF", "grey16.tif", _sixteen_bit_tiff, (96, 64), False),
+        ("16-bit TIFF", "grey16_tiff.tif", _sixteen_bit_tiff, (96, 64), False),
         ("1-bit PNG", "bilevel.png", lambda: _encode(scene.convert("1"), "PNG"), (96, 64), False),
         ("palette PNG with transparency", "palette_alpha.png", _palette_with_alpha, (96, 64), False),
         ("LA PNG", "grey_alpha.png", lambda: _encode(scene.convert("LA"), "PNG"), (96, 64), False),
@@ -241,8 +242,8 @@ def build_cases() -> list[Case]:
         ("greyscale JPEG", "grey.jpg", lambda: _encode(scene.convert("L"), "JPEG"), (96, 64), False),
         # animation and pages: the first frame
         ("animated GIF", "animated.gif", lambda: _animated("GIF"), (96, 64), False),
-        ("animated PNG", "animated.png", lambda: _animated("PNG"), (96, 64), False),
-        ("animated WebP", "animated.webp", lambda: _animated("WEBP"), (96, 64), False),
+        ("animated PNG", "animated_png.png", lambda: _animated("PNG"), (96, 64), False),
+        ("animated WebP", "animated_webp.webp", lambda: _animated("WEBP"), (96, 64), False),
         ("multi-page TIFF", "pages.tif", _multipage_tiff, (96, 64), False),
         # metadata
         ("garbage EXIF", "garbage_exif.jpg", lambda: _encode(scene, "JPEG", exif=b"Exif\x00\x00garbage garbage"), (96, 64), False),
@@ -250,14 +251,14 @@ def build_cases() -> list[Case]:
         ("EXIF orientation 6", "rotated_6.jpg", lambda: _encode(scene, "JPEG", exif=_exif(6)), (64, 96), False),
         ("EXIF orientation 8", "rotated_8.jpg", lambda: _encode(scene, "JPEG", exif=_exif(8)), (64, 96), False),
         ("bad ICC profile (JPEG)", "bad_icc.jpg", _bad_icc_jpeg, (96, 64), False),
-        ("bad ICC profile (PNG)", "bad_icc.png", _bad_icc_png, (96, 64), False),
+        ("bad ICC profile (PNG)", "bad_icc_png.png", _bad_icc_png, (96, 64), False),
         # formats
         ("progressive JPEG", "progressive.jpg", lambda: _encode(scene, "JPEG", progressive=True), (96, 64), False),
-        ("BMP", "picture.bmp", lambda: _encode(scene, "BMP"), (96, 64), False),
-        ("ICO", "icon.ico", lambda: _encode(scene, "ICO", sizes=[(64, 64)]), (64, 64), False),
-        ("PPM", "picture.ppm", lambda: _encode(scene, "PPM"), (96, 64), False),
-        ("WebP", "picture.webp", lambda: _encode(scene, "WEBP"), (96, 64), False),
-        ("AVIF", "picture.avif", lambda: avif, avif_expected, False),
+        ("BMP", "picture_bmp.bmp", lambda: _encode(scene, "BMP"), (96, 64), False),
+        ("ICO", "icon.ico", lambda: _encode(_scene((64, 64)), "ICO", sizes=[(64, 64)]), (64, 64), False),
+        ("PPM", "picture_ppm.ppm", lambda: _encode(scene, "PPM"), (96, 64), False),
+        ("WebP", "picture_webp.webp", lambda: _encode(scene, "WEBP"), (96, 64), False),
+        ("AVIF", "picture_avif.avif", lambda: avif, avif_expected, False),
     ]  # fmt: skip
     return [
         Case(kind, file_name, build() if callable(build) else build, expected, heavy)

@@ -183,13 +183,18 @@ def check_aspect(size: tuple[int, int], max_aspect: float, name: str) -> None:
 
 
 def decode_bytes(mode: str, size: tuple[int, int], working_size: tuple[int, int]) -> int:
-    """Memory to decode an image of ``mode`` and ``size`` and convert it at ``working_size``, from its header."""
+    """Memory that decoding an image of ``mode`` and ``size`` and converting it at ``working_size`` takes at most:
+    the decoded pixels, a full-size copy for modes converted before downscaling, the intermediate of Pillow's
+    two-pass resize (one side already scaled), and the conversions at working size."""
     pixels = size[0] * size[1]
-    decoded = pixels * _DECODED_BYTES.get(mode, 4)
-    converted = (
-        pixels * _DECODED_BYTES.get(_CONVERT_BEFORE_RESIZE[mode], 4) if mode in _CONVERT_BEFORE_RESIZE else 0
-    )
-    return decoded + converted + working_size[0] * working_size[1] * _WORKING_BYTES
+    needed = pixels * _DECODED_BYTES.get(mode, 4)
+    if working_size != size:
+        resized_mode = _CONVERT_BEFORE_RESIZE.get(mode, mode)
+        if resized_mode != mode:
+            needed += pixels * _DECODED_BYTES.get(resized_mode, 4)
+        intermediate = max(working_size[0] * size[1], size[0] * working_size[1])
+        needed += intermediate * _DECODED_BYTES.get(resized_mode, 4)
+    return needed + working_size[0] * working_size[1] * _WORKING_BYTES
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -261,7 +266,6 @@ def _prepare(
         )
     if max_aspect is not None:
         check_aspect(image.size, max_aspect, name)
-    orientation = _orientation(image, name)
     target = _working_size(image.size, max_side)
     if target != image.size and image.format == "JPEG":
         image.draft(None, target)  # JPEG decodes at 1/2, 1/4 or 1/8 scale: the largest still at least target
@@ -272,6 +276,7 @@ def _prepare(
             f"above the budget of {max_bytes / 2**20:,.0f} MiB; resize it first"
         )
     image.load()
+    orientation = _orientation(image, name)  # after decoding: a PNG may keep its EXIF after the pixels
     working = image
     if working.mode in _CONVERT_BEFORE_RESIZE and working.size != target:
         working = working.convert(_CONVERT_BEFORE_RESIZE[working.mode])
