@@ -248,6 +248,8 @@ def test_heavy_files_stay_under_the_memory_budget(cases: list[Case], corpus: dic
         assert measured["thumbnail"]["outcome"] == "ok", (case.kind, measured)  # no preview is a caption
         for entry, step in measured.items():
             assert step["peak"] < DEFAULT_MAX_BYTES, (case.kind, entry, measured)
+            if not case.readable:  # refused from the header, before anything is decoded
+                assert step["peak"] < 16 << 20, (case.kind, entry, measured)
         # What the app keeps cached: the decode (at most max_image_side = 4096 on a side, 64 MiB) and the display
         # copy, never the full-size image (20000x4000 is 305 MiB in Pillow's memory).
         assert measured["thumbnail"]["kept"] + measured["detect"]["kept"] < 128 << 20, (case.kind, measured)

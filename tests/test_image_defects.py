@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from lxmert.detection import Detector, ImageError, load_image
+from lxmert.detection.images import ImageTooLargeError, UnreadableImageError, decode_bytes
 from tests.test_detection_model import tiny_detector
 from training.data.store import FeatureStore
 from training.extract import ORIGINAL_NAMES, ExtractConfig, extract
@@ -128,3 +131,43 @@ def test_extract_skips_an_image_the_detector_fails_on_and_keeps_the_batch(
     assert "RuntimeError: something inside the model broke" in summary.skipped["cursed"]
     assert summary.finalized  # a skipped file does not hold the store back; a rerun tries it again
     assert sorted(FeatureStore(tmp_path / "store").ids) == ["good0", "good1", "good2"]
+
+
+def _png_claiming(path: Path, width: int, height: int) -> None:
+    """A 1x1 greyscale PNG whose header claims ``width`` x ``height``: decoding it would fail, checking it not."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x00\x00")
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def test_the_byte_budget_is_checked_from_the_header_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "claims.png"
+    _png_claiming(path, 3000, 2000)  # 16-bit greyscale: 2 bytes a pixel
+    # By hand: 6e6 pixels x 2 bytes decoded, no downscale, 16 bytes a pixel of conversions.
+    assert decode_bytes("I;16", (3000, 2000), (3000, 2000)) == 6_000_000 * (2 + 16)
+    with pytest.raises(ImageTooLargeError, match=r"claims\.png: 3000x2000 in mode I;16 needs about 103 MiB"):
+        load_image(path, max_bytes=100 << 20)
+    with pytest.raises(UnreadableImageError):  # within the budget it is decoded, and found truncated
+        load_image(path, max_bytes=104 << 20)
+
+
+def test_the_estimate_counts_the_copies_made_when_downscaling() -> None:
+    # 16-bit: decoded, then the resize's intermediate (4096 x 9400), both 2 bytes a pixel, then conversions.
+    assert (
+        decode_bytes("I;16", (9400, 9400), (4096, 4096)) == 2 * 9400 * 9400 + 2 * 4096 * 9400 + 16 * 4096**2
+    )
+    # RGBA: decoded, premultiplied copy, intermediate, 4 bytes a pixel each.
+    assert (
+        decode_bytes("RGBA", (9400, 9400), (4096, 4096)) == 4 * (2 * 9400 * 9400 + 4096 * 9400) + 16 * 4096**2
+    )
+    # Palette: 1 byte decoded, converted to RGBA (4), premultiplied (4); the larger intermediate is 8000 x 52.
+    assert (
+        decode_bytes("P", (8000, 100), (4096, 52))
+        == 8000 * 100 * (1 + 4 + 4) + 4 * 8000 * 52 + 16 * 4096 * 52
+    )

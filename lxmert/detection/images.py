@@ -59,6 +59,8 @@ _TRANSPARENT_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _DECODED_BYTES = {"1": 1, "L": 1, "P": 1, **dict.fromkeys(_SIXTEEN_BIT_MODES, 2)}
 # Modes that Pillow cannot resample smoothly; they become this mode at full size before downscaling.
 _CONVERT_BEFORE_RESIZE = {"1": "L", "P": "RGBA", "PA": "RGBA"}
+# Modes that Pillow resizes through a full-size copy with premultiplied alpha.
+_PREMULTIPLIED_BY_RESIZE = {"RGBA", "LA"}
 # Per pixel of the working (downscaled) size, an upper bound on the conversions: a float32 copy, an RGBA
 # composite on a white RGBA canvas, the RGB result (4 bytes each in Pillow's memory).
 _WORKING_BYTES = 16
@@ -183,17 +185,20 @@ def check_aspect(size: tuple[int, int], max_aspect: float, name: str) -> None:
 
 
 def decode_bytes(mode: str, size: tuple[int, int], working_size: tuple[int, int]) -> int:
-    """Memory that decoding an image of ``mode`` and ``size`` and converting it at ``working_size`` takes at most:
-    the decoded pixels, a full-size copy for modes converted before downscaling, the intermediate of Pillow's
-    two-pass resize (one side already scaled), and the conversions at working size."""
+    """Memory that decoding an image of ``mode`` and ``size`` and converting it at ``working_size`` takes at most.
+
+    That is the decoded pixels; when downscaling, the full-size copies made first (modes converted before
+    resizing, alpha premultiplied by Pillow's resize) and the intermediate of its two-pass resize (one side
+    already scaled); then the conversions at working size.
+    """
     pixels = size[0] * size[1]
     needed = pixels * _DECODED_BYTES.get(mode, 4)
     if working_size != size:
         resized_mode = _CONVERT_BEFORE_RESIZE.get(mode, mode)
-        if resized_mode != mode:
-            needed += pixels * _DECODED_BYTES.get(resized_mode, 4)
+        resized_bytes = _DECODED_BYTES.get(resized_mode, 4)
+        full_size_copies = (resized_mode != mode) + (resized_mode in _PREMULTIPLIED_BY_RESIZE)
         intermediate = max(working_size[0] * size[1], size[0] * working_size[1])
-        needed += intermediate * _DECODED_BYTES.get(resized_mode, 4)
+        needed += (pixels * full_size_copies + intermediate) * resized_bytes
     return needed + working_size[0] * working_size[1] * _WORKING_BYTES
 
 
