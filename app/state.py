@@ -133,7 +133,7 @@ def _choose_image(config: AppConfig) -> ImageInput | None:
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
         key="upload",
         on_change=_suggest_text,
-        help="Any image Pillow reads; EXIF rotation is applied and very large images are refused.",
+        help="Any image Pillow reads; EXIF rotation is applied, and very large or very thin images are refused.",
     )
     return None if upload is None else ImageInput(upload.getvalue(), upload.name)
 
