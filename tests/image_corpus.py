@@ -136,6 +136,13 @@ def _float_tiff() -> bytes:
     return _encode(Image.fromarray(values), "TIFF")
 
 
+def _float_tiff_with_nan() -> bytes:
+    values = np.linspace(-1, 2, 96 * 64, dtype=np.float32).reshape(64, 96)
+    values[::7] = np.nan
+    values[1::7] = np.inf
+    return _encode(Image.fromarray(values), "TIFF")
+
+
 def _int32_tiff() -> bytes:
     values = np.linspace(0, 65535, 96 * 64).reshape(64, 96).astype(np.int32)
     return _encode(Image.fromarray(values), "TIFF")
@@ -239,6 +246,7 @@ def build_cases() -> list[Case]:
         ("LA PNG", "grey_alpha.png", lambda: _encode(scene.convert("LA"), "PNG"), (96, 64), False),
         ("RGBA hiding black under transparency", "hidden_black.png", _rgba_hidden_black, (96, 64), False),
         ("float TIFF", "float.tif", _float_tiff, (96, 64), False),
+        ("float TIFF with NaN and infinity", "float_nan.tif", _float_tiff_with_nan, (96, 64), False),
         ("32-bit integer TIFF", "int32.tif", _int32_tiff, (96, 64), False),
         ("greyscale JPEG", "grey.jpg", lambda: _encode(scene.convert("L"), "JPEG"), (96, 64), False),
         # animation and pages: the first frame

@@ -225,10 +225,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _grey_to_uint8(image: Image.Image) -> np.ndarray:
     """Rescale a wide greyscale image to 0..255: 16-bit by 65535/255, floats in [0, 1] by 255.
 
-    One float32 copy, rescaled in place: at a 16-bit image's full range, float32 keeps 1/257 steps exactly
-    enough for the rounding to agree with exact arithmetic.
+    One float32 copy, rescaled in place. It holds every 16-bit value exactly, and no v / 257 lies within its
+    rounding error of a half, so the result is what exact arithmetic gives. NaN becomes 0.
     """
     values = np.array(image, dtype=np.float32)
+    np.nan_to_num(values, copy=False, nan=0.0)
     top = values.max(initial=0)
     if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and top > 255):
         values /= 257.0  # 65535 / 255: full 16-bit range onto 8 bits
