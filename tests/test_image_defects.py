@@ -171,3 +171,20 @@ def test_the_estimate_counts_the_copies_made_when_downscaling() -> None:
         decode_bytes("P", (8000, 100), (4096, 52))
         == 8000 * 100 * (1 + 4 + 4) + 4 * 8000 * 52 + 16 * 4096 * 52
     )
+
+
+def test_the_app_keeps_a_display_copy_and_draws_boxes_in_its_pixels() -> None:
+    from app import loading  # streamlit's caches work without a running app (in memory)
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (1500, 3000, 3), dtype=np.uint8)).save(
+        buffer, "PNG"
+    )
+    scene = loading.detect(str(SHIPPED_DETECTOR), "cpu", buffer.getvalue(), "wide.png")
+    assert scene.image.size == (1024, 512)  # the display copy (DISPLAY_SIDE), not scaled back up to 3000
+    assert (scene.regions.image_width, scene.regions.image_height) == (
+        3000,
+        1500,
+    )  # boxes: the original's pixels
+    np.testing.assert_allclose(scene.image_boxes, scene.regions.boxes.numpy() * 1024 / 3000, rtol=1e-6)
+    assert scene.regions.boxes[:, 2].max() > 1024  # so the mapping above is not trivially true
