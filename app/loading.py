@@ -212,21 +212,16 @@ class Scene:
         return [f"{i} {self.object_names[o]}" for i, o in enumerate(self.regions.object_ids.tolist())]
 
 
-def open_image(data: bytes, name: str, config: DetectorConfig) -> LoadedImage:
-    """Decode an image's bytes under the detector's limits: upright RGB, downscaled to ``max_image_side``.
-
-    Raises:
-        ImageError: the bytes are not an image Pillow can read, or the image is too large or too thin; the
-            message names it.
-    """
-    return load_detector_image(data, config, name=name)
-
-
 @st.cache_resource(show_spinner=False, max_entries=2)
 def decoded_image(detector_path: str, data: bytes, name: str) -> LoadedImage:
-    """:func:`open_image` under the detector at ``detector_path``'s config, kept for the preview and detection of
-    the current image (never modified; an ImageError is raised again on each call, not cached)."""
-    return open_image(data, name, detector_config(detector_path))
+    """An image's bytes decoded under the limits of the detector at ``detector_path``: upright RGB, downscaled to
+    its ``max_image_side``. Kept for the preview and the detection of the current image, and never modified.
+
+    Raises:
+        ImageError: the bytes are not an image Pillow can read, or it is too large or too thin; the message names
+            it (raised again on each call: Streamlit caches only returned values).
+    """
+    return load_detector_image(data, detector_config(detector_path), name=name)
 
 
 def preview(loaded: LoadedImage, side: int) -> Image.Image:
@@ -317,7 +312,6 @@ __all__ = [
     "is_checkpoint_dir",
     "load_detector",
     "load_model",
-    "open_image",
     "preview",
     "scene",
 ]
