@@ -1,26 +1,31 @@
-"""Models loaded once per process, images detected once per input: the app's caches.
+"""Models loaded once per process, images decoded and detected once per input: the app's caches.
 
 ``st.cache_resource`` holds the detector and every checkpoint (shared by all sessions, never modified: the
-analysis tools switch modes and masks inside context managers that restore them). ``st.cache_data`` holds what is
-computed from them: the regions of an image and, in ``app/results.py``, every analysis result. Cached functions take
-only plain keys (paths, image bytes, counts), so two visitors asking the same thing share one computation.
+analysis tools switch modes and masks inside context managers that restore them), and the last few decoded
+images. ``st.cache_data`` holds what is computed from them: the regions of an image and, in ``app/results.py``,
+every analysis result. Cached functions take only plain keys (paths, image bytes, counts), so two visitors asking
+the same thing share one computation.
+
+An image's bytes are decoded once (:func:`decoded_image`, under the detector's limits), for the sidebar's
+preview and the detector alike; what stays cached with its regions is a copy of at most ``DISPLAY_SIDE`` pixels,
+and boxes stay in the original image's pixels (:attr:`Scene.image_boxes` maps them onto the copy).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from analysis.inputs import Example, example_from_regions
 from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
-from lxmert.detection import DetectorConfig, ImageError, Regions, UnreadableImageError, load_image
+from lxmert.detection import DetectorConfig, ImageError, LoadedImage, Regions
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
     OBJECTS_FILE,
@@ -28,6 +33,7 @@ from lxmert.detection.files import (
     read_detector_config,
     read_vocab,
 )
+from lxmert.detection.images import load_detector_image
 from lxmert.modeling import LxmertForPreTraining, LxmertForQuestionAnswering
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
 # How deep below a checkpoints directory a checkpoint may lie (runs/<name>/best is two levels).
 SEARCH_DEPTH = 3
 METRICS_FILE = "metrics.jsonl"
+# The longer side of the image kept with its regions for drawing; figures are never shown larger.
+DISPLAY_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -173,8 +181,8 @@ class Scene:
     """One image and its detected regions, cut to the number the visitor chose.
 
     Attributes:
-        image: the upright RGB image the boxes refer to.
-        regions: the detector's regions (CPU tensors), best first.
+        image: the upright RGB image for drawing, at most ``DISPLAY_SIDE`` pixels on its longer side.
+        regions: the detector's regions (CPU tensors), best first, boxes in the original image's pixels.
         object_names: the detector's object vocabulary.
         attr_names: the detector's attribute vocabulary.
     """
@@ -183,6 +191,13 @@ class Scene:
     regions: Regions
     object_names: list[str]
     attr_names: list[str]
+
+    @property
+    def image_boxes(self) -> np.ndarray:
+        """(R, 4) boxes in the pixels of :attr:`image` (the regions' boxes are in the original's)."""
+        scale_x = self.image.width / self.regions.image_width
+        scale_y = self.image.height / self.regions.image_height
+        return self.regions.boxes.numpy() * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
 
     @property
     def labels(self) -> list[str]:
@@ -197,26 +212,23 @@ class Scene:
         return [f"{i} {self.object_names[o]}" for i, o in enumerate(self.regions.object_ids.tolist())]
 
 
-def open_image(data: bytes, name: str, config: DetectorConfig) -> Image.Image:
-    """Decode uploaded bytes under the detector's size limits into an upright RGB image.
+@st.cache_resource(show_spinner=False, max_entries=2)
+def decoded_image(detector_path: str, data: bytes, name: str) -> LoadedImage:
+    """An image's bytes decoded under the limits of the detector at ``detector_path``: upright RGB, downscaled to
+    its ``max_image_side``. Kept for the preview and the detection of the current image, and never modified.
 
     Raises:
-        ImageError: the bytes are not an image Pillow can read, or the image is too large; the message names it.
+        ImageError: the bytes are not an image Pillow can read, or it is too large or too thin; the message names
+            it (raised again on each call: Streamlit caches only returned values).
     """
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as err:
-        raise UnreadableImageError(f"{name}: {err}") from err
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UnreadableImageError(f"{name}: not an image file Pillow can read ({err})") from err
-    try:
-        loaded = load_image(image, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
-    except ImageError as err:  # the loader names an in-memory image "<PIL.Image>"; name the upload instead
-        raise type(err)(str(err).replace("<PIL.Image>", name, 1)) from err
-    # Boxes come back in the original frame; draw on an image of that size.
-    if loaded.image.size != loaded.original_size:
-        return loaded.image.resize(loaded.original_size, Image.Resampling.BILINEAR)
-    return loaded.image
+    return load_detector_image(data, detector_config(detector_path), name=name)
+
+
+def preview(loaded: LoadedImage, side: int) -> Image.Image:
+    """A copy of the decoded image at most ``side`` pixels on its longer side."""
+    small = loaded.image.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return small
 
 
 @st.cache_data(max_entries=64, show_spinner="Detecting regions…")
@@ -229,14 +241,16 @@ def detect(detector_path: str, device: str, image: bytes, name: str) -> Scene:
     Raises:
         ImageError: the bytes are not a usable image (not cached: Streamlit caches only returned values).
     """
-    decoded = open_image(image, name, detector_config(detector_path))
+    loaded = decoded_image(detector_path, image, name)
     regions = load_cached_regions(detector_path, image)
     if regions is None:
-        detector = load_detector(detector_path, device)
-        regions = detector.detect([detector.load_image(decoded)])[0]
+        regions = load_detector(detector_path, device).detect([loaded])[0]
     directory = Path(detector_path)
     return Scene(
-        decoded, regions, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE)
+        preview(loaded, DISPLAY_SIDE),
+        regions,
+        read_vocab(directory / OBJECTS_FILE),
+        read_vocab(directory / ATTRIBUTES_FILE),
     )
 
 
@@ -285,9 +299,11 @@ def _on_device(example: Example, device: str) -> Example:
 __all__ = [
     "Capabilities",
     "Checkpoint",
+    "DISPLAY_SIDE",
     "ImageError",
     "Scene",
     "capabilities_of",
+    "decoded_image",
     "detect",
     "detector_config",
     "example_for",
@@ -296,6 +312,6 @@ __all__ = [
     "is_checkpoint_dir",
     "load_detector",
     "load_model",
-    "open_image",
+    "preview",
     "scene",
 ]

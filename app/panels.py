@@ -66,7 +66,7 @@ def show_detections(scene: Scene, *, key: str) -> None:
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
-        scene.image, regions.boxes.numpy(), scene.labels, confidences, num_labelled=regions.num_real,
+        scene.image, scene.image_boxes, scene.labels, confidences, num_labelled=regions.num_real,
         title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
     )  # fmt: skip
     plot(figure, key=key)
@@ -313,7 +313,7 @@ def show_word_on_image(
     """Where one word looks: its language → vision attention painted on the regions."""
     scores = maps.token_to_regions(token, layer, head)
     figure = render.region_scores_figure(
-        scene.image, scene.regions.boxes.numpy(), scores, scene.labels,
+        scene.image, scene.image_boxes, scores, scene.labels,
         title=f"“{maps.tokens[token]}” → regions", colorbar_title="attention",
     )  # fmt: skip
     plot(figure, key=key)
@@ -443,7 +443,7 @@ def show_explanation(
     image_column, words_column = st.columns([3, 2], gap="large")
     with image_column:
         figure = render.region_scores_figure(
-            scene.image, scene.regions.boxes.numpy(), region_scores, scene.labels,
+            scene.image, scene.image_boxes, region_scores, scene.labels,
             title=title, colorbar_title=score_name,
         )  # fmt: skip
         plot(figure, key=key)

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app import loading
 from app.config import AppConfig
+from lxmert.detection import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SOURCES = ("Gallery", "Random scene", "Upload")
@@ -133,7 +133,7 @@ def _choose_image(config: AppConfig) -> ImageInput | None:
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
         key="upload",
         on_change=_suggest_text,
-        help="Any image Pillow reads; EXIF rotation is applied and very large images are refused.",
+        help="Any image Pillow reads; EXIF rotation is applied, and very large or very thin images are refused.",
     )
     return None if upload is None else ImageInput(upload.getvalue(), upload.name)
 
@@ -163,17 +163,15 @@ def _choose_text(image: ImageInput | None) -> str:
     return text.strip()
 
 
-def show_thumbnail(image: ImageInput) -> None:
-    """A small preview; bytes that do not decode get none here, and the page says what is wrong with them."""
+def show_thumbnail(image: ImageInput, config: AppConfig) -> None:
+    """A small preview of the decoded image the detector will get (one guarded decode serves both); bytes that
+    are not a usable image get none here, and the page says what is wrong with them."""
     try:
-        with Image.open(io.BytesIO(image.data)) as decoded:
-            decoded.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG decodes at a fraction of full size
-            preview = ImageOps.exif_transpose(decoded).convert("RGB")
-            preview.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        loaded = loading.decoded_image(str(config.detector_dir), image.data, image.name)
+    except ImageError:
         st.caption(f"{image.name}: no preview")
         return
-    st.image(preview, caption=image.name, width="stretch")
+    st.image(loading.preview(loaded, THUMBNAIL_SIDE), caption=image.name, width="stretch")
 
 
 def show_sidebar(
@@ -184,7 +182,7 @@ def show_sidebar(
         st.subheader("Input")
         image = _choose_image(config)
         if image is not None:
-            show_thumbnail(image)
+            show_thumbnail(image, config)
         text = _choose_text(image)
         num_regions = st.slider(
             "Regions",

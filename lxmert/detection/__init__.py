@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lxmert.detection.config import PRESETS, DetectorConfig
 from lxmert.detection.images import (
     ImageError,
+    ImageShapeError,
     ImageTooLargeError,
     LoadedImage,
     UnreadableImageError,
@@ -48,6 +49,7 @@ __all__ = [
     "DetectorConfig",
     "FasterRCNNWithAttributes",
     "ImageError",
+    "ImageShapeError",
     "ImageTooLargeError",
     "LoadedImage",
     "RegionChoice",

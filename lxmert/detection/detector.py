@@ -28,7 +28,7 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.frcnn import FasterRCNNWithAttributes
-from lxmert.detection.images import LoadedImage, load_image, to_tensor
+from lxmert.detection.images import LoadedImage, check_aspect, load_detector_image, to_tensor
 from lxmert.detection.regions import Regions
 from lxmert.fileio import atomic_write_bytes
 
@@ -68,11 +68,9 @@ class Detector:
         self.model.to(device)
         return self
 
-    def load_image(self, source: str | Path | Image.Image) -> LoadedImage:
-        """Open one image under this detector's size limits (:func:`lxmert.detection.images.load_image`)."""
-        return load_image(
-            source, max_pixels=self.config.max_image_pixels, max_side=self.config.max_image_side
-        )
+    def load_image(self, source: str | Path | bytes | Image.Image, *, name: str | None = None) -> LoadedImage:
+        """Open one image under this detector's limits (:func:`lxmert.detection.images.load_detector_image`)."""
+        return load_detector_image(source, self.config, name=name)
 
     def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[Regions]:
         """Load each image (:meth:`load_image`) and detect ``config.num_regions`` regions (:meth:`detect`).
@@ -89,7 +87,13 @@ class Detector:
         Images of different sizes go through the model in separate calls: a batch is padded to its largest
         image, and the padding would change the features of the smaller ones (the cause of lower scores with
         detectron2's batch mode, airsplay/lxmert#48). So an image's regions never depend on its batch-mates.
+
+        Raises:
+            ImageShapeError: an image is so thin that the model's resize would leave it no pixels (images loaded
+                by :meth:`load_image` never are).
         """
+        for loaded in images:
+            check_aspect(loaded.image.size, self.config.max_size, loaded.name)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, loaded in enumerate(images):
             by_size.setdefault(loaded.image.size, []).append(index)
