@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save
 
+from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.config import DetectorConfig
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -42,7 +43,10 @@ class Detector:
     """
 
     def __init__(
-        self, model: FasterRCNNWithAttributes, objects_vocab: list[str], attributes_vocab: list[str]
+        self,
+        model: FasterRCNNWithAttributes | CaffeFasterRCNN,
+        objects_vocab: list[str],
+        attributes_vocab: list[str],
     ) -> None:
         config = model.config
         if len(objects_vocab) != config.num_classes:
@@ -129,7 +133,7 @@ class Detector:
         """
         directory = Path(directory)
         config = read_detector_config(directory)
-        model = FasterRCNNWithAttributes(config)
+        model = build_network(config)
         try:
             model.load_state_dict(load_file(directory / WEIGHTS_FILE))
         except RuntimeError as err:
@@ -138,6 +142,11 @@ class Detector:
             ) from err
         detector = cls(model, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE))
         return detector.to(device)
+
+
+def build_network(config: DetectorConfig) -> FasterRCNNWithAttributes | CaffeFasterRCNN:
+    """The network ``config.network`` names, with freshly initialised weights."""
+    return CaffeFasterRCNN(config) if config.network == "caffe" else FasterRCNNWithAttributes(config)
 
 
 def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
@@ -156,4 +165,4 @@ def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
     )
 
 
-__all__ = ["Detector"]
+__all__ = ["Detector", "build_network"]

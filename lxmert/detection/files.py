@@ -49,8 +49,8 @@ def read_detector_config(directory: str | Path) -> DetectorConfig:
 
 
 def read_vocab(path: str | Path) -> list[str]:
-    """Class names, one per line, in index order."""
-    return Path(path).read_text().splitlines()
+    """Class names, one per line, in index order; of Visual Genome's ``a,b`` synonyms the first is the name."""
+    return [line.split(",")[0].strip() for line in Path(path).read_text().splitlines()]
 
 
 def weights_digest(directory: str | Path) -> str:

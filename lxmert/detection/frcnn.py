@@ -218,6 +218,7 @@ class AttributeRoIHeads(RoIHeads):
                 num_regions=self.config.num_regions,
                 conf_threshold=self.config.conf_threshold,
                 nms_threshold=self.config.nms_threshold,
+                min_regions=self.config.fewest_regions,
             )
             chosen_features = region_features[rows][choice.indices]
             attr_logits = self.box_predictor.attribute_logits(chosen_features, choice.labels)
