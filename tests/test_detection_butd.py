@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,6 +15,8 @@ from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.butd import CaffeFasterRCNN, cell_anchors, resized_size, select_max_class
 from lxmert.detection.files import read_detector_config, read_vocab
 from lxmert.detection.selection import select_regions
+from training.data.store import FeatureStore
+from training.extract import ExtractConfig, extract
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -99,22 +102,31 @@ def test_vg_vocabularies_ship_with_display_names_first() -> None:
 
 
 @pytest.mark.slow  # builds and saves a 65M-parameter ResNet-101 detector
-def test_detector_runs_the_caffe_network_and_round_trips(tmp_path: Path) -> None:
+def test_detector_runs_the_caffe_network_round_trips_and_extracts(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = DetectorConfig(
-        min_size=64, max_size=96, rpn_post_nms_top_n_test=12, num_regions=4, min_regions=2
-    )
+    config = DetectorConfig(min_size=64, max_size=96, rpn_post_nms_top_n_test=12, num_regions=4)
     detector = Detector(
         CaffeFasterRCNN(config), [f"o{i}" for i in range(1600)], [f"a{i}" for i in range(400)]
     )
     image = Image.new("RGB", (120, 80), (200, 30, 30))
     regions = detector([image])[0]
-    assert 2 <= len(regions) <= 4 and regions.features.shape[1] == 2048
-    assert (regions.boxes[:, [0, 2]] <= 120).all() and (regions.boxes[:, [1, 3]] <= 80).all()
-    assert (regions.boxes >= 0).all() and regions.attr_probs.shape[1] == 400
-    detector.save_pretrained(tmp_path / "d", half=False)
-    again = Detector.from_pretrained(tmp_path / "d")
+    assert len(regions) == 4 and regions.features.shape == (4, 2048) and regions.attr_probs.shape == (4, 400)
+    assert (regions.boxes >= 0).all() and (regions.boxes[:, [0, 2]] <= 120).all()
+    assert (regions.boxes[:, [1, 3]] <= 80).all()
+    detector.save_pretrained(tmp_path / "detector")
+    again = Detector.from_pretrained(tmp_path / "detector")
     assert isinstance(again.model, CaffeFasterRCNN)
     torch.testing.assert_close(again([image])[0].features, regions.features)
     with pytest.raises(RuntimeError, match="inference only"):
         again.model.train()([torch.zeros(3, 8, 8)])
+
+    (tmp_path / "photos").mkdir()
+    image.save(tmp_path / "photos" / "red.png")
+    summary = extract(
+        ExtractConfig(
+            images=str(tmp_path / "photos"), out=str(tmp_path / "store"), detector=str(tmp_path / "detector")
+        )
+    )
+    assert summary.written == 1 and summary.finalized
+    row = FeatureStore(tmp_path / "store").get_row(0)
+    np.testing.assert_allclose(row["features"], regions.features.numpy(), atol=1e-5)
