@@ -15,9 +15,17 @@ fixtures in tests/data/butd_parity/ were made from ``detectron2_weights(seed=GOL
 from __future__ import annotations
 
 import math
+import pickle
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from lxmert.detection import Detector
+from lxmert.detection.butd import CaffeFasterRCNN
+from lxmert.detection.convert import VG_VOCAB_DIR
+from lxmert.detection.files import read_vocab
+from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
 
 GOLDEN_SEED = 19
 BLOCKS = (3, 4, 23, 3)
@@ -104,3 +112,18 @@ def demo_state_dict(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
             state[name.replace("running_var", "num_batches_tracked")] = torch.tensor([0])
     state["proposal_generator.anchor_generator.cell_anchors.0"] = torch.from_numpy(reference_cell_anchors())
     return state
+
+
+def golden_detector(folder: Path) -> Detector:
+    """The detector of the golden run: GOLDEN_SEED's weights read from a detectron2 ``.pkl`` written in ``folder``.
+
+    Its settings are the golden run's: 60 RPN proposals (CPU time) and py-bottom-up-attention's fixed-number NMS.
+    """
+    path = Path(folder) / "faster_rcnn_from_caffe_attr.pkl"
+    path.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED), "__author__": "test"}))
+    tensors = read_tensors(path)
+    config = config_for(tensors, rpn_post_nms_top_n_test=60, region_selection="max_class")
+    model = CaffeFasterRCNN(config)
+    load_butd_weights(model, tensors, str(path))
+    names = read_vocab(VG_VOCAB_DIR / "objects_vocab.txt"), read_vocab(VG_VOCAB_DIR / "attributes_vocab.txt")
+    return Detector(model, *names)

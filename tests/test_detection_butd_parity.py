@@ -10,18 +10,15 @@ scores, then the chosen boxes, labels, attributes and 2048-d features.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from butd_layouts import GOLDEN_SEED, detectron2_weights
+from butd_layouts import golden_detector
 
 from lxmert.detection import Detector
-from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.images import to_tensor
-from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = sorted((DATA / "coco").glob("*.jpg"))
@@ -29,15 +26,7 @@ PHOTOS = sorted((DATA / "coco").glob("*.jpg"))
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory) -> Detector:
-    path = tmp_path_factory.mktemp("weights") / "faster_rcnn_from_caffe_attr.pkl"
-    path.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED), "__author__": "test"}))
-    tensors = read_tensors(path)
-    # The golden run's settings: 60 RPN proposals (CPU time) and py-bottom-up-attention's fixed-number NMS.
-    config = config_for(tensors, rpn_post_nms_top_n_test=60, region_selection="max_class")
-    model = CaffeFasterRCNN(config)
-    load_butd_weights(model, tensors, str(path))
-    names = [f"class{i}" for i in range(config.num_classes)]
-    return Detector(model, names, [f"attribute{i}" for i in range(config.num_attributes)])
+    return golden_detector(tmp_path_factory.mktemp("weights"))
 
 
 def _close(actual: torch.Tensor, expected: np.ndarray, atol: float, what: str) -> None:
