@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lxmert.detection import Detector
-from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.convert import VG_VOCAB_DIR
+from lxmert.detection.detector import build_network
 from lxmert.detection.files import read_vocab
 from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
 
@@ -114,7 +114,7 @@ def demo_state_dict(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return state
 
 
-def golden_detector(folder: Path) -> Detector:
+def golden_detector(folder: Path, backend: str = "torch") -> Detector:
     """The detector of the golden run: GOLDEN_SEED's weights read from a detectron2 ``.pkl`` written in ``folder``.
 
     Its settings are the golden run's: 60 RPN proposals (CPU time) and py-bottom-up-attention's fixed-number NMS.
@@ -123,7 +123,7 @@ def golden_detector(folder: Path) -> Detector:
     path.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED), "__author__": "test"}))
     tensors = read_tensors(path)
     config = config_for(tensors, rpn_post_nms_top_n_test=60, region_selection="max_class")
-    model = CaffeFasterRCNN(config)
+    model = build_network(config, backend)
     load_butd_weights(model, tensors, str(path))
     names = read_vocab(VG_VOCAB_DIR / "objects_vocab.txt"), read_vocab(VG_VOCAB_DIR / "attributes_vocab.txt")
     return Detector(model, *names)

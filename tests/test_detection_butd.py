@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.butd import CaffeFasterRCNN, cell_anchors, resized_size, select_max_class
+from lxmert.detection.detector import build_network
 from lxmert.detection.files import read_detector_config, read_vocab
 from lxmert.detection.selection import select_regions
 from training.data.store import FeatureStore
@@ -130,3 +132,14 @@ def test_detector_runs_the_caffe_network_round_trips_and_extracts(tmp_path: Path
     assert summary.written == 1 and summary.finalized
     row = FeatureStore(tmp_path / "store").get_row(0)
     np.testing.assert_allclose(row["features"], regions.features.numpy(), atol=1e-5)
+
+
+def test_backends_are_checked_and_a_missing_detectron2_says_how_to_install_it(monkeypatch) -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        build_network(DetectorConfig(), backend="caffe2")
+    with pytest.raises(ValueError, match="runs network='caffe' only"):
+        build_network(DetectorConfig.preset("small"), backend="detectron2")
+    monkeypatch.setitem(sys.modules, "detectron2", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "lxmert.detection.detectron2_backend", None)
+    with pytest.raises(ImportError, match="facebookresearch/detectron2"):
+        build_network(DetectorConfig(), backend="detectron2")

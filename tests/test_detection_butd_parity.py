@@ -4,7 +4,8 @@ The golden outputs in tests/data/butd_parity/ were made by running the demo's ow
 on tests/data/coco/ with the random weights of ``butd_layouts.detectron2_weights(GOLDEN_SEED)``; how is written in
 tests/data/butd_parity/README.md. Here the same weights go through the project's weight reader (the detectron2
 ``.pkl`` layout; tests/test_detection_weights.py shows that the demo's layout gives identical tensors) and the
-project's image loading, and each stage must agree: input tensor, res4 map, proposals, pooled features, class
+project's image loading, on each backend (this project's modules; detectron2's components, where detectron2 is
+installed), and each stage must agree: input tensor, res4 map, proposals, pooled features, class
 scores, then the chosen boxes, labels, attributes and 2048-d features.
 """
 
@@ -24,9 +25,14 @@ DATA = Path(__file__).parent / "data"
 PHOTOS = sorted((DATA / "coco").glob("*.jpg"))
 
 
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory) -> Detector:
-    return golden_detector(tmp_path_factory.mktemp("weights"))
+@pytest.fixture(scope="module", params=["torch", "detectron2"])
+def detector(request, tmp_path_factory) -> Detector:
+    """The golden weights on this project's modules, and on detectron2's own components where it is installed."""
+    if request.param == "detectron2":
+        pytest.importorskip(
+            "detectron2", reason="detectron2 is not installed (see lxmert.detection.detectron2_backend)"
+        )
+    return golden_detector(tmp_path_factory.mktemp("weights"), backend=request.param)
 
 
 def _close(actual: torch.Tensor, expected: np.ndarray, atol: float, what: str) -> None:
@@ -40,6 +46,7 @@ def test_there_are_five_photos_and_five_golden_files() -> None:
     assert sorted(p.stem for p in (DATA / "butd_parity").glob("*.npz")) == [p.stem for p in PHOTOS]
 
 
+@pytest.mark.slow  # ResNet-101 at 600 px: 5-13 s per photo on a shared 2-core CPU
 @pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.stem[-6:])
 def test_caffe_network_matches_the_reference_stage_by_stage(detector: Detector, photo: Path) -> None:
     golden = dict(np.load(DATA / "butd_parity" / f"{photo.stem}.npz"))

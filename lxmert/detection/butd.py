@@ -25,6 +25,7 @@ Boxes are reported in the pixels of the image given (scaled back from the resize
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -184,13 +185,15 @@ class RPN(nn.Module):
 class BoxPredictor(nn.Module):
     """Class scores (background last), per-class box deltas, and the attribute head (BUTD's)."""
 
-    def __init__(self, config: DetectorConfig) -> None:
+    def __init__(
+        self, num_classes: int, num_attributes: int, class_embed_dim: int, attr_hidden_dim: int
+    ) -> None:
         super().__init__()
-        self.cls_score = nn.Linear(2048, config.num_classes + 1)
-        self.bbox_pred = nn.Linear(2048, config.num_classes * 4)
-        self.cls_embedding = nn.Embedding(config.num_classes + 1, config.class_embed_dim)
-        self.fc_attr = nn.Linear(2048 + config.class_embed_dim, config.attr_hidden_dim)
-        self.attr_score = nn.Linear(config.attr_hidden_dim, config.num_attributes + 1)
+        self.cls_score = nn.Linear(2048, num_classes + 1)
+        self.bbox_pred = nn.Linear(2048, num_classes * 4)
+        self.cls_embedding = nn.Embedding(num_classes + 1, class_embed_dim)
+        self.fc_attr = nn.Linear(2048 + class_embed_dim, attr_hidden_dim)
+        self.attr_score = nn.Linear(attr_hidden_dim, num_attributes + 1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(P, 2048) -> class logits (P, C + 1), box deltas (P, 4 C), attribute logits (P, A + 1)."""
@@ -204,7 +207,9 @@ class Res5ROIHeads(nn.Module):
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.res5 = _stage(3, 2, config.stride_in_1x1)
-        self.box_predictor = BoxPredictor(config)
+        self.box_predictor = BoxPredictor(
+            config.num_classes, config.num_attributes, config.class_embed_dim, config.attr_hidden_dim
+        )
         self.config = config
 
     def pooled_features(self, features: torch.Tensor, proposals: torch.Tensor) -> torch.Tensor:
@@ -217,8 +222,10 @@ class Res5ROIHeads(nn.Module):
         return self.res5(pooled).mean(dim=(2, 3))
 
 
-class CaffeFasterRCNN(nn.Module):
-    """BUTD's Faster R-CNN with attributes, for inference. ``forward(images)`` as :class:`FasterRCNNWithAttributes`.
+class BUTDInference(nn.Module, ABC):
+    """What every implementation of the BUTD network shares: input transform, region choice, and output.
+
+    A subclass computes :meth:`stages` (the named intermediate results of one image) with its own components.
 
     Args of forward:
         images: list of (3, H, W) float RGB tensors in [0, 1] from 8-bit images (:func:`images.to_tensor`).
@@ -231,53 +238,40 @@ class CaffeFasterRCNN(nn.Module):
 
     def __init__(self, config: DetectorConfig) -> None:
         if config.network != "caffe":
-            raise ValueError(f"CaffeFasterRCNN builds network='caffe', got {config.network!r}")
+            raise ValueError(f"{type(self).__name__} builds network='caffe', got {config.network!r}")
         super().__init__()
-        self.backbone = ResNetC4(config)
-        self.proposal_generator = RPN(config)
-        self.roi_heads = Res5ROIHeads(config)
-        self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0), bbox_xform_clip=_SCALE_CLAMP)
         self.config = config
+
+    @abstractmethod
+    def stages(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named intermediate results for one image; needs at least ``inputs`` (the model input, (1, 3, h, w)),
+        ``pooled`` (P, 2048), ``class_probs`` (P, C + 1), ``class_boxes`` (P, C, 4), ``attr_probs`` (P, A)."""
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         if self.training:
             raise RuntimeError("the caffe network is inference only; train network='torchvision'")
         return [self.regions(self.stages(image), image.shape[-2:]) for image in images]
 
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) RGB in [0, 1] -> (1, 3, h, w) resized, channel-ordered, mean-subtracted model input."""
+    def resized_pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) RGB in [0, 1] -> (1, 3, h, w) resized 0..255 pixels in ``channel_order``."""
         # to_tensor divided 8-bit values by 255; rounding recovers them exactly, as the reference reads them.
         pixels = image.mul(255.0).round_()
         if self.config.channel_order == "BGR":
             pixels = pixels.flip(0)
         height, width = pixels.shape[-2:]
         new_height, new_width = resized_size(height, width, self.config.min_size, self.config.max_size)
-        pixels = F.interpolate(pixels[None], (new_height, new_width), mode="bilinear", align_corners=False)
-        mean = torch.tensor(
-            np.array(self.config.pixel_mean) * 255.0, dtype=torch.float32, device=image.device
-        )
-        std = torch.tensor(np.array(self.config.pixel_std) * 255.0, dtype=torch.float32, device=image.device)
-        return (pixels - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        return F.interpolate(pixels[None], (new_height, new_width), mode="bilinear", align_corners=False)
 
-    def stages(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every intermediate result for one image, named; ``forward`` uses these, tests compare them."""
-        inputs = self.preprocess(image)
-        size = (inputs.shape[-2], inputs.shape[-1])
-        features = self.backbone(inputs)
-        proposals, proposal_logits = self.proposal_generator(features, size)
-        pooled = self.roi_heads.pooled_features(features, proposals)
-        class_logits, box_deltas, attr_logits = self.roi_heads.box_predictor(pooled)
-        class_boxes = self.box_coder.decode_single(box_deltas, proposals).view(len(proposals), -1, 4)
-        return {
-            "inputs": inputs,
-            "features": features,
-            "proposals": proposals,
-            "proposal_logits": proposal_logits,
-            "pooled": pooled,
-            "class_probs": F.softmax(class_logits, dim=-1),
-            "class_boxes": box_ops.clip_boxes_to_image(class_boxes, size),
-            "attr_probs": F.softmax(attr_logits, dim=-1)[:, :-1],
-        }
+    def pixel_statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3,) mean and std on the 0..255 scale, in ``channel_order``."""
+        mean = torch.tensor(np.array(self.config.pixel_mean) * 255.0, dtype=torch.float32, device=device)
+        std = torch.tensor(np.array(self.config.pixel_std) * 255.0, dtype=torch.float32, device=device)
+        return mean, std
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) RGB in [0, 1] -> (1, 3, h, w) resized, channel-ordered, mean-subtracted model input."""
+        mean, std = self.pixel_statistics(image.device)
+        return (self.resized_pixels(image) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
     def regions(
         self, stages: dict[str, torch.Tensor], image_size: tuple[int, int]
@@ -320,6 +314,37 @@ class CaffeFasterRCNN(nn.Module):
         return choice.indices, choice.labels - 1, choice.scores, choice.boxes, choice.num_real
 
 
+class CaffeFasterRCNN(BUTDInference):
+    """BUTD's Faster R-CNN with attributes, for inference, in plain torch (detectron2's module names)."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self.backbone = ResNetC4(config)
+        self.proposal_generator = RPN(config)
+        self.roi_heads = Res5ROIHeads(config)
+        self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0), bbox_xform_clip=_SCALE_CLAMP)
+
+    def stages(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every intermediate result for one image, named; ``forward`` uses these, tests compare them."""
+        inputs = self.preprocess(image)
+        size = (inputs.shape[-2], inputs.shape[-1])
+        features = self.backbone(inputs)
+        proposals, proposal_logits = self.proposal_generator(features, size)
+        pooled = self.roi_heads.pooled_features(features, proposals)
+        class_logits, box_deltas, attr_logits = self.roi_heads.box_predictor(pooled)
+        class_boxes = self.box_coder.decode_single(box_deltas, proposals).view(len(proposals), -1, 4)
+        return {
+            "inputs": inputs,
+            "features": features,
+            "proposals": proposals,
+            "proposal_logits": proposal_logits,
+            "pooled": pooled,
+            "class_probs": F.softmax(class_logits, dim=-1),
+            "class_boxes": box_ops.clip_boxes_to_image(class_boxes, size),
+            "attr_probs": F.softmax(attr_logits, dim=-1)[:, :-1],
+        }
+
+
 def select_max_class(
     probs: torch.Tensor,
     class_boxes: torch.Tensor,
@@ -359,4 +384,11 @@ def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple
     return int(new_height + 0.5), int(new_width + 0.5)
 
 
-__all__ = ["CaffeFasterRCNN", "cell_anchors", "resized_size", "select_max_class"]
+__all__ = [
+    "BUTDInference",
+    "BoxPredictor",
+    "CaffeFasterRCNN",
+    "cell_anchors",
+    "resized_size",
+    "select_max_class",
+]
