@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from butd_layouts import demo_state_dict, detectron2_weights
+from safetensors.torch import save_file
 
 from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.butd import CaffeFasterRCNN
@@ -143,3 +144,19 @@ def test_convert_cli_writes_a_detector_directory_from_each_layout(tmp_path: Path
     assert all(
         torch.equal(state_a[k], state_b[k]) and torch.equal(state_a[k], torch.from_numpy(d2[k])) for k in d2
     )
+
+
+def test_a_torch_file_with_a_code_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "pytorch_model.bin"
+    torch.save({"backbone.stem.conv1.weight": torch.zeros(2), "trap": TouchOnLoad(marker)}, path)
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin: torch refused it as weights-only"):
+        read_tensors(path)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_safetensors_of_the_demo_layout_read_like_the_others(tmp_path: Path, d2) -> None:
+    path = tmp_path / "frcnn.safetensors"
+    save_file({k: v.contiguous() for k, v in demo_state_dict(d2).items()}, path)
+    mapped = to_detectron2_names(read_tensors(path), DetectorConfig())
+    assert mapped.keys() == d2.keys() and all(torch.equal(mapped[k], torch.from_numpy(d2[k])) for k in d2)
