@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -132,6 +133,14 @@ def test_detector_runs_the_caffe_network_round_trips_and_extracts(tmp_path: Path
     assert summary.written == 1 and summary.finalized
     row = FeatureStore(tmp_path / "store").get_row(0)
     np.testing.assert_allclose(row["features"], regions.features.numpy(), atol=1e-5)
+
+    # The same directory on detectron2's components, where it is installed, stores the same features.
+    if importlib.util.find_spec("detectron2") is not None:
+        photos, store = str(tmp_path / "photos"), str(tmp_path / "store_d2")
+        extract(
+            ExtractConfig(images=photos, out=store, detector=str(tmp_path / "detector"), backend="detectron2")
+        )
+        np.testing.assert_allclose(FeatureStore(store).get_row(0)["features"], row["features"], atol=1e-4)
 
 
 def test_backends_are_checked_and_a_missing_detectron2_says_how_to_install_it(monkeypatch) -> None:
