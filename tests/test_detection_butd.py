@@ -152,3 +152,25 @@ def test_backends_are_checked_and_a_missing_detectron2_says_how_to_install_it(mo
     monkeypatch.setitem(sys.modules, "lxmert.detection.detectron2_backend", None)
     with pytest.raises(ImportError, match="facebookresearch/detectron2"):
         build_network(DetectorConfig(), backend="detectron2")
+
+
+@pytest.mark.parametrize("selection", ["per_class", "max_class"])
+def test_regions_read_background_last_and_scale_boxes_back(selection: str) -> None:
+    config = DetectorConfig(num_classes=2, num_attributes=3, num_regions=2, region_selection=selection)
+    model = CaffeFasterRCNN(config)
+    # Three disjoint proposals; columns are class 0, class 1, background (detectron2's layout).
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.05, 0.05, 0.9], [0.7, 0.1, 0.2]])
+    boxes = torch.tensor([[0.0, 0, 4, 4], [5, 5, 9, 9], [10, 0, 14, 4]])[:, None, :].expand(3, 2, 4)
+    stages = {
+        "inputs": torch.zeros(1, 3, 10, 20),
+        "pooled": torch.arange(3.0)[:, None].expand(3, 2048),
+        "class_probs": probs,
+        "class_boxes": boxes,
+        "attr_probs": torch.eye(3),
+    }
+    out = model.regions(stages, (20, 40))  # the original image is twice the resized one
+    assert out["object_ids"].tolist() == [0, 1], "row 2 (0.7, class 0), then row 0 (0.6, class 1)"
+    torch.testing.assert_close(out["object_conf"], torch.tensor([0.7, 0.6]))
+    torch.testing.assert_close(out["boxes"], torch.tensor([[20.0, 0, 28, 8], [0, 0, 8, 8]]))
+    assert out["features"][:, 0].tolist() == [2.0, 0.0] and int(out["num_real"]) == 2
+    torch.testing.assert_close(out["attr_probs"], torch.eye(3)[[2, 0]])
