@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lxmert.detection import Detector, ImageError
+from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.data.store import FEATURE_DTYPES, FeatureStoreWriter
@@ -57,6 +58,13 @@ class ExtractConfig:
         default="float32", metadata={"help": "dtype of the stored features", "choices": list(FEATURE_DTYPES)}
     )
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "detector backend: torch, or detectron2 (network=caffe; needs detectron2)",
+            "choices": list(BACKENDS),
+        },
+    )
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
 
     def __post_init__(self) -> None:
@@ -114,7 +122,7 @@ def list_images(folder: str | Path) -> list[tuple[str, Path]]:
 def extract(cfg: ExtractConfig) -> ExtractionSummary:
     """Run the detector over ``cfg.images`` into the store at ``cfg.out``; see the module docstring."""
     torch.set_num_threads(cfg.num_threads)
-    detector = Detector.from_pretrained(cfg.detector, device=cfg.device)
+    detector = Detector.from_pretrained(cfg.detector, device=cfg.device, backend=cfg.backend)
     images = list_images(cfg.images)
     writer = FeatureStoreWriter(
         cfg.out,

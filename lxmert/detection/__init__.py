@@ -4,6 +4,9 @@ from lxmert.detection import Detector
 detector = Detector.from_pretrained("assets/detector")
 regions = detector(["photo.jpg"])[0]  # Regions: boxes, features, object/attribute labels, num_real
 
+The published Visual Genome detector (bottom-up attention) becomes such a directory with
+``python -m lxmert.detection.convert faster_rcnn_from_caffe_attr.pkl --out runs/vg-detector``.
+
 The network and region selection import torchvision, which takes seconds; they load on first use, so that code
 reading only regions, images or configs (the app with cached regions, analysis scripts) starts without it.
 """
@@ -25,11 +28,13 @@ from lxmert.detection.images import (
 from lxmert.detection.regions import Regions
 
 if TYPE_CHECKING:
+    from lxmert.detection.butd import CaffeFasterRCNN
     from lxmert.detection.detector import Detector
     from lxmert.detection.frcnn import FasterRCNNWithAttributes
     from lxmert.detection.selection import RegionChoice, select_regions
 
 _NEEDS_TORCHVISION = {
+    "CaffeFasterRCNN": "lxmert.detection.butd",
     "Detector": "lxmert.detection.detector",
     "FasterRCNNWithAttributes": "lxmert.detection.frcnn",
     "RegionChoice": "lxmert.detection.selection",
@@ -45,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PRESETS",
+    "CaffeFasterRCNN",
     "Detector",
     "DetectorConfig",
     "FasterRCNNWithAttributes",

@@ -1,10 +1,18 @@
 """Detector configuration: a dataclass whose defaults are bottom-up-attention's (BUTD) Visual Genome detector.
 
 The defaults describe the Caffe detector that produced LXMERT's features (Anderson et al. 2018; the authors'
-``generate_tsv.py`` and its ``test.prototxt``): ResNet-101 C4, 1600 objects and 400 attributes, images resized
-to a 600-pixel shorter side (at most 1000), 300 RPN proposals at test time, per-class NMS at 0.3, 36 regions
-kept with a 0.2 confidence threshold. The ``small`` preset is the detector for the synthetic world, small
-enough to train on a 2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes as ``visual_feat_dim``.
+``generate_tsv.py`` and its ``test.prototxt``), exactly as its published weights need it (``network="caffe"``,
+:mod:`lxmert.detection.butd`): ResNet-101 C4 with Caffe's max-pool and the stride on the 1x1 convolutions,
+BGR input minus the Caffe pixel means, images resized to a 600-pixel shorter side (at most 1000), RPN with a
+512-channel hidden layer and 300 proposals at test time, RoIPool 14x14 then res5 mean-pooled to 2048-d,
+1600 objects and 400 attributes, per-class NMS at 0.3, 36 regions kept with a 0.2 confidence threshold.
+
+Presets: ``vg`` is these defaults (the published weights; inference only). ``butd`` is the same architecture
+on torchvision's Faster R-CNN components (``network="torchvision"``: RoIAlign, the stride on the 3x3
+convolution, torchvision's max-pool and resize, RGB input), which can be trained. ``small`` is the detector for
+the synthetic world, small enough to train on a 2-core CPU; its 256-d RoI feature is what the tiny LXMERT takes
+as ``visual_feat_dim``.
+
 Every field is checked by type and range (:data:`FIELD_RULES`): a saved detector's config is untrusted input.
 """
 
@@ -16,10 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lxmert.config_rules import ConfigError, Float, Int, Items, OneOf, Rule, check_fields
+from lxmert.config_rules import Bool, ConfigError, Float, Int, Items, OneOf, Rule, check_fields
 from lxmert.fileio import atomic_write_text, read_json_object
 
 BACKBONES = ("resnet101_c4", "small")
+NETWORKS = ("caffe", "torchvision")
+REGION_SELECTIONS = ("per_class", "max_class")
+
+# What the torchvision network does, and what a saved config written before these fields existed meant.
+TORCHVISION_NETWORK: dict[str, Any] = dict(
+    network="torchvision",
+    caffe_maxpool=False,
+    stride_in_1x1=False,
+    roi_pooler="roi_align",
+    channel_order="RGB",
+    rpn_hidden_dim=0,
+    region_selection="per_class",
+)
 
 # Bounds far above BUTD's sizes (1600 objects, 400 attributes, 2048-d features, 600/1000-pixel sides, 12000 RPN
 # proposals, 36 regions) and far below what would exhaust memory.
@@ -27,6 +48,16 @@ _SIZE = Int(1, 1 << 16)
 _COUNT = Int(1, 1 << 20)
 _FRACTION = Float(0.0, 1.0)
 FIELD_RULES: dict[str, Rule] = {
+    "network": OneOf(NETWORKS),
+    "caffe_maxpool": Bool(),
+    "stride_in_1x1": Bool(),
+    "roi_pooler": OneOf(("roi_pool", "roi_align")),
+    "channel_order": OneOf(("RGB", "BGR")),
+    "rpn_hidden_dim": Int(
+        0, 1 << 14
+    ),  # 0: the RPN head's conv keeps the feature map's channels (torchvision)
+    "region_selection": OneOf(REGION_SELECTIONS),
+    "min_regions": Int(0, 4096),  # 0: num_regions
     "backbone": OneOf(BACKBONES),
     "small_channels": Items(Int(1, 4096), 1, 16),
     "feature_dim": _SIZE,
@@ -65,6 +96,26 @@ FIELD_RULES: dict[str, Rule] = {
 
 @dataclass
 class DetectorConfig:
+    # "caffe": the exact BUTD network the published Visual Genome weights need (lxmert.detection.butd;
+    # inference only, detectron2 weight names). "torchvision": built from torchvision's Faster R-CNN
+    # components (lxmert.detection.frcnn), trainable; it takes only the TORCHVISION_NETWORK values below.
+    network: str = "caffe"
+    # Stem max-pool: Caffe's 3x3/2 without padding, rounding the output size up (detectron2's MAX_POOL).
+    caffe_maxpool: bool = True
+    # The stride of a downsampling bottleneck on its first 1x1 convolution (MSRA/Caffe ResNet), not the 3x3.
+    stride_in_1x1: bool = True
+    # "roi_pool" (Caffe's RoIPool, max over integer bins) or "roi_align".
+    roi_pooler: str = "roi_pool"
+    # Channel order the first convolution expects; pixel_mean and pixel_std are given in this order.
+    channel_order: str = "BGR"
+    # RPN hidden channels (BUTD: 512); 0 means as many as the backbone's output (torchvision's RPNHead).
+    rpn_hidden_dim: int = 512
+    # "per_class": the authors' generate_tsv rule (lxmert.detection.selection). "max_class": the rule of
+    # py-bottom-up-attention's extraction scripts and of the transformers LXMERT demo: NMS across classes on each
+    # proposal's best-class box, the threshold raised by 0.1 from nms_threshold until min_regions survive.
+    region_selection: str = "per_class"
+    # Fewest regions per image; 0 means num_regions (LXMERT's fixed 36). The original model keeps 10-100.
+    min_regions: int = 0
     # "resnet101_c4" (BUTD): res2-res4 backbone (stride 16), res5 on each 14x14 RoI, then mean-pooled.
     # "small": a few residual conv blocks (stride 8) and a two-layer MLP on 7x7 RoIs.
     backbone: str = "resnet101_c4"
@@ -78,8 +129,9 @@ class DetectorConfig:
     # Input transform: shorter side resized to min_size unless the longer would exceed max_size.
     min_size: int = 600
     max_size: int = 1000
-    # RGB mean and std on a 0..1 scale: Caffe subtracts BGR means (102.98, 115.95, 122.77) and never divides.
-    pixel_mean: tuple[float, float, float] = (122.7717 / 255, 115.9465 / 255, 102.9801 / 255)
+    # Mean and std on a 0..1 scale, in channel_order: Caffe subtracts BGR means (102.98, 115.95, 122.77) and
+    # never divides.
+    pixel_mean: tuple[float, float, float] = (102.9801 / 255, 115.9465 / 255, 122.7717 / 255)
     pixel_std: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
     # RPN: Caffe scales 4, 8, 16, 32 at stride 16 and ratios 0.5, 1, 2 (12 anchors per position).
     anchor_sizes: tuple[int, ...] = (64, 128, 256, 512)
@@ -115,6 +167,16 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         """Raises ConfigError naming the first field of the wrong type or out of range."""
         check_fields(self, FIELD_RULES)
+        if self.network == "torchvision":
+            differing = {k: getattr(self, k) for k, v in TORCHVISION_NETWORK.items() if getattr(self, k) != v}
+            if differing:
+                raise ConfigError(f"network='torchvision' cannot take {differing}; use network='caffe'")
+        elif self.backbone != "resnet101_c4":
+            raise ConfigError(f"network='caffe' is ResNet-101 C4 only, got backbone {self.backbone!r}")
+        if self.min_regions > self.num_regions:
+            raise ConfigError(
+                f"min_regions must lie in [0, num_regions={self.num_regions}], got {self.min_regions}"
+            )
         if self.backbone == "resnet101_c4" and self.feature_dim != 2048:
             raise ConfigError(
                 f"resnet101_c4 pools 2048-d res5 features; feature_dim {self.feature_dim} cannot change"
@@ -125,14 +187,22 @@ class DetectorConfig:
             if isinstance(value, list):
                 setattr(self, field.name, tuple(value))
 
+    @property
+    def fewest_regions(self) -> int:
+        """The smallest number of regions an image gets (``min_regions``, or ``num_regions`` when 0)."""
+        return self.min_regions or self.num_regions
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        """A config from saved values; one saved before ``network`` existed is a torchvision network."""
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"DetectorConfig has no fields {unknown}")
+        if "network" not in values:
+            values = {**TORCHVISION_NETWORK, **values}
         return cls(**values)
 
     def to_json(self) -> str:
@@ -157,16 +227,18 @@ class DetectorConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DetectorConfig:
-        """A registered preset (``butd``, ``small``) with optional field overrides."""
+        """A registered preset (``vg``, ``butd``, ``small``) with optional field overrides."""
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "butd": {},
+    "vg": {},
+    "butd": dict(TORCHVISION_NETWORK, pixel_mean=(122.7717 / 255, 115.9465 / 255, 102.9801 / 255)),
     # The synthetic world: 256x256 scenes of flat-coloured shapes 26-66 px wide, kept at native resolution.
     "small": dict(
+        TORCHVISION_NETWORK,
         backbone="small",
         small_channels=(24, 48, 96),
         feature_dim=256,
@@ -187,4 +259,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-__all__ = ["BACKBONES", "DetectorConfig", "FIELD_RULES", "PRESETS"]
+__all__ = [
+    "BACKBONES",
+    "DetectorConfig",
+    "FIELD_RULES",
+    "NETWORKS",
+    "PRESETS",
+    "REGION_SELECTIONS",
+    "TORCHVISION_NETWORK",
+]

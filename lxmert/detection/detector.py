@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from lxmert.detection.butd import BUTDInference, CaffeFasterRCNN
 from lxmert.detection.config import DetectorConfig
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -32,6 +33,8 @@ from lxmert.detection.images import LoadedImage, check_aspect, load_detector_ima
 from lxmert.detection.regions import Regions
 from lxmert.fileio import atomic_write_bytes
 
+BACKENDS = ("torch", "detectron2")
+
 
 class Detector:
     """A Faster R-CNN with attributes plus its vocabularies.
@@ -43,7 +46,10 @@ class Detector:
     """
 
     def __init__(
-        self, model: FasterRCNNWithAttributes, objects_vocab: list[str], attributes_vocab: list[str]
+        self,
+        model: FasterRCNNWithAttributes | BUTDInference,
+        objects_vocab: list[str],
+        attributes_vocab: list[str],
     ) -> None:
         config = model.config
         if len(objects_vocab) != config.num_classes:
@@ -125,8 +131,10 @@ class Detector:
         atomic_write_bytes(directory / ATTRIBUTES_FILE, ("\n".join(self.attributes_vocab) + "\n").encode())
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Detector:
-        """Load a detector saved by :meth:`save_pretrained`.
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", backend: str = "torch"
+    ) -> Detector:
+        """Load a detector saved by :meth:`save_pretrained`, on ``backend`` (:func:`build_network`).
 
         Raises:
             FileNotFoundError: a file of the format is missing (the message names it).
@@ -134,7 +142,7 @@ class Detector:
         """
         directory = Path(directory)
         config = read_detector_config(directory)
-        model = FasterRCNNWithAttributes(config)
+        model = build_network(config, backend)
         try:
             state = load_file(directory / WEIGHTS_FILE)
         except (SafetensorError, OSError) as err:
@@ -149,6 +157,33 @@ class Detector:
             ) from err
         detector = cls(model, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE))
         return detector.to(device)
+
+
+def build_network(config: DetectorConfig, backend: str = "torch") -> FasterRCNNWithAttributes | BUTDInference:
+    """The network ``config.network`` names, with freshly initialised weights.
+
+    Args:
+        backend: "torch" (this project's modules) or, for ``network="caffe"``, "detectron2" (the same model from
+            detectron2's components, :mod:`lxmert.detection.detectron2_backend`).
+
+    Raises:
+        ValueError: an unknown backend, or detectron2 asked for the torchvision network.
+        ImportError: detectron2 asked for but not installed (the message says how to install it).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "detectron2":
+        if config.network != "caffe":
+            raise ValueError(f"the detectron2 backend runs network='caffe' only, not {config.network!r}")
+        try:
+            from lxmert.detection.detectron2_backend import Detectron2FasterRCNN
+        except ImportError as err:
+            raise ImportError(
+                f"backend='detectron2' needs detectron2 ({err}); install it the official way: "
+                "pip install 'git+https://github.com/facebookresearch/detectron2.git'"
+            ) from err
+        return Detectron2FasterRCNN(config)
+    return CaffeFasterRCNN(config) if config.network == "caffe" else FasterRCNNWithAttributes(config)
 
 
 def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
@@ -167,4 +202,4 @@ def _regions(loaded: LoadedImage, output: dict[str, torch.Tensor]) -> Regions:
     )
 
 
-__all__ = ["Detector"]
+__all__ = ["BACKENDS", "Detector", "build_network"]

@@ -49,8 +49,12 @@ def read_detector_config(directory: str | Path) -> DetectorConfig:
 
 
 def read_vocab(path: str | Path) -> list[str]:
-    """Class names, one per line, in index order (ValueError naming the file when it is not UTF-8 text)."""
-    return read_text(path).splitlines()
+    """Class names, one per line, in index order; of Visual Genome's ``a,b`` synonyms the first is the name.
+
+    Raises:
+        ValueError: naming the file, when it is not UTF-8 text.
+    """
+    return [line.split(",")[0].strip() for line in read_text(path).splitlines()]
 
 
 def weights_digest(directory: str | Path) -> str:

@@ -17,10 +17,11 @@ Backbones (``DetectorConfig.backbone``):
 - ``small``: for the synthetic world. A stride-2 stem and residual stages (stride 8 in all), the last one
   dilated so that a position sees a whole shape; a two-layer MLP on 7x7 RoIs gives the region feature.
 
-Deviations from BUTD's Caffe model: RoIAlign instead of RoIPool; torchvision's ResNet puts the stride on the
-3x3 convolution (Caffe's on the 1x1); the attribute head embeds the best *foreground* class at inference (the
-one the region is labelled with), where Caffe embeds the argmax including background. The model takes RGB;
-Caffe weights, which expect BGR, would need their first convolution's input channels reversed on conversion.
+This is ``DetectorConfig(network="torchvision")``, for training. Deviations from BUTD's Caffe model: RoIAlign
+instead of RoIPool; torchvision's ResNet puts the stride on the 3x3 convolution (Caffe's on the 1x1); torchvision's
+max-pool and resize; the attribute head embeds the best *foreground* class at inference (the one the region is
+labelled with), where Caffe embeds the argmax including background; RGB input. The published Visual Genome
+weights need the exact model, ``network="caffe"`` (:mod:`lxmert.detection.butd`).
 
 Training returns a dict of named losses (``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``,
 ``loss_box_reg``, ``loss_attribute``); inference returns, per image, the regions ``selection.py`` picks.
@@ -218,6 +219,7 @@ class AttributeRoIHeads(RoIHeads):
                 num_regions=self.config.num_regions,
                 conf_threshold=self.config.conf_threshold,
                 nms_threshold=self.config.nms_threshold,
+                min_regions=self.config.fewest_regions,
             )
             chosen_features = region_features[rows][choice.indices]
             attr_logits = self.box_predictor.attribute_logits(chosen_features, choice.labels)

@@ -4,7 +4,7 @@ bottom-up-attention's ``generate_tsv.py`` (used for LXMERT's obj36 files) scores
 class probability that survives per-class NMS (``max_conf``), keeps proposals with ``max_conf >= conf_thresh``
 and, when fewer than MIN_BOXES remain, takes the top MIN_BOXES by ``max_conf`` anyway; more than MAX_BOXES are
 cut to the top MAX_BOXES. LXMERT sets MIN_BOXES = MAX_BOXES = 36, so every image gets exactly 36 real boxes:
-weaker proposals fill the count, never zero rows. The object label and confidence of a row are the argmax and
+weaker proposals fill the count, never zero rows (the original model keeps 10 to 100). The object label and confidence of a row are the argmax and
 max of its foreground probabilities.
 
 Two differences from the Caffe script, both as in py-bottom-up-attention's detectron2 port: NMS runs on each
@@ -47,13 +47,15 @@ def select_regions(
     num_regions: int,
     conf_threshold: float,
     nms_threshold: float,
+    min_regions: int | None = None,
 ) -> RegionChoice:
-    """Pick exactly ``num_regions`` proposals by the authors' rule (module docstring).
+    """Pick ``min_regions`` to ``num_regions`` proposals by the authors' rule (module docstring).
 
     Args:
         class_probs: (P, C + 1) softmax over background (column 0) and C classes, one row per proposal.
         class_boxes: (P, C + 1, 4) the box regressed for each class.
-        num_regions: how many rows to return (MIN_BOXES = MAX_BOXES).
+        num_regions: the most rows to return (MAX_BOXES).
+        min_regions: the fewest rows to return (MIN_BOXES); None means ``num_regions``.
         conf_threshold: a proposal is a detection when its post-NMS best probability reaches this.
         nms_threshold: IoU above which a lower-scoring box of the same class is suppressed.
 
@@ -65,8 +67,9 @@ def select_regions(
         raise ValueError(
             f"class_boxes {tuple(class_boxes.shape)} does not match class_probs {tuple(class_probs.shape)}"
         )
-    if num_proposals < num_regions:
-        raise ValueError(f"{num_proposals} proposals cannot fill {num_regions} regions")
+    fewest = num_regions if min_regions is None else min_regions
+    if num_proposals < fewest:
+        raise ValueError(f"{num_proposals} proposals cannot fill {fewest} regions")
     foreground = class_probs[:, 1:]  # (P, C)
     num_classes = foreground.shape[1]
     proposal_of = torch.arange(num_proposals, device=foreground.device).repeat_interleave(num_classes)
@@ -80,9 +83,9 @@ def select_regions(
     # Two stable sorts give a lexicographic order: max_conf first, best_prob breaking its ties.
     order = best_prob.argsort(descending=True, stable=True)
     order = order[max_conf[order].argsort(descending=True, stable=True)]
-    chosen = order[:num_regions]
-    labels = best_class[chosen] + 1
     num_real = int((max_conf >= conf_threshold).sum().clamp(max=num_regions))
+    chosen = order[: max(num_real, fewest)]
+    labels = best_class[chosen] + 1
     return RegionChoice(
         indices=chosen,
         labels=labels,

@@ -1,0 +1,91 @@
+"""``python -m lxmert.detection.convert``: the published BUTD Visual Genome weights as a saved detector directory.
+
+    python -m lxmert.detection.convert faster_rcnn_from_caffe_attr.pkl --out runs/vg-detector
+    python -m lxmert.detection.convert frcnn-vg-finetuned/pytorch_model.bin --out runs/vg-detector
+    python -m lxmert.detection.convert faster_rcnn_from_caffe_attr_original.pkl --out runs/vg-original \\
+        --num-regions 100 --min-regions 10
+
+SRC is py-bottom-up-attention's detectron2 ``.pkl``, the transformers demo's ``pytorch_model.bin``, or a
+``.safetensors`` of either (:mod:`lxmert.detection.weights`). The directory written holds ``model.safetensors``,
+``config.json`` (``network="caffe"``) and the Visual Genome vocabularies shipped in ``assets/vg/``: what the app,
+``training.extract`` and ``training.byo`` take as ``--detector``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lxmert.detection.butd import CaffeFasterRCNN
+from lxmert.detection.config import REGION_SELECTIONS
+from lxmert.detection.detector import Detector
+from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
+
+VG_VOCAB_DIR = Path(__file__).resolve().parents[2] / "assets" / "vg"
+
+
+def convert(
+    source: str | Path,
+    out: str | Path,
+    *,
+    vocab_dir: str | Path = VG_VOCAB_DIR,
+    num_regions: int = 36,
+    min_regions: int = 0,
+    region_selection: str = "per_class",
+) -> Detector:
+    """Read ``source``, check that every tensor fits the network, and save the detector to ``out``.
+
+    Raises:
+        ValueError: the weights or vocabularies do not fit the network (the message names the file and tensors).
+        pickle-refusing :class:`~lxmert.detection.weights.UnsafePickleError`: the pickle asks for code.
+    """
+    tensors = read_tensors(source)
+    config = config_for(
+        tensors, num_regions=num_regions, min_regions=min_regions, region_selection=region_selection
+    )
+    model = CaffeFasterRCNN(config)
+    load_butd_weights(model, tensors, str(source))
+    vocab_dir = Path(vocab_dir)
+    detector = Detector(model, read_vocab(vocab_dir / OBJECTS_FILE), read_vocab(vocab_dir / ATTRIBUTES_FILE))
+    detector.save_pretrained(out)
+    return detector
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m lxmert.detection.convert", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("source", help="detectron2 .pkl, transformers pytorch_model.bin, or .safetensors")
+    parser.add_argument("--out", required=True, help="detector directory to write")
+    parser.add_argument(
+        "--vocab-dir", default=str(VG_VOCAB_DIR), help="folder with the two VG vocabulary files"
+    )
+    parser.add_argument("--num-regions", type=int, default=36, help="most regions per image (36 for LXMERT)")
+    parser.add_argument(
+        "--min-regions", type=int, default=0, help="fewest regions per image (0: num-regions)"
+    )
+    parser.add_argument(
+        "--region-selection",
+        default="per_class",
+        choices=REGION_SELECTIONS,
+        help="DetectorConfig.region_selection",
+    )
+    args = parser.parse_args(argv)
+    detector = convert(
+        args.source,
+        args.out,
+        vocab_dir=args.vocab_dir,
+        num_regions=args.num_regions,
+        min_regions=args.min_regions,
+        region_selection=args.region_selection,
+    )
+    config = detector.config
+    print(
+        f"wrote {args.out}: {config.num_classes} objects, {config.num_attributes} attributes, "
+        f"{config.fewest_regions}-{config.num_regions} regions per image"
+    )
+
+
+if __name__ == "__main__":
+    main()
