@@ -63,7 +63,9 @@ def test_the_first_answer_is_the_one_analysis_gives(app):
     headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
     answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
     assert answer == expected.answer
-    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05)
+    # Half the display's rounding step, plus the app's use of the cached regions: the probabilities they give and
+    # those of regions detected here differ by at most 5.4e-5 points over every sample.
+    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05 + 1e-3)
     assert text in (read_sample(str(sample)).suggestions or (text,))
 
 
