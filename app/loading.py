@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from analysis.inputs import Example, example_from_regions
+from app.directories import MAX_ENTRIES, Skipped, inside, scanner
 from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from lxmert.detection import DetectorConfig, ImageError, LoadedImage, Regions
 from lxmert.detection.files import (
@@ -105,37 +106,66 @@ class Checkpoint:
     capabilities: Capabilities = field(default_factory=lambda: Capabilities(False, False, False, False))
 
 
-def is_checkpoint_dir(path: Path) -> bool:
-    """A directory of our checkpoint format with a tokenizer (a saved detector has the same two files, plus vocabs)."""
-    return (
-        (path / CONFIG_FILE).is_file()
-        and (path / WEIGHTS_FILE).is_file()
-        and (path / VOCAB_FILE).is_file()
-        and not (path / OBJECTS_FILE).is_file()
-    )
+def holds_checkpoint(file_names: set[str]) -> bool:
+    """Whether a directory's files are our checkpoint format with a tokenizer (a saved detector has the same two
+    files, plus vocabs)."""
+    return {CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE} <= file_names and OBJECTS_FILE not in file_names
+
+
+@dataclass(frozen=True)
+class CheckpointScan:
+    """What a scan of a checkpoints directory found, and what it skipped.
+
+    Attributes:
+        found: checkpoint name (its path below the scanned directory) → its resolved directory.
+        skipped: entries not used (unreadable, or leading outside the directory), with the reason.
+        truncated: whether the scan stopped at its entry budget, so that checkpoints beyond it are missing.
+    """
+
+    found: dict[str, str]
+    skipped: tuple[Skipped, ...] = ()
+    truncated: bool = False
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def find_checkpoints(root: str, depth: int = SEARCH_DEPTH) -> dict[str, str]:
-    """Checkpoint directories at most ``depth`` levels below ``root``: name (relative path) → absolute path.
+def find_checkpoints(
+    root: str, depth: int = SEARCH_DEPTH, max_entries: int = MAX_ENTRIES, within: str | None = None
+) -> CheckpointScan:
+    """Checkpoint directories at most ``depth`` levels below ``root`` that stay inside it (see ``app/directories.py``).
 
-    Re-scanned at most once a minute, so checkpoints written while the app runs appear without a restart.
+    A checkpoint is listed only when every entry of its directory is readable and inside ``root``, since loading
+    it opens its files by name. Re-scanned at most once a minute, so checkpoints written while the app runs appear
+    without a restart.
+
+    Args:
+        root: the directory to search.
+        depth: how many levels below ``root`` to look.
+        max_entries: how many entries the scan visits at most.
+        within: a directory ``root`` itself must lie inside, once resolved.
     """
-    base = Path(root)
+    scan = scanner(root, max_entries)
+    if scan is None:
+        return CheckpointScan({})
+    if within is not None and not inside(scan.root, within):
+        return CheckpointScan({}, (Skipped(root, f"leads outside {within} (to {scan.root})"),))
     found: dict[str, str] = {}
-    frontier = [base] if base.is_dir() else []
-    for _ in range(depth + 1):
+    seen = {scan.root}
+    frontier = [("", scan.root)]
+    for level in range(depth + 1):
         next_frontier = []
-        for directory in frontier:
-            if is_checkpoint_dir(directory):
-                found[str(directory.relative_to(base)) if directory != base else directory.name] = str(
-                    directory
-                )
-            next_frontier += sorted(
-                p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
-            )
+        for name, directory in frontier:
+            listing = scan.listing(directory)
+            if holds_checkpoint({e.name for e in listing.entries if not e.is_dir}):
+                if listing.complete:
+                    found[name or scan.root.name] = str(directory)
+                elif not scan.truncated:
+                    scan.skipped.append(Skipped(str(directory), "a checkpoint holding unusable entries"))
+            for entry in listing.entries if level < depth else ():
+                if entry.is_dir and not entry.name.startswith(".") and entry.path not in seen:
+                    seen.add(entry.path)
+                    next_frontier.append((f"{name}/{entry.name}" if name else entry.name, entry.path))
         frontier = next_frontier
-    return dict(sorted(found.items()))
+    return CheckpointScan(dict(sorted(found.items())), tuple(scan.skipped), scan.truncated)
 
 
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=4)
@@ -300,6 +330,7 @@ __all__ = [
     "Capabilities",
     "Checkpoint",
     "DISPLAY_SIDE",
+    "CheckpointScan",
     "ImageError",
     "Scene",
     "capabilities_of",
@@ -309,7 +340,7 @@ __all__ = [
     "example_for",
     "find_checkpoints",
     "first_regions",
-    "is_checkpoint_dir",
+    "holds_checkpoint",
     "load_detector",
     "load_model",
     "preview",

@@ -8,9 +8,11 @@ Opens on the embedded default detector and model in ``assets/default/`` (no down
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from app import loading, state
+from app import directories, loading, state
 from app.config import AppConfig
 
 st.set_page_config(page_title="LXMERT lab", page_icon=":material/visibility:", layout="wide")
@@ -34,25 +36,46 @@ def default_checkpoint(names: list[str]) -> str:
     return names[0]
 
 
-def available_checkpoints(config: AppConfig) -> dict[str, str]:
-    """Checkpoints of the default assets and of the comparison directory, named by their relative paths."""
-    found = {
-        f"default/{name}": path for name, path in loading.find_checkpoints(str(config.default_dir)).items()
-    }
-    for name, path in loading.find_checkpoints(str(config.checkpoints_dir)).items():
+def available_checkpoints(config: AppConfig) -> tuple[dict[str, str], list[str]]:
+    """Checkpoints of the default assets and of the comparison directory, named by their relative paths, and notes
+    on what the scans skipped or left unvisited."""
+    defaults = loading.find_checkpoints(str(config.default_dir), within=str(config.assets_dir))
+    others = loading.find_checkpoints(str(config.checkpoints_dir))
+    found = {f"default/{name}": path for name, path in defaults.found.items()}
+    for name, path in others.found.items():
         if path not in found.values():
             found[name] = path
-    return found
+    skipped = list(dict.fromkeys(defaults.skipped + others.skipped))  # the default dir may lie in both
+    notes = (
+        [directories.describe_skipped(skipped, [config.checkpoints_dir, config.assets_dir])]
+        if skipped
+        else []
+    )
+    for directory, scan in ((config.default_dir, defaults), (config.checkpoints_dir, others)):
+        if scan.truncated:
+            notes.append(
+                f"The search of {directory} stopped after {directories.MAX_ENTRIES} entries: "
+                "checkpoints beyond them are not listed."
+            )
+    return found, notes
 
 
 config = AppConfig.from_env()
 navigation = st.navigation(PAGES)
-checkpoints = available_checkpoints(config)
-try:
-    detector_config = loading.detector_config(str(config.detector_dir))
-except (FileNotFoundError, ValueError) as err:
-    detector_config = None
-    st.error(f"The default detector cannot be loaded: {err}")
+checkpoints, scan_notes = available_checkpoints(config)
+detector_config = None
+# A missing detector is explained below; one that is there must not lead outside the assets (its regions included).
+detector_problems = directories.problems(config.detector_dir, config.assets_dir, depth=2)
+if os.path.exists(config.detector_dir) and detector_problems:
+    reasons = directories.describe_skipped(detector_problems, [config.detector_dir])
+    st.error(f"The default detector cannot be loaded: {reasons}")
+else:
+    try:
+        detector_config = loading.detector_config(str(config.detector_dir))
+    except (FileNotFoundError, ValueError) as err:
+        st.error(f"The default detector cannot be loaded: {err}")
+if scan_notes:
+    st.sidebar.warning("  \n".join(scan_notes), icon=":material/folder_off:")
 if not checkpoints:
     st.error(f"No model checkpoint (config.json, model.safetensors, vocab.txt) under {config.default_dir}.")
 if detector_config is None or not checkpoints:

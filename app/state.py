@@ -22,6 +22,7 @@ import streamlit as st
 
 from app import loading
 from app.config import AppConfig
+from app.directories import inside, scanner
 from lxmert.detection import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -69,16 +70,23 @@ class Inputs:
         return dataclasses.replace(self, checkpoint=name)
 
 
-def image_files(directory: Path) -> list[Path]:
-    """Image files directly in ``directory``, sorted by name (none when it does not exist)."""
-    if not directory.is_dir():
+def image_files(directory: Path, root: Path | None = None) -> list[Path]:
+    """Image files directly in ``directory`` that stay inside ``root`` (default: ``directory``) once resolved,
+    sorted by name; unreadable entries are left out, and none are listed when the directory does not exist."""
+    scan = scanner(root or directory)
+    if scan is None or not inside(directory, scan.root):
         return []
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    listing = scan.listing(Path(directory).resolve())
+    return [
+        directory / e.name
+        for e in listing.entries
+        if not e.is_dir and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
+    ]
 
 
 def scene_pool(samples_dir: Path) -> list[Path]:
     """The pre-rendered synthetic scenes a random one is drawn from."""
-    return image_files(samples_dir / "scenes") or image_files(samples_dir)
+    return image_files(samples_dir / "scenes", samples_dir) or image_files(samples_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -87,7 +95,8 @@ def read_sample(path: str) -> ImageInput:
     file = Path(path)
     sidecar = file.with_suffix(".json")
     suggestions: tuple[str, ...] = ()
-    if sidecar.is_file():
+    # A sidecar is read only from the image's own folder, never through a symlink that leads elsewhere.
+    if inside(sidecar, file.parent) and sidecar.is_file():
         try:
             values = json.loads(sidecar.read_text())
             suggestions = tuple(str(q) for q in values.get("questions", []) if str(q).strip())
