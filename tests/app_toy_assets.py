@@ -93,31 +93,47 @@ def _metrics(path: Path, seed: int) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def build_assets(root: Path) -> Path:
-    """Write the tiny assets tree under ``root`` and return ``root``."""
+def build_assets(root: Path, detector: Detector | None = None) -> Path:
+    """Write the tiny assets tree under ``root`` and return ``root``.
+
+    Args:
+        detector: the default detector (the tiny random one when None); the models take its feature size.
+    """
     torch.manual_seed(0)
     default = root / "default"
     (default).mkdir(parents=True)
-    _detector().save_pretrained(default / "detector")
+    detector = detector or _detector()
+    detector.save_pretrained(default / "detector")
+    sizes = dict(
+        visual_feat_dim=detector.config.feature_dim,
+        num_object_labels=len(detector.objects_vocab),
+        num_attr_labels=len(detector.attributes_vocab),
+    )
     vocab = root / "vocab.txt"
     vocab.write_text("".join(t + "\n" for t in (*SPECIAL_TOKENS, *WORDS)))
     tokenizer = LxmertTokenizer(vocab)
     meta = {"recipe": "random weights for tests", "scores": {"accuracy": 0.0}}
     save_pretrained(
-        LxmertForQuestionAnswering(_config()).eval(),
+        LxmertForQuestionAnswering(_config(**sizes)).eval(),
         default / "model",
         tokenizer=tokenizer,
         answers=ANSWERS,
         meta=meta,
     )
     save_pretrained(
-        LxmertForPreTraining(_config()).eval(), default / "pretrained", tokenizer=tokenizer, answers=ANSWERS
+        LxmertForPreTraining(_config(**sizes)).eval(),
+        default / "pretrained",
+        tokenizer=tokenizer,
+        answers=ANSWERS,
     )
     for seed, name in enumerate(("a", "b")):
         torch.manual_seed(100 + seed)
         run = root / "runs" / name
         save_pretrained(
-            LxmertForQuestionAnswering(_config()).eval(), run / "best", tokenizer=tokenizer, answers=ANSWERS
+            LxmertForQuestionAnswering(_config(**sizes)).eval(),
+            run / "best",
+            tokenizer=tokenizer,
+            answers=ANSWERS,
         )
         _metrics(run / "metrics.jsonl", seed)
     samples = root / "samples"

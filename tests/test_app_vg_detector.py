@@ -1,0 +1,62 @@
+"""The app on a detector directory made by ``python -m lxmert.detection.convert`` from the published layout.
+
+The detectron2 ``.pkl`` holds seeded random weights of the real Visual Genome detector (tests/butd_layouts.py:
+ResNet-101 C4, 1600 objects, 400 attributes, 2048-d features), converted by the command a user runs, with the
+image sizes and proposal count made small so that a CPU test runs it in seconds. The models beside it take its
+2048-d features. Every page must draw on a COCO photo, and the regions carry Visual Genome names.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from app_toy_assets import build_assets
+from butd_layouts import GOLDEN_SEED, detectron2_weights
+from streamlit.testing.v1 import AppTest
+
+from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
+from lxmert.detection import Detector
+from lxmert.detection.convert import VG_VOCAB_DIR
+from lxmert.detection.convert import main as convert
+from lxmert.detection.files import read_vocab
+from lxmert.fileio import atomic_write_text, read_json_object
+
+APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
+PHOTO = Path(__file__).resolve().parent / "data" / "coco" / "COCO_train2014_000000573195.jpg"
+PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions")
+NUM_REGIONS = 10
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("vg")
+    pkl = work / "faster_rcnn_from_caffe_attr.pkl"
+    pkl.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED)}))
+    convert([str(pkl), "--out", str(work / "detector")])
+    config_file = work / "detector" / "config.json"
+    small = {"min_size": 160, "max_size": 256, "rpn_post_nms_top_n_test": 30, "num_regions": NUM_REGIONS}
+    atomic_write_text(config_file, json.dumps({**read_json_object(config_file), **small}))
+    return build_assets(work / "assets", detector=Detector.from_pretrained(work / "detector"))
+
+
+@pytest.mark.slow  # builds a ResNet-101 and runs it on a photo
+def test_every_page_draws_on_a_photo_with_the_converted_vg_detector(assets, monkeypatch):
+    monkeypatch.setenv(ASSETS_ENV, str(assets))
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    app = AppTest.from_file(str(APP), default_timeout=300).run()
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader[0].set_value((PHOTO.name, PHOTO.read_bytes(), "image/jpeg")).run()
+    vg_objects = set(read_vocab(VG_VOCAB_DIR / "objects_vocab.txt"))
+    for page in PAGES:
+        app.switch_page(f"app_pages/{page}.py").run()
+        assert not app.exception, (page, [e.value for e in app.exception])
+        assert not app.error, (page, [e.value for e in app.error])
+        if page == "regions":
+            table = app.dataframe[0].value
+            assert len(table) == NUM_REGIONS
+            labels = {str(v) for column in table.columns for v in table[column] if isinstance(v, str)}
+            assert labels & vg_objects, f"no Visual Genome object name among the region labels: {labels}"
