@@ -48,7 +48,7 @@ class Entry:
 
 @dataclass
 class Listing:
-    """The usable entries of one directory, and whether any of its entries had to be skipped."""
+    """The usable entries of one directory; ``complete`` when none was skipped and the budget did not run out."""
 
     entries: list[Entry]
     complete: bool
