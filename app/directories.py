@@ -48,7 +48,7 @@ class Entry:
 
 @dataclass
 class Listing:
-    """The usable entries of one directory, and whether any of its entries had to be skipped."""
+    """The usable entries of one directory; ``complete`` when none was skipped and the budget did not run out."""
 
     entries: list[Entry]
     complete: bool
@@ -86,7 +86,7 @@ class Scanner:
                         self.truncated = True
                         return Listing(sorted(entries, key=lambda e: e.name), False)
                     self.visited += 1
-                    usable = self._entry(Path(entry.path), entry.is_symlink())
+                    usable = self._entry(entry)
                     if usable is None:
                         complete = False
                     else:
@@ -96,13 +96,16 @@ class Scanner:
             complete = False
         return Listing(sorted(entries, key=lambda e: e.name), complete)
 
-    def _entry(self, path: Path, is_symlink: bool) -> Entry | None:
+    def _entry(self, entry: os.DirEntry) -> Entry | None:
+        path = Path(entry.path)
         try:
-            target = path.resolve(strict=True) if is_symlink else path
+            if not entry.is_symlink():  # listed in a directory inside the root, so inside too
+                return Entry(entry.name, path, entry.is_dir())
+            target = path.resolve(strict=True)
             if not target.is_relative_to(self.root):
                 self._skip(path, f"leads outside {self.root} (to {target})")
                 return None
-            return Entry(path.name, target, target.is_dir())
+            return Entry(entry.name, target, target.is_dir())
         except RuntimeError:  # Python < 3.13 reports a symlink loop this way
             self._skip(path, "symlink loop")
         except OSError as err:

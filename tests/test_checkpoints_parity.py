@@ -8,7 +8,7 @@ from lxmert import LxmertForNLVR2, LxmertForPreTraining, LxmertForQuestionAnswer
 
 transformers = pytest.importorskip("transformers")
 
-ATOL = 1e-5
+ATOL = 1e-5  # ours and transformers' measured up to 1.4e-6 apart (1 thread, 2, and 2 beside a busy process)
 
 
 def assert_close(name, ours, theirs):

@@ -182,9 +182,17 @@ def test_save_and_load_round_trip(tmp_path: Path, half: bool) -> None:
     )
     image = Image.new("RGB", (64, 48), (200, 100, 50))
     expected, actual = detector([image])[0], loaded([image])[0]
-    tolerance = dict(atol=2e-2, rtol=2e-2) if half else dict(atol=0.0, rtol=0.0)
-    torch.testing.assert_close(actual.features, expected.features, **tolerance)
-    if not half:
+    if half:
+        # This random detector's scores nearly tie, so fp16 weights change which boxes it keeps (so do 1 and 2
+        # threads: boxes summing to 1187 and 1097 px here), and its features strayed up to 2.2e-2. The round
+        # trip is checked where it is exact: every weight comes back as the fp16 rounding of the original.
+        original = detector.model.state_dict()
+        for name, value in loaded.model.state_dict().items():
+            rounded = original[name].half().float() if value.is_floating_point() else original[name]
+            assert value.dtype == original[name].dtype and torch.equal(value, rounded), name
+        assert torch.isfinite(actual.features).all() and actual.features.shape == expected.features.shape
+    else:  # the same weights and the same computation in one process: bit-identical (measured at 1 and 2 threads)
+        assert torch.equal(actual.features, expected.features)
         assert torch.equal(actual.boxes, expected.boxes)
 
 

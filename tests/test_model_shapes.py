@@ -127,12 +127,15 @@ def test_scoring_the_masked_lm_at_its_positions_only_changes_no_loss_or_gradient
     full, full_grads = run()
     only, only_grads = run(lm_positions=positions)
     assert only.prediction_logits.shape == (int(positions.sum()), tiny_config.vocab_size)
-    torch.testing.assert_close(only.prediction_logits, full.prediction_logits[positions])
+    # Fewer rows take other kernels: measured 0 and 9e-10 apart at 1 and 2 threads, up to 2.4e-7 with 2 threads
+    # beside a busy process; 1e-5 leaves 40 times that.
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(only.prediction_logits, full.prediction_logits[positions], **close)
     for name in full.losses:
-        torch.testing.assert_close(only.losses[name], full.losses[name])
+        torch.testing.assert_close(only.losses[name], full.losses[name], **close)
     assert only_grads.keys() == full_grads.keys()
     for name, grad in full_grads.items():
-        torch.testing.assert_close(only_grads[name], grad, msg=name)
+        torch.testing.assert_close(only_grads[name], grad, msg=name, **close)
 
 
 def test_masked_lm_loss_at_init_is_about_log_vocab(tiny_config):
