@@ -17,6 +17,14 @@ def fixed_seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def restored_threads():
+    """Commands run in-process set torch's thread count for their run; the next test gets the session's again."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config() -> LxmertConfig:
     """The ``tiny`` preset with small output vocabularies, so tests build models in milliseconds."""
