@@ -462,6 +462,16 @@ def answer_mlp(in_dim: int, hidden_dim: int, num_labels: int, eps: float) -> nn.
     )
 
 
+def in_float32(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` computed in float32 even under autocast (a no-op change in float32).
+
+    For the answer heads: bf16 keeps 8 bits of mantissa, so logits near 10 come out in steps of 1/32 and close
+    answers tie, which changes the argmax; the heads are a sliver of the model's compute.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.float())
+
+
 class LxmertVisualAnswerHead(nn.Module):
     def __init__(self, config: LxmertConfig, num_labels: int):
         super().__init__()
@@ -470,7 +480,7 @@ class LxmertVisualAnswerHead(nn.Module):
         )
 
     def forward(self, pooled: Tensor) -> Tensor:
-        return self.logit_fc(pooled)
+        return in_float32(self.logit_fc, pooled)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -750,7 +760,7 @@ class LxmertForNLVR2(LxmertPreTrainedModel):
             None if visual_attention_mask is None else visual_attention_mask.flatten(0, 1),
             twice(token_type_ids), twice(inputs_embeds), output_attentions, output_hidden_states, head_mask,
         )  # fmt: skip
-        logits = self.logit_fc(base.pooled_output.view(B, -1))  # (B, 2)
+        logits = in_float32(self.logit_fc, base.pooled_output.view(B, -1))  # (B, 2)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return LxmertTaskOutput(
             **{f.name: getattr(base, f.name) for f in fields(base)}, logits=logits, loss=loss
