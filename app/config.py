@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_ENV = "LXMERT_ASSETS_DIR"
 CHECKPOINTS_ENV = "LXMERT_CHECKPOINTS_DIR"
 DEVICE_ENV = "LXMERT_DEVICE"
+PRECISION_ENV = "LXMERT_PRECISION"
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,15 @@ class AppConfig:
             ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes).
         checkpoints_dir: searched (a few levels deep) for checkpoints to compare.
         device: "cuda" when a GPU is present, else "cpu"; ``LXMERT_DEVICE`` overrides.
+        precision: what the models compute in, ``bf16`` (autocast) or ``fp32``: ``LXMERT_PRECISION`` (``auto``,
+            ``bf16`` or ``fp32``; default ``auto``: bf16 where the device runs it natively, see
+            :mod:`lxmert.precision`). The detector always runs in fp32.
     """
 
     assets_dir: Path = REPO_ROOT / "assets"
     checkpoints_dir: Path = REPO_ROOT / "assets"
     device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def default_dir(self) -> Path:
@@ -46,12 +51,22 @@ class AppConfig:
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        """``LXMERT_ASSETS_DIR``, ``LXMERT_CHECKPOINTS_DIR`` (default: the assets dir) and ``LXMERT_DEVICE``."""
+        """``LXMERT_ASSETS_DIR``, ``LXMERT_CHECKPOINTS_DIR`` (default: the assets dir), ``LXMERT_DEVICE`` and
+        ``LXMERT_PRECISION``.
+
+        Raises:
+            ValueError: ``LXMERT_PRECISION`` is not auto, bf16 or fp32.
+        """
+        from lxmert.precision import resolve_precision  # imports torch, as the device choice does
+
         assets = Path(os.environ.get(ASSETS_ENV, REPO_ROOT / "assets")).expanduser().resolve()
         checkpoints = Path(os.environ.get(CHECKPOINTS_ENV, assets)).expanduser().resolve()
-        return cls(
-            assets_dir=assets, checkpoints_dir=checkpoints, device=os.environ.get(DEVICE_ENV) or _device()
-        )
+        device = os.environ.get(DEVICE_ENV) or _device()
+        try:
+            precision = resolve_precision(os.environ.get(PRECISION_ENV) or "auto", device)
+        except ValueError as err:
+            raise ValueError(f"{PRECISION_ENV}: {err}") from None
+        return cls(assets_dir=assets, checkpoints_dir=checkpoints, device=device, precision=precision)
 
 
 def _device() -> str:
@@ -60,4 +75,4 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-__all__ = ["ASSETS_ENV", "CHECKPOINTS_ENV", "DEVICE_ENV", "AppConfig", "REPO_ROOT"]
+__all__ = ["ASSETS_ENV", "CHECKPOINTS_ENV", "DEVICE_ENV", "PRECISION_ENV", "AppConfig", "REPO_ROOT"]

@@ -94,6 +94,7 @@ def query_for(inputs: state.Inputs, checkpoint: Checkpoint) -> Query:
         checkpoint=str(checkpoint.path),
         checkpoint_name=checkpoint.name,
         device=config.device,
+        precision=config.precision,
         image=inputs.image.data,
         image_name=inputs.image.name,
         num_regions=inputs.num_regions,

@@ -12,6 +12,7 @@ import streamlit as st
 
 from app import loading, state
 from app.config import AppConfig
+from lxmert.precision import describe
 
 st.set_page_config(page_title="LXMERT lab", page_icon=":material/visibility:", layout="wide")
 
@@ -64,4 +65,5 @@ if detector_config is None or not checkpoints:
     st.stop()
 
 state.show_sidebar(config, checkpoints, default_checkpoint(list(checkpoints)), detector_config.num_regions)
+st.sidebar.caption(f"Model precision: {describe(config.precision, config.device)}")
 navigation.run()
