@@ -58,10 +58,11 @@ class Variant:
 
     side: str  # ours or transformers
     precision: str  # bf16 or fp32
+    compiled: bool = False  # through torch.compile
 
     @property
     def name(self) -> str:
-        return f"{self.side} {self.precision}"
+        return f"{self.side} {self.precision}" + (" compiled" if self.compiled else "")
 
 
 @dataclass
@@ -87,6 +88,10 @@ class BenchmarkConfig:
         },
     )
     memory: bool = field(default=True, metadata={"help": "measure peak memory"})
+    compile: bool = field(
+        default=False,
+        metadata={"help": "also time ours through torch.compile in each precision (compiled in the warm-up)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of weights and inputs"})
 
 
@@ -151,9 +156,13 @@ def variants_for(cfg: BenchmarkConfig, device: torch.device) -> list[Variant]:
     """The variants to time, the baseline (transformers) first."""
     precision = resolve_precision(cfg.precision, device)
     if device.type == "cuda":
-        return [Variant("transformers", precision), Variant("ours", precision)]
-    fp32 = [Variant("transformers", "fp32"), Variant("ours", "fp32")]
-    return fp32 + ([Variant("ours", "bf16")] if precision == "bf16" else [])
+        variants = [Variant("transformers", precision), Variant("ours", precision)]
+    else:
+        variants = [Variant("transformers", "fp32"), Variant("ours", "fp32")]
+        variants += [Variant("ours", "bf16")] if precision == "bf16" else []
+    if cfg.compile:
+        variants += [Variant("ours", v.precision, compiled=True) for v in variants if v.side == "ours"]
+    return variants
 
 
 def make_steps(
@@ -164,15 +173,23 @@ def make_steps(
 ) -> dict[tuple[str, str], Callable[[], None]]:
     """One callable per (variant name, mode); each runs one inference pass or one training step.
 
-    The variants of one side share its model and optimizer: precision is chosen per call, by autocast.
+    The variants of one side share its model and optimizer: precision is chosen per call, by autocast, and a
+    compiled variant runs the same module through ``torch.compile``.
     """
     # fused: one kernel per step instead of a dozen passes per tensor; the same optimizer on both sides.
     optimizers = {
         side: torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True) for side, model in models.items()
     }
     steps = {}
+    # Compiled on the first call (a warm-up call), once per mode and precision.
+    compiled = (
+        {side: torch.compile(model) for side, model in models.items()}
+        if any(v.compiled for v in variants)
+        else {}
+    )
     for variant in variants:
-        model, optimizer = models[variant.side], optimizers[variant.side]
+        model = (compiled if variant.compiled else models)[variant.side]
+        optimizer = optimizers[variant.side]
 
         def inference(model=model, precision=variant.precision) -> None:
             model.eval()
@@ -301,6 +318,7 @@ def measure_memory(
             # free, so that RSS follows the live tensors instead of keeping the high-water mark of earlier work.
             cmd = [sys.executable, "-m", "benchmarks.model_speed", "--memory-child", variant.side,
                    "--memory-precision", variant.precision, "--config-json", json.dumps(dataclasses.asdict(cfg))]  # fmt: skip
+            cmd += ["--memory-compiled"] if variant.compiled else []
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             result = json.loads(out.strip().splitlines()[-1])
@@ -365,13 +383,15 @@ def main() -> None:
     add_dataclass_arguments(parser, BenchmarkConfig)
     parser.add_argument("--memory-child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--memory-precision", choices=("bf16", "fp32"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-compiled", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:  # internal: one variant's memory measurement in a fresh process
         cfg = BenchmarkConfig(**json.loads(args.config_json))
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        print(json.dumps(measure_memory_here(cfg, Variant(args.memory_child, args.memory_precision))))
+        variant = Variant(args.memory_child, args.memory_precision, args.memory_compiled)
+        print(json.dumps(measure_memory_here(cfg, variant)))
         return
     cfg = dataclass_from_args(BenchmarkConfig, args)
     if cfg.threads:
