@@ -8,7 +8,7 @@ image and caches the regions). Without a checkpoint it builds a randomly initial
 a small WordPiece vocabulary, which times the same code on the same shapes.
 
 Each repeat runs the whole analysis once per precision, the order alternating, so load from other processes on a
-shared machine hits both alike; medians over ``--repeats`` runs after one warm-up are reported per part (wall
+shared machine hits both alike; medians over ``--repeats`` runs after ``--warmup`` are reported per part (wall
 time), with the process CPU time of the whole call, which such load inflates less. bf16 runs where the CPU has
 native bf16 (``--precision auto``) or when asked for (``bf16``); ``fp32`` times fp32 alone. The bf16 accuracy at
 these sizes follows: top-1 agreement with fp32 over a fixed question set and the largest attention difference.
@@ -57,7 +57,8 @@ class SpeedConfig:
     # As the paper's 36 boxes.
     regions: int = field(default=36, metadata={"help": "random regions when no detector is given"})
     ig_steps: int = field(default=32, metadata={"help": "integration steps of IG"})
-    repeats: int = field(default=5, metadata={"help": "timed runs after one warm-up"})
+    repeats: int = field(default=5, metadata={"help": "timed runs per precision after the warm-up"})
+    warmup: int = field(default=1, metadata={"help": "untimed runs per precision first"})
     threads: int = field(default=0, metadata={"help": "torch threads (0 = default)"})
     seed: int = field(default=0, metadata={"help": "seed of the random model and regions"})
     precision: str = field(
@@ -147,11 +148,11 @@ def main(argv=None) -> dict[str, dict[str, float]]:
 
         detector = Detector.from_pretrained(cfg.detector)
         times: dict[str, list[float]] = {p: [] for p in precisions}
-        for repeat in range(cfg.repeats + 1):
+        for repeat in range(cfg.repeats + cfg.warmup):
             for precision in precisions if repeat % 2 == 0 else precisions[::-1]:
                 start = time.perf_counter()
                 detected = detector([cfg.image], precision=precision)[0]
-                if repeat:  # the first is a warm-up
+                if repeat >= cfg.warmup:
                     times[precision].append(time.perf_counter() - start)
                 if precision == "fp32":
                     regions = detected  # the analysis reads the fp32 detection, as the app does
@@ -161,7 +162,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
         regions = random_regions(cfg.regions, model.config.visual_feat_dim, cfg.seed)
         object_names = attr_names = None
     runs: dict[str, list[dict[str, float]]] = {p: [] for p in precisions}
-    for repeat in range(cfg.repeats + 1):
+    for repeat in range(cfg.repeats + cfg.warmup):
         for precision in precisions if repeat % 2 == 0 else precisions[::-1]:
             session = SessionConfig(ig_steps=cfg.ig_steps, precision=precision)
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -170,7 +171,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
                 attr_names=attr_names, config=session,
             )  # fmt: skip
             cpu = time.process_time() - cpu_start
-            if repeat:  # the first is a warm-up
+            if repeat >= cfg.warmup:
                 runs[precision].append(
                     {**result.seconds, "total": time.perf_counter() - start, "total_cpu_time": cpu}
                 )
@@ -182,7 +183,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     print(
         f"model: {cfg.checkpoint or cfg.preset} ({params / 1e6:.2f}M parameters), {type(model).__name__}, "
         f"{len(regions)} regions, {len(tokenizer.encode(cfg.question))} tokens, threads {torch.get_num_threads()}, "
-        f"IG steps {cfg.ig_steps}, median of {cfg.repeats} after a warm-up, precisions alternated"
+        f"IG steps {cfg.ig_steps}, median of {cfg.repeats} after {cfg.warmup} warm-up, precisions alternated"
     )
     for precision, seconds in detect_seconds.items():
         print(f"detection {precision} (once per image, not in the total): {seconds:.3f} s")

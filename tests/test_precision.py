@@ -200,3 +200,15 @@ def test_a_tiny_bf16_pretraining_ends_within_two_percent_of_fp32(tmp_path):
     assert trainer.precision == "bf16"
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # fp32 master weights
     assert abs(half - full) <= 0.02 * full, (full, half)
+
+
+def test_a_model_cast_to_bf16_still_runs_without_autocast():
+    torch.manual_seed(0)
+    model = LxmertForQuestionAnswering(LxmertConfig.preset("tiny", vocab_size=50, num_qa_labels=7)).eval()
+    ids, pos = torch.randint(1, 50, (2, 6)), torch.rand(2, 3, 4)
+    feats = torch.rand(2, 3, model.config.visual_feat_dim)
+    with torch.no_grad():
+        full = model(ids, feats, pos).logits
+        half = model.bfloat16()(ids, feats.bfloat16(), pos.bfloat16()).logits
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, atol=0.1, rtol=0.05)
