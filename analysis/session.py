@@ -47,7 +47,8 @@ class SessionConfig:
     )
     attributions: bool = True  # run integrated gradients and occlusion
     masked: bool = True  # masked-word / masked-object predictions and the gauge (pre-training models only)
-    # auto: bf16 autocast where the device runs it natively (lxmert.precision), else fp32; or bf16 / fp32.
+    # auto: bf16 autocast where the device runs it natively and the model is large enough (lxmert.precision),
+    # else fp32; or bf16 / fp32.
     precision: str = "fp32"
 
 
@@ -117,7 +118,7 @@ def analyze_example(
         config: what to compute.
     """
     config = config or SessionConfig()
-    precision = resolve_precision(config.precision, example.input_ids.device)
+    precision = resolve_precision(config.precision, example.input_ids.device, model.config.hidden_size)
     with autocast(precision, example.input_ids.device):
         return _analyze(
             model,

@@ -27,15 +27,15 @@ class AppConfig:
             ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes).
         checkpoints_dir: searched (a few levels deep) for checkpoints to compare.
         device: "cuda" when a GPU is present, else "cpu"; ``LXMERT_DEVICE`` overrides.
-        precision: what the models compute in, ``bf16`` (autocast) or ``fp32``: ``LXMERT_PRECISION`` (``auto``,
-            ``bf16`` or ``fp32``; default ``auto``: bf16 where the device runs it natively, see
-            :mod:`lxmert.precision`). The detector always runs in fp32.
+        precision: what the models compute in: ``LXMERT_PRECISION``, ``auto`` (the default: bf16 autocast where
+            the device runs it natively and the checkpoint is large enough for it to pay, see
+            :mod:`lxmert.precision`), ``bf16`` or ``fp32``. The detector always runs in fp32.
     """
 
     assets_dir: Path = REPO_ROOT / "assets"
     checkpoints_dir: Path = REPO_ROOT / "assets"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
 
     @property
     def default_dir(self) -> Path:
@@ -57,15 +57,14 @@ class AppConfig:
         Raises:
             ValueError: ``LXMERT_PRECISION`` is not auto, bf16 or fp32.
         """
-        from lxmert.precision import resolve_precision  # imports torch, as the device choice does
+        from lxmert.precision import PRECISIONS
 
         assets = Path(os.environ.get(ASSETS_ENV, REPO_ROOT / "assets")).expanduser().resolve()
         checkpoints = Path(os.environ.get(CHECKPOINTS_ENV, assets)).expanduser().resolve()
         device = os.environ.get(DEVICE_ENV) or _device()
-        try:
-            precision = resolve_precision(os.environ.get(PRECISION_ENV) or "auto", device)
-        except ValueError as err:
-            raise ValueError(f"{PRECISION_ENV}: {err}") from None
+        precision = os.environ.get(PRECISION_ENV) or "auto"
+        if precision not in PRECISIONS:
+            raise ValueError(f"{PRECISION_ENV} must be one of {PRECISIONS}, got {precision!r}")
         return cls(assets_dir=assets, checkpoints_dir=checkpoints, device=device, precision=precision)
 
 

@@ -12,7 +12,6 @@ import streamlit as st
 
 from app import loading, state
 from app.config import AppConfig
-from lxmert.precision import describe
 
 st.set_page_config(page_title="LXMERT lab", page_icon=":material/visibility:", layout="wide")
 
@@ -65,5 +64,4 @@ if detector_config is None or not checkpoints:
     st.stop()
 
 state.show_sidebar(config, checkpoints, default_checkpoint(list(checkpoints)), detector_config.num_regions)
-st.sidebar.caption(f"Model precision: {describe(config.precision, config.device)}")
 navigation.run()

@@ -22,7 +22,7 @@ from analysis.forward import predict_answers, run
 from analysis.inputs import example_from_regions
 from analysis.interventions import head_mask
 from analysis.masked import ablation_gauge
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, PRECISION_ENV
+from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, PRECISION_ENV, AppConfig
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
 from lxmert.precision import autocast, cpu_has_bf16
@@ -363,15 +363,23 @@ def test_a_sample_with_cached_regions_is_answered_without_the_detector(tmp_path,
     assert f"**{expected.answer}**" in headline
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
-def test_the_app_runs_bf16_where_the_cpu_has_it_and_says_so(assets, monkeypatch):
+def app_in(precision: str, assets: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv(ASSETS_ENV, str(assets))
     monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
     monkeypatch.setenv(DEVICE_ENV, "cpu")
-    monkeypatch.setenv(PRECISION_ENV, "auto")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    monkeypatch.setenv(PRECISION_ENV, precision)
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+def precision_caption(app: AppTest) -> str:
+    return next(c.value for c in app.sidebar.caption if c.value.startswith("Model precision: "))
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_the_app_runs_bf16_when_set_and_says_so(assets, monkeypatch):
+    app = app_in("bf16", assets, monkeypatch)
     assert_clean(app)
-    assert any(c.value.startswith("Model precision: bf16") for c in app.sidebar.caption)
+    assert precision_caption(app).startswith("Model precision: bf16")
     detector = Detector.from_pretrained(assets / "default" / "detector")
     loaded = load_checkpoint(assets / "default" / "model")
     example = example_from_regions(
@@ -386,4 +394,17 @@ def test_the_app_runs_bf16_where_the_cpu_has_it_and_says_so(assets, monkeypatch)
 
 
 def test_the_app_says_fp32_when_asked(app):
-    assert any(c.value.startswith("Model precision: fp32") for c in app.sidebar.caption)
+    assert precision_caption(app).startswith("Model precision: fp32")
+
+
+def test_auto_keeps_a_small_model_in_fp32(assets, monkeypatch):
+    """The toy checkpoints are far below BF16_MIN_HIDDEN, where bf16 would be slower than fp32."""
+    app = app_in("auto", assets, monkeypatch)
+    assert_clean(app)
+    assert precision_caption(app).startswith("Model precision: fp32")
+
+
+def test_a_bad_precision_setting_is_named(monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match="LXMERT_PRECISION must be one of"):
+        AppConfig.from_env()

@@ -19,6 +19,7 @@ from analysis.inputs import example_from_regions
 from analysis.session import SessionConfig, analyze_example
 from lxmert import LxmertConfig, LxmertForQuestionAnswering
 from lxmert.precision import (
+    BF16_MIN_HIDDEN,
     CPU_BF16_FLAGS,
     autocast,
     bf16_supported,
@@ -36,6 +37,10 @@ def test_resolve_precision_honours_a_forced_choice_and_rejects_others():
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
     assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    # auto keeps models too small for bf16 to pay in fp32; a forced bf16 is honoured whatever the size.
+    assert resolve_precision("auto", "cpu", hidden_size=BF16_MIN_HIDDEN - 1) == "fp32"
+    assert resolve_precision("auto", "cpu", hidden_size=768) == resolve_precision("auto", "cpu")
+    assert resolve_precision("bf16", "cpu", hidden_size=16) == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="resolved precision"):
