@@ -146,16 +146,21 @@ def measure(bench: ThroughputConfig) -> dict:
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "batch_size": bench.batch_size,
         "precision": precision,
-        "seconds_per_step": round(seconds, 4),
-        "samples_per_s": round(samples_per_s, 2),
-        "tflops_per_step": round(flops / 1e12, 3),
-        "achieved_tflops_per_s": round(flops / seconds / 1e12, 2),
-        "mfu": None if utilisation is None else round(utilisation, 3),
-        "paper_schedule_hours": round(hours, 1),
-        "paper_schedule_days": round(hours / 24, 1),
+        "seconds_per_step": _figure(seconds),
+        "samples_per_s": _figure(samples_per_s),
+        "tflops_per_step": _figure(flops / 1e12),
+        "achieved_tflops_per_s": _figure(flops / seconds / 1e12),
+        "mfu": None if utilisation is None else _figure(utilisation),
+        "paper_schedule_hours": _figure(hours),
+        "paper_schedule_days": _figure(hours / 24),
         "paper_hours_on_4_titan_xp": PAPER_HOURS,
-        "speedup_over_paper": round(PAPER_HOURS / hours, 2),
+        "speedup_over_paper": _figure(PAPER_HOURS / hours),
     }
+
+
+def _figure(value: float) -> float:
+    """Four significant digits: a slow CPU's 0.15 samples/s keeps its precision as a GPU's 1500 does."""
+    return float(f"{value:.4g}")
 
 
 def _forward_backward(model: torch.nn.Module, batch: dict, precision: str, device: torch.device) -> None:
