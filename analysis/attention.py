@@ -191,7 +191,7 @@ def cross_modal_share(model: nn.Module, output: LxmertModelOutput, item: int = 0
                 sublayer = modules[family]
                 probs = getattr(output.attentions, family)[i][item]  # (H, Tq, Tk)
                 values = sublayer.att.value(keys).view(-1, H, d).transpose(0, 1)  # (H, Tk, d)
-                context = probs @ values  # (H, Tq, d)
+                context = probs.to(values.dtype) @ values  # (H, Tq, d); probs may be bf16 from autocast
                 w_out = sublayer.output.dense.weight.view(c.hidden_size, H, d)  # (D, H, d)
                 per_head = torch.einsum("hqd,ehd->hqe", context, w_out).norm(dim=-1)  # (H, Tq)
                 residual = queries.norm(dim=-1)  # (Tq,)

@@ -28,6 +28,7 @@ from .attention import cross_attention_modules, encoder_of
 from .forward import AnswerScore, answer_logits, run, top_answers
 from .inputs import Example
 from .masked import MaskedRegionPrediction, MaskedWordPrediction, predict_masked_regions, predict_masked_words
+from .relevancy import answer_gradients
 
 Head = tuple[str, int, int]  # (family, layer, head)
 
@@ -276,13 +277,9 @@ def head_importance(
     for k, example in enumerate(examples):
         device = example.input_ids.device
         mask = {f: m.requires_grad_(True) for f, m in head_mask(config, (), device).items()}
-        with torch.enable_grad():
-            logits = answer_logits(run(model, example, head_mask=mask))[0]
-            target = int(logits.argmax()) if targets is None else targets[k]
-            grads = torch.autograd.grad(logits[target], list(mask.values()), allow_unused=True)
-        for family, grad in zip(mask, grads, strict=True):
-            if grad is not None:
-                total[family] += grad.abs().double().cpu().numpy()
+        target = None if targets is None else targets[k]
+        for family, grad in answer_gradients(model, example, target, head_mask=mask).head_gradients.items():
+            total[family] += grad.abs().double().numpy()
     return {family: value / len(examples) for family, value in total.items()}
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lxmert.modeling import LxmertModelOutput
+
 from .attention import AttentionMaps, attention_maps_from_output
 from .forward import answer_logits, run
 from .inputs import Example
@@ -206,24 +208,49 @@ def chefer_relevancy(
     return {"R_tt": r_tt, "R_ti": r_ti, "R_ii": r_ii, "R_it": r_it}
 
 
-def attention_gradients(
+@dataclass
+class AnswerGradients:
+    """One forward and one backward pass explaining an answer's score (all on the CPU, float32).
+
+    Attributes:
+        output: the forward pass (attentions, and hidden states when asked for).
+        maps: every attention map of the example.
+        attentions: family → per-layer (H, Tq, Tk) probabilities.
+        gradients: the same shapes: d(explained score) / d(probabilities); zero where a map cannot reach it.
+        head_gradients: family → (L, H) d(explained score) / d(head mask), for the mask tensors given with
+            ``requires_grad``; empty otherwise.
+        target: the explained answer (the top answer when none was given).
+        logits: the (A,) answer logits.
+    """
+
+    output: LxmertModelOutput
+    maps: AttentionMaps
+    attentions: dict[str, list[Tensor]]
+    gradients: dict[str, list[Tensor]]
+    head_gradients: dict[str, Tensor]
+    target: int
+    logits: Tensor
+
+
+def answer_gradients(
     model: nn.Module,
     example: Example,
     target: int | None = None,
     contrast: int | None = None,
     head_mask: dict[str, Tensor] | None = None,
-) -> tuple[AttentionMaps, dict[str, list[Tensor]], dict[str, list[Tensor]], int, Tensor]:
-    """One forward and backward pass: every attention map and its gradient for an answer's score.
+    output_hidden_states: bool = False,
+) -> AnswerGradients:
+    """Every attention map and its gradient for an answer's score, from one forward and one backward pass.
 
     The explained score is the answer's logit, or ``logit[target] − logit[contrast]`` for a contrastive
-    explanation (why A rather than B).
-
-    Returns:
-        The attention maps, family → per-layer (H, Tq, Tk) attentions and gradients, the target used (the
-        top answer when None was given) and the (A,) answer logits; tensors on the CPU whatever the model's device.
+    explanation (why A rather than B). Head-mask tensors that require grad get their gradients in the same
+    backward pass (gradient head importance), so the app's relevancy and head importance cost one pass together.
     """
     with torch.enable_grad():
-        output = run(model, example, output_attentions=True, head_mask=head_mask)
+        output = run(
+            model, example, output_attentions=True, output_hidden_states=output_hidden_states,
+            head_mask=head_mask,
+        )  # fmt: skip
         logits = answer_logits(output)[0]  # (A,)
         if target is None:
             target = int(logits.argmax())
@@ -232,16 +259,32 @@ def attention_gradients(
                 raise IndexError(f"{name} answer {index} out of range for {logits.numel()} answers")
         score = logits[target] - (logits[contrast] if contrast is not None else 0.0)
         flat = [(family, a) for family, layers in output.attentions.items() for a in layers]
-        grads = torch.autograd.grad(score, [a for _, a in flat], allow_unused=True)
+        masks = {f: m for f, m in (head_mask or {}).items() if m.requires_grad}
+        grads = torch.autograd.grad(score, [a for _, a in flat] + list(masks.values()), allow_unused=True)
     attentions: dict[str, list[Tensor]] = {family: [] for family, _ in output.attentions.items()}
     gradients: dict[str, list[Tensor]] = {family: [] for family, _ in output.attentions.items()}
-    for (family, attn), grad in zip(flat, grads, strict=True):
-        attentions[family].append(attn[0].detach().cpu())
+    for (family, attn), grad in zip(flat, grads[: len(flat)], strict=True):
+        # float32 whatever the autocast precision, so that the maps and relevancy are read at full precision.
+        attentions[family].append(attn[0].detach().float().cpu())
         # No gradient means the map cannot reach the answer (the last layer's vision branch): zero relevance.
         gradients[family].append(
-            torch.zeros_like(attentions[family][-1]) if grad is None else grad[0].detach().cpu()
+            torch.zeros_like(attentions[family][-1]) if grad is None else grad[0].detach().float().cpu()
         )
-    return attention_maps_from_output(output, example), attentions, gradients, target, logits.detach().cpu()
+    head_gradients = {
+        family: torch.zeros_like(mask, dtype=torch.float32, device="cpu")
+        if grad is None
+        else grad.detach().float().cpu()
+        for (family, mask), grad in zip(masks.items(), grads[len(flat) :], strict=True)
+    }
+    return AnswerGradients(
+        output=output,
+        maps=attention_maps_from_output(output, example),
+        attentions=attentions,
+        gradients=gradients,
+        head_gradients=head_gradients,
+        target=target,
+        logits=logits.detach().float().cpu(),
+    )
 
 
 def gradient_relevancy(
@@ -260,24 +303,35 @@ def gradient_relevancy(
         contrast: explain ``target`` against this answer (the logit difference) when given.
         head_mask: heads to silence while explaining, family → (layers, H).
     """
-    _, attentions, gradients, target, _ = attention_gradients(model, example, target, contrast, head_mask)
-    matrices = chefer_relevancy(attentions, gradients, example.num_tokens, example.num_regions)
+    explained = answer_gradients(model, example, target, contrast, head_mask)
+    return relevancy_from_gradients(explained, example, contrast)
+
+
+def relevancy_from_gradients(
+    explained: AnswerGradients, example: Example, contrast: int | None = None
+) -> Relevancy:
+    """Chefer et al.'s relevancy from an :func:`answer_gradients` pass (``contrast`` as it was given there)."""
+    matrices = chefer_relevancy(
+        explained.attentions, explained.gradients, example.num_tokens, example.num_regions
+    )
     return Relevancy(
         "gradient",
         tokens=matrices["R_tt"][0].numpy(),
         regions=matrices["R_ti"][0].numpy(),
-        target=target,
+        target=explained.target,
         contrast=contrast,
         matrices={name: m.numpy() for name, m in matrices.items()},
     )
 
 
 __all__ = [
+    "AnswerGradients",
     "Relevancy",
-    "attention_gradients",
+    "answer_gradients",
     "chefer_relevancy",
     "gradient_relevancy",
     "raw_attention_relevancy",
+    "relevancy_from_gradients",
     "rollout_matrix",
     "rollout_relevancy",
 ]

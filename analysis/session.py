@@ -14,19 +14,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from lxmert.detection.regions import Regions
+from lxmert.precision import autocast, resolve_precision
 from lxmert.tokenization import LxmertTokenizer
 
-from .attention import AttentionMaps, HeadStats, attention_maps_from_output, cross_modal_share, head_stats
+from .attention import AttentionMaps, HeadStats, cross_modal_share, head_stats
 from .attributions import Attributions, integrated_gradients, region_occlusion
-from .forward import AnswerScore, answer_logits, run, top_answers
+from .forward import AnswerScore, top_answers
 from .inputs import Example, example_from_regions
-from .interventions import head_importance
+from .interventions import head_mask
 from .masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction, masked_overview
-from .relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
+from .relevancy import (
+    Relevancy,
+    answer_gradients,
+    raw_attention_relevancy,
+    relevancy_from_gradients,
+    rollout_relevancy,
+)
 
 
 @dataclass
@@ -41,6 +47,9 @@ class SessionConfig:
     )
     attributions: bool = True  # run integrated gradients and occlusion
     masked: bool = True  # masked-word / masked-object predictions and the gauge (pre-training models only)
+    # auto: bf16 autocast where the device runs it natively and the model is large enough (lxmert.precision),
+    # else fp32; or bf16 / fp32.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -61,6 +70,7 @@ class Analysis:
         masked_words: every word masked alone, top-k fillers (pre-training models).
         masked_regions: every region masked alone, top-k labels and nearest regions (pre-training models).
         gauge: the cross-modal ablation gauge (pre-training models with detector labels).
+        precision: ``bf16`` or ``fp32``, what the model computed in (maps and scores are float32 either way).
         seconds: wall time per part.
     """
 
@@ -77,6 +87,7 @@ class Analysis:
     masked_words: list[MaskedWordPrediction] | None = None
     masked_regions: list[MaskedRegionPrediction] | None = None
     gauge: AblationGauge | None = None
+    precision: str = "fp32"
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -107,6 +118,32 @@ def analyze_example(
         config: what to compute.
     """
     config = config or SessionConfig()
+    precision = resolve_precision(config.precision, example.input_ids.device, model.config.hidden_size)
+    with autocast(precision, example.input_ids.device):
+        return _analyze(
+            model,
+            tokenizer,
+            example,
+            checkpoint_id,
+            answer_names,
+            object_names,
+            attr_names,
+            config,
+            precision,
+        )
+
+
+def _analyze(
+    model: nn.Module,
+    tokenizer: LxmertTokenizer,
+    example: Example,
+    checkpoint_id: str,
+    answer_names: Sequence[str] | None,
+    object_names: Sequence[str] | None,
+    attr_names: Sequence[str] | None,
+    config: SessionConfig,
+    precision: str,
+) -> Analysis:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -116,30 +153,32 @@ def analyze_example(
         seconds[name] = now - clock
         clock = now
 
-    with torch.no_grad():
-        output = run(model, example, output_attentions=True, output_hidden_states=True)
-    logits = answer_logits(output)[0]
-    target = int(logits.argmax())
-    maps = attention_maps_from_output(output, example)
-    stats = head_stats(maps, cross_modal_share(model, output))
-    lap("answers_attention")
+    # One forward and one backward pass give the answers, every attention map, the gradient relevancy and the
+    # gradient head importance (the head mask is all ones, so the forward pass is the plain one).
+    mask = {
+        family: m.requires_grad_(True)
+        for family, m in head_mask(model.config, (), example.input_ids.device).items()
+    }
+    explained = answer_gradients(model, example, head_mask=mask, output_hidden_states=True)
+    target, maps = explained.target, explained.maps
+    stats = head_stats(maps, cross_modal_share(model, explained.output))
+    importance = {family: grad.abs().double().numpy() for family, grad in explained.head_gradients.items()}
     relevancy = {
         "raw_attention": raw_attention_relevancy(maps),
         "rollout": rollout_relevancy(maps),
-        "gradient": gradient_relevancy(model, example, target),
+        "gradient": relevancy_from_gradients(explained, example),
     }
-    lap("relevancy")
-    importance = head_importance(model, example, [target])
-    lap("head_importance")
+    lap("answers_attention_relevancy")
     analysis = Analysis(
         example=example,
         checkpoint_id=checkpoint_id,
-        answers=top_answers(logits, config.top_k, answer_names),
+        answers=top_answers(explained.logits, config.top_k, answer_names),
         target=target,
         attention=maps,
         head_stats=stats,
         relevancy=relevancy,
         head_importance=importance,
+        precision=precision,
         seconds=seconds,
     )
     if config.attributions:

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_ENV = "LXMERT_ASSETS_DIR"
 CHECKPOINTS_ENV = "LXMERT_CHECKPOINTS_DIR"
 DEVICE_ENV = "LXMERT_DEVICE"
+PRECISION_ENV = "LXMERT_PRECISION"
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,15 @@ class AppConfig:
             ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes).
         checkpoints_dir: searched (a few levels deep) for checkpoints to compare.
         device: "cuda" when a GPU is present, else "cpu"; ``LXMERT_DEVICE`` overrides.
+        precision: what the models compute in: ``LXMERT_PRECISION``, ``auto`` (the default: bf16 autocast where
+            the device runs it natively and the checkpoint is large enough for it to pay, see
+            :mod:`lxmert.precision`), ``bf16`` or ``fp32``. The detector always runs in fp32.
     """
 
     assets_dir: Path = REPO_ROOT / "assets"
     checkpoints_dir: Path = REPO_ROOT / "assets"
     device: str = "cpu"
+    precision: str = "auto"
 
     @property
     def default_dir(self) -> Path:
@@ -46,12 +51,21 @@ class AppConfig:
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        """``LXMERT_ASSETS_DIR``, ``LXMERT_CHECKPOINTS_DIR`` (default: the assets dir) and ``LXMERT_DEVICE``."""
+        """``LXMERT_ASSETS_DIR``, ``LXMERT_CHECKPOINTS_DIR`` (default: the assets dir), ``LXMERT_DEVICE`` and
+        ``LXMERT_PRECISION``.
+
+        Raises:
+            ValueError: ``LXMERT_PRECISION`` is not auto, bf16 or fp32.
+        """
+        from lxmert.precision import PRECISIONS
+
         assets = Path(os.environ.get(ASSETS_ENV, REPO_ROOT / "assets")).expanduser().resolve()
         checkpoints = Path(os.environ.get(CHECKPOINTS_ENV, assets)).expanduser().resolve()
-        return cls(
-            assets_dir=assets, checkpoints_dir=checkpoints, device=os.environ.get(DEVICE_ENV) or _device()
-        )
+        device = os.environ.get(DEVICE_ENV) or _device()
+        precision = os.environ.get(PRECISION_ENV) or "auto"
+        if precision not in PRECISIONS:
+            raise ValueError(f"{PRECISION_ENV} must be one of {PRECISIONS}, got {precision!r}")
+        return cls(assets_dir=assets, checkpoints_dir=checkpoints, device=device, precision=precision)
 
 
 def _device() -> str:
@@ -60,4 +74,4 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-__all__ = ["ASSETS_ENV", "CHECKPOINTS_ENV", "DEVICE_ENV", "AppConfig", "REPO_ROOT"]
+__all__ = ["ASSETS_ENV", "CHECKPOINTS_ENV", "DEVICE_ENV", "PRECISION_ENV", "AppConfig", "REPO_ROOT"]

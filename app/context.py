@@ -16,6 +16,7 @@ import streamlit as st
 from app import loading, state
 from app.loading import Checkpoint, ImageError, Scene
 from app.results import Query
+from lxmert.precision import describe, resolve_precision
 
 CAPABILITY_NAMES = {
     "answer": "QA head",
@@ -94,6 +95,7 @@ def query_for(inputs: state.Inputs, checkpoint: Checkpoint) -> Query:
         checkpoint=str(checkpoint.path),
         checkpoint_name=checkpoint.name,
         device=config.device,
+        precision=resolve_precision(config.precision, config.device, checkpoint.model.config.hidden_size),
         image=inputs.image.data,
         image_name=inputs.image.name,
         num_regions=inputs.num_regions,
@@ -128,6 +130,7 @@ def page_context(capability: str | None = None, *, needs_text: bool = True) -> P
         st.stop()
     checkpoint = checkpoint_with(inputs, capability)
     query = query_for(inputs, checkpoint)
+    st.sidebar.caption(f"Model precision: {describe(query.precision, query.device)}")
     return PageContext(query, scene_or_stop(query), checkpoint, inputs)
 
 

@@ -8,11 +8,12 @@ result at once, and two pages asking the same thing share it.
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -40,11 +41,13 @@ from analysis.masked import (
 )
 from analysis.relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
+from lxmert.precision import autocast
 
 if TYPE_CHECKING:
     from analysis.attributions import Attributions
     from analysis.faithfulness import ExampleFaithfulness
 
+T = TypeVar("T")
 RELEVANCY_METHODS = {
     "gradient": "Gradient relevancy (Chefer et al.)",
     "rollout": "Attention rollout",
@@ -62,6 +65,7 @@ class Query:
         checkpoint: the checkpoint's directory.
         checkpoint_name: how the app lists the checkpoint.
         device: where the models run.
+        precision: what they compute in, ``bf16`` (autocast) or ``fp32`` (part of the key: the numbers differ).
         image: the image file's bytes.
         image_name: its name, for messages.
         num_regions: how many of the best regions the model sees.
@@ -72,6 +76,7 @@ class Query:
     checkpoint: str
     checkpoint_name: str
     device: str
+    precision: str
     image: bytes
     image_name: str
     num_regions: int
@@ -87,6 +92,17 @@ class Query:
         return example_for(self.model(), self.scene(), self.text, self.device)
 
 
+def in_precision(compute: Callable[..., T]) -> Callable[..., T]:
+    """Run ``compute(query, ...)`` under the query's precision (bf16 autocast or none); outputs stay float32."""
+
+    @functools.wraps(compute)
+    def computed(query: Query, *args, **kwargs) -> T:
+        with autocast(query.precision, query.device):
+            return compute(query, *args, **kwargs)
+
+    return computed
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def tokens(query: Query) -> list[str]:
     """The word pieces the checkpoint's tokenizer makes of the text, [CLS] and [SEP] included."""
@@ -94,6 +110,7 @@ def tokens(query: Query) -> list[str]:
 
 
 @st.cache_data(show_spinner="Answering…", max_entries=128)
+@in_precision
 def answers(query: Query, k: int) -> list[AnswerScore]:
     """The ``k`` most probable answers."""
     checkpoint = query.model()
@@ -101,6 +118,7 @@ def answers(query: Query, k: int) -> list[AnswerScore]:
 
 
 @st.cache_data(show_spinner="Answering with heads silenced…", max_entries=64)
+@in_precision
 def answers_silenced(query: Query, heads: tuple[tuple[str, int, int], ...], k: int) -> list[AnswerScore]:
     """The ``k`` best answers with the given (family, layer, head) silenced by a head mask (the model is untouched)."""
     checkpoint = query.model()
@@ -109,6 +127,7 @@ def answers_silenced(query: Query, heads: tuple[tuple[str, int, int], ...], k: i
 
 
 @st.cache_data(show_spinner="Scoring the match…", max_entries=128)
+@in_precision
 def match_probability(query: Query) -> float:
     """P(the sentence describes the image) from the cross-modality matching head."""
     with torch.no_grad():
@@ -127,6 +146,7 @@ class AttentionResult:
 
 
 @st.cache_data(show_spinner="Collecting attention…", max_entries=32)
+@in_precision
 def attention(query: Query) -> AttentionResult:
     """All six attention families and their head statistics, from one forward pass."""
     model = query.model().model
@@ -150,6 +170,7 @@ def attention_export(query: Query) -> bytes:
 
 
 @st.cache_data(show_spinner="Predicting masked words…", max_entries=64)
+@in_precision
 def masked_words(query: Query, positions: tuple[int, ...], vision: str, k: int) -> list[MaskedWordPrediction]:
     """Top-k fillers of the masked positions with the image (``vision="image"``) or without (``"no_vision"``)."""
     checkpoint = query.model()
@@ -157,6 +178,7 @@ def masked_words(query: Query, positions: tuple[int, ...], vision: str, k: int) 
 
 
 @st.cache_data(show_spinner="Predicting masked objects…", max_entries=64)
+@in_precision
 def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) -> list[MaskedRegionPrediction]:
     """Object and attribute predictions for masked regions, with the text (``"text"``) or without (``"no_text"``)."""
     checkpoint, scene_ = query.model(), query.scene()
@@ -167,6 +189,7 @@ def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) ->
 
 
 @st.cache_data(show_spinner="Measuring cross-modal reliance…", max_entries=32)
+@in_precision
 def gauge(query: Query) -> AblationGauge:
     """The cross-modal ablation gauge of the input: every word and every region masked in turn, each modality removed."""
     checkpoint, scene_ = query.model(), query.scene()
@@ -176,6 +199,7 @@ def gauge(query: Query) -> AblationGauge:
 
 
 @st.cache_data(show_spinner="Computing relevancy…", max_entries=64)
+@in_precision
 def relevancy(query: Query, method: str, target: int | None, contrast: int | None) -> Relevancy:
     """Token and region relevancy for an answer by one of ``RELEVANCY_METHODS``."""
     if method == "gradient":
@@ -189,6 +213,7 @@ def relevancy(query: Query, method: str, target: int | None, contrast: int | Non
 
 
 @st.cache_data(show_spinner="Integrating gradients…", max_entries=32)
+@in_precision
 def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> Attributions:
     """Integrated gradients of the answer's logit to words and regions."""
     from analysis.attributions import integrated_gradients  # Captum: seconds to import, so only when asked
@@ -209,6 +234,7 @@ class Occlusion:
 
 
 @st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)
+@in_precision
 def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusion:
     """Per-token ([PAD]) and per-region (zeroed feature and box) occlusion of the answer's logit."""
     from analysis.attributions import region_occlusion, token_occlusion  # Captum: imported only when asked
@@ -224,6 +250,7 @@ def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusi
 
 
 @st.cache_data(show_spinner="Running the deletion tests…", max_entries=16)
+@in_precision
 def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFaithfulness:
     """Chefer et al.'s perturbation tests on this one input, for every method, measured by the answer's probability."""
     from analysis.faithfulness import ExplainConfig, example_faithfulness  # imports Captum
@@ -236,6 +263,7 @@ def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFait
 
 
 @st.cache_data(show_spinner="Comparing checkpoints…", max_entries=16)
+@in_precision
 def comparison(
     query: Query, checkpoints: tuple[tuple[str, str], ...], cka_images: tuple[tuple[str, bytes], ...]
 ) -> CheckpointComparison:

@@ -1,13 +1,19 @@
-"""Time everything the app computes for one image and question (``analysis.session.analyze``).
+"""Time everything the app computes for one image and question (``analysis.session.analyze``), in fp32 and bf16.
 
-The target is under one second on this CPU with the embedded default model. With ``--checkpoint`` the benchmark
-loads that model (and its tokenizer); with ``--detector`` and ``--image`` it detects the image's regions first
-(timed apart: the app detects once per image and caches the regions). Without a checkpoint it builds a randomly
-initialised model from ``--preset`` with a small WordPiece vocabulary, which times the same code on the same shapes.
-Medians over ``--repeats`` runs after one warm-up are reported per part (wall time), and the median process CPU time of
-the whole call, which load from other processes on a shared machine inflates less than wall time (with one thread
-it approaches the wall time of an idle machine).
+Targets on a 2-core CPU with the base model (``--preset base``: 9/5/5 layers, hidden 768, 2048-d regions, random
+weights, so no checkpoint is needed): answers, every attention map and relevancy under 1 s; integrated gradients at
+32 steps under 5 s. With ``--checkpoint`` the benchmark loads that model (and its tokenizer); with ``--detector``
+and ``--image`` it detects the image's regions first, in each precision (timed apart: the app detects once per
+image and caches the regions). Without a checkpoint it builds a randomly initialised model from ``--preset`` with
+a small WordPiece vocabulary, which times the same code on the same shapes.
 
+Each repeat runs the whole analysis once per precision, the order alternating, so load from other processes on a
+shared machine hits both alike; medians over ``--repeats`` runs after ``--warmup`` are reported per part (wall
+time), with the process CPU time of the whole call, which such load inflates less. bf16 runs where the CPU has
+native bf16 (``--precision auto``) or when asked for (``bf16``); ``fp32`` times fp32 alone. The bf16 accuracy at
+these sizes follows: top-1 agreement with fp32 over a fixed question set and the largest attention difference.
+
+    python -m benchmarks.analysis_speed --preset base
     python -m benchmarks.analysis_speed --checkpoint runs/finetune/vqa --detector assets/detector --image x.png
     python -m benchmarks.analysis_speed --preset tiny --regions 36 --threads 1
 """
@@ -15,7 +21,6 @@ it approaches the wall time of an idle machine).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import tempfile
 import time
@@ -23,9 +28,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from analysis.forward import answer_logits, run
+from analysis.inputs import example_from_regions
 from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
 from lxmert.detection.regions import Regions
+from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from lxmert.tokenization import train_wordpiece
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
@@ -49,9 +57,20 @@ class SpeedConfig:
     # As the paper's 36 boxes.
     regions: int = field(default=36, metadata={"help": "random regions when no detector is given"})
     ig_steps: int = field(default=32, metadata={"help": "integration steps of IG"})
-    repeats: int = field(default=5, metadata={"help": "timed runs after one warm-up"})
+    repeats: int = field(default=5, metadata={"help": "timed runs per precision after the warm-up"})
+    warmup: int = field(default=1, metadata={"help": "untimed runs per precision first"})
     threads: int = field(default=0, metadata={"help": "torch threads (0 = default)"})
     seed: int = field(default=0, metadata={"help": "seed of the random model and regions"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "fp32 alone, or fp32 and bf16 (auto: where the device has native bf16; bf16: always)",
+            "choices": PRECISIONS,
+        },
+    )
+    agreement_examples: int = field(
+        default=32, metadata={"help": "question/region sets for the bf16 agreement check (0: skip it)"}
+    )
 
 
 def parse_args(argv=None) -> SpeedConfig:
@@ -78,7 +97,33 @@ def random_regions(num_regions: int, feature_dim: int, seed: int) -> Regions:
     )
 
 
-def main(argv=None) -> dict[str, float]:
+def precisions_for(requested: str, device: torch.device) -> list[str]:
+    """fp32, then bf16 when ``requested`` resolves to it (``auto`` on a device with native bf16, or ``bf16``)."""
+    return ["fp32"] + (
+        ["bf16"] if requested != "fp32" and resolve_precision(requested, device) == "bf16" else []
+    )
+
+
+def bf16_agreement(model, tokenizer, cfg: SpeedConfig) -> tuple[float, float, int]:
+    """Share of fixed examples (each corpus question on seeded random regions) whose top-1 answer is the same in
+    bf16 as in fp32, the largest attention difference between them, and the number of examples."""
+    agree, largest, examples = 0, 0.0, []
+    for k in range(cfg.agreement_examples):
+        regions = random_regions(cfg.regions, model.config.visual_feat_dim, cfg.seed + 1 + k)
+        examples.append(example_from_regions(tokenizer, CORPUS[k % len(CORPUS)], regions))
+    with torch.no_grad():
+        for example in examples:
+            full = run(model, example, output_attentions=True)
+            with autocast("bf16", example.input_ids.device):
+                half = run(model, example, output_attentions=True)
+            agree += int(answer_logits(full)[0].argmax() == answer_logits(half)[0].argmax())
+            for family, layers in full.attentions.items():
+                for a, b in zip(layers, getattr(half.attentions, family), strict=True):
+                    largest = max(largest, float((a - b.float()).abs().max()))
+    return agree / len(examples), largest, len(examples)
+
+
+def main(argv=None) -> dict[str, dict[str, float]]:
     cfg = parse_args(argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -95,40 +140,66 @@ def main(argv=None) -> dict[str, float]:
         tokenizer = train_wordpiece(CORPUS, 200, tempfile.mkdtemp())
         config = LxmertConfig.preset(cfg.preset, vocab_size=tokenizer.vocab_size, num_qa_labels=50)
         model, answer_names = LxmertForPreTraining(config).eval(), None
-    detect_seconds = None
+    device = next(model.parameters()).device
+    precisions = precisions_for(cfg.precision, device)
+    detect_seconds: dict[str, float] = {}
     if cfg.detector and cfg.image:
         from lxmert.detection.detector import Detector
 
         detector = Detector.from_pretrained(cfg.detector)
-        start = time.perf_counter()
-        regions = detector([cfg.image])[0]
-        detect_seconds = time.perf_counter() - start
+        times: dict[str, list[float]] = {p: [] for p in precisions}
+        for repeat in range(cfg.repeats + cfg.warmup):
+            for precision in precisions if repeat % 2 == 0 else precisions[::-1]:
+                start = time.perf_counter()
+                detected = detector([cfg.image], precision=precision)[0]
+                if repeat >= cfg.warmup:
+                    times[precision].append(time.perf_counter() - start)
+                if precision == "fp32":
+                    regions = detected  # the analysis reads the fp32 detection, as the app does
+        detect_seconds = {p: statistics.median(t) for p, t in times.items()}
         object_names, attr_names = detector.objects_vocab, detector.attributes_vocab
     else:
         regions = random_regions(cfg.regions, model.config.visual_feat_dim, cfg.seed)
         object_names = attr_names = None
-    session = SessionConfig(ig_steps=cfg.ig_steps)
-    runs = []
-    for _ in range(cfg.repeats + 1):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        result = analyze(
-            model, tokenizer, regions, cfg.question, answer_names=answer_names, object_names=object_names,
-            attr_names=attr_names, config=session,
-        )  # fmt: skip
-        cpu = time.process_time() - cpu_start
-        runs.append({**result.seconds, "total": time.perf_counter() - start, "total_cpu_time": cpu})
-    timed = runs[1:]
-    medians = {part: statistics.median(run[part] for run in timed) for part in timed[0]}
+    runs: dict[str, list[dict[str, float]]] = {p: [] for p in precisions}
+    for repeat in range(cfg.repeats + cfg.warmup):
+        for precision in precisions if repeat % 2 == 0 else precisions[::-1]:
+            session = SessionConfig(ig_steps=cfg.ig_steps, precision=precision)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = analyze(
+                model, tokenizer, regions, cfg.question, answer_names=answer_names, object_names=object_names,
+                attr_names=attr_names, config=session,
+            )  # fmt: skip
+            cpu = time.process_time() - cpu_start
+            if repeat >= cfg.warmup:
+                runs[precision].append(
+                    {**result.seconds, "total": time.perf_counter() - start, "total_cpu_time": cpu}
+                )
+    medians = {
+        precision: {part: statistics.median(run[part] for run in timed) for part in timed[0]}
+        for precision, timed in runs.items()
+    }
     params = sum(p.numel() for p in model.parameters())
     print(
         f"model: {cfg.checkpoint or cfg.preset} ({params / 1e6:.2f}M parameters), {type(model).__name__}, "
-        f"{len(regions)} regions, {len(tokenizer.encode(cfg.question))} tokens, "
-        f"threads {torch.get_num_threads()}, session {dataclasses.asdict(session)}"
+        f"{len(regions)} regions, {len(tokenizer.encode(cfg.question))} tokens, threads {torch.get_num_threads()}, "
+        f"IG steps {cfg.ig_steps}, median of {cfg.repeats} after {cfg.warmup} warm-up, precisions alternated"
     )
-    if detect_seconds is not None:
-        print(f"detection (once per image, not in the total): {detect_seconds:.3f} s")
-    for part, seconds in medians.items():
-        print(f"{part:>22s}  {seconds * 1000:8.1f} ms")
+    for precision, seconds in detect_seconds.items():
+        print(f"detection {precision} (once per image, not in the total): {seconds:.3f} s")
+    header = f"{'part':>28s}" + "".join(f"{p + ' ms':>12s}" for p in precisions)
+    print(header + (f"{'fp32 / bf16':>13s}" if len(precisions) == 2 else ""))
+    for part in medians["fp32"]:
+        line = f"{part:>28s}" + "".join(f"{medians[p][part] * 1000:12.1f}" for p in precisions)
+        if len(precisions) == 2:
+            line += f"{medians['fp32'][part] / medians['bf16'][part]:12.2f}x"
+        print(line)
+    if "bf16" in precisions and cfg.agreement_examples:
+        agreement, largest, count = bf16_agreement(model, tokenizer, cfg)
+        print(
+            f"bf16 vs fp32: top-1 answers agree on {agreement:.1%} of {count} examples; "
+            f"largest attention difference {largest:.4f}"
+        )
     return medians
 
 

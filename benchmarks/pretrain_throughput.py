@@ -1,13 +1,18 @@
-"""Pre-training throughput: samples/s of the trainer's step, and the time the paper's schedule would take.
+"""Pre-training throughput: samples/s of the trainer's step, the paper's schedule projected from it, and MFU.
 
 One step is what ``training.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
 regions masked, the masked LM scored at the masked words only, half the pairs mismatched, answers on the matched
-half) → backward → clip to norm 1.0 → AdamW step, under bf16 autocast on a GPU and in fp32 on a CPU. Inputs are
-random tensors already on the device, so data loading is not counted (the feature store serves a batch in
-milliseconds). The projection is ``670K steps × 256 samples / (samples/s)`` — the paper's 20 epochs (§4.1:
-"roughly 670K optimization steps" at batch 256) on one device.
+half) → backward → clip to norm 1.0 → AdamW step, in the precision of ``--precision`` (auto: bf16 autocast on a GPU
+or a CPU with native bf16, else fp32; ``lxmert.precision``). Inputs are random tensors already on the device, so
+data loading is not counted (the feature store serves a batch in milliseconds).
+
+The projection is ``670K steps × 256 samples / (samples/s)`` on this one device — the paper's 20 epochs (§4.1:
+"roughly 670K optimization steps" at batch 256), which took 10 days on 4 Titan Xp. On a GPU the step's FLOPs
+(counted by PyTorch: matrix products and attention, forward and backward) over the device's dense bf16 peak give
+the MFU (``benchmarks/mfu.py`` holds the table of peaks).
 
     python -m benchmarks.pretrain_throughput                          # base model, batch 32, on GPU if present
+    python -m benchmarks.pretrain_throughput --batch-size 256          # the paper's batch, on one GPU
     python -m benchmarks.pretrain_throughput --device cpu --threads 2 --steps 3
 """
 
@@ -18,19 +23,21 @@ import dataclasses
 import json
 import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
+from benchmarks.mfu import count_flops, mfu
 from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForPreTraining
+from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.distributed import resolve_device
 from training.trainer import clip_gradients
 
 PAPER_STEPS = 670_000
 PAPER_BATCH = 256
+PAPER_HOURS = 10 * 24  # "10 days on 4 Titan Xp" (§4.1)
 
 
 @dataclass
@@ -43,7 +50,13 @@ class ThroughputConfig:
     warmup: int = field(default=2, metadata={"help": "untimed steps first"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=0, metadata={"help": "CPU threads (0: PyTorch's default)"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "bf16 autocast, fp32, or auto (bf16 where the device runs it natively)",
+            "choices": PRECISIONS,
+        },
+    )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
 
 
@@ -95,14 +108,10 @@ def measure(bench: ThroughputConfig) -> dict:
     step_model = torch.compile(model) if bench.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
     batch = random_batch(config, bench, device)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if bench.bf16 and device.type == "cuda"
-        else nullcontext()
-    )
+    precision = resolve_precision(bench.precision, device)
 
     def step() -> None:
-        with autocast:
+        with autocast(precision, device):
             loss = step_model(**batch).loss
         if not torch.isfinite(loss):
             raise FloatingPointError("non-finite loss in the benchmark step")
@@ -113,6 +122,9 @@ def measure(bench: ThroughputConfig) -> dict:
 
     for _ in range(bench.warmup):
         step()
+    # Counted on the plain model: the compiled one hides its matrix products from the counter.
+    flops = count_flops(lambda: _forward_backward(model, batch, precision, device))
+    optimizer.zero_grad(set_to_none=True)
     times = []
     for _ in range(bench.steps):
         if device.type == "cuda":
@@ -124,6 +136,8 @@ def measure(bench: ThroughputConfig) -> dict:
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     samples_per_s = bench.batch_size / seconds
+    hours = PAPER_STEPS * PAPER_BATCH / samples_per_s / 3600
+    utilisation = mfu(flops, seconds, device)
     return {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -131,11 +145,28 @@ def measure(bench: ThroughputConfig) -> dict:
         "preset": bench.preset,
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "batch_size": bench.batch_size,
-        "precision": "bf16 autocast" if bench.bf16 and device.type == "cuda" else "fp32",
-        "seconds_per_step": round(seconds, 4),
-        "samples_per_s": round(samples_per_s, 2),
-        "paper_schedule_days": round(PAPER_STEPS * PAPER_BATCH / samples_per_s / 86400, 1),
+        "precision": precision,
+        "seconds_per_step": _figure(seconds),
+        "samples_per_s": _figure(samples_per_s),
+        "tflops_per_step": _figure(flops / 1e12),
+        "achieved_tflops_per_s": _figure(flops / seconds / 1e12),
+        "mfu": None if utilisation is None else _figure(utilisation),
+        "paper_schedule_hours": _figure(hours),
+        "paper_schedule_days": _figure(hours / 24),
+        "paper_hours_on_4_titan_xp": PAPER_HOURS,
+        "speedup_over_paper": _figure(PAPER_HOURS / hours),
     }
+
+
+def _figure(value: float) -> float:
+    """Four significant digits: a slow CPU's 0.15 samples/s keeps its precision as a GPU's 1500 does."""
+    return float(f"{value:.4g}")
+
+
+def _forward_backward(model: torch.nn.Module, batch: dict, precision: str, device: torch.device) -> None:
+    with autocast(precision, device):
+        loss = model(**batch).loss
+    loss.backward()
 
 
 def main(argv: list[str] | None = None) -> None:

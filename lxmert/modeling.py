@@ -462,6 +462,19 @@ def answer_mlp(in_dim: int, hidden_dim: int, num_labels: int, eps: float) -> nn.
     )
 
 
+def outside_autocast(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` in the module's own dtype (float32 for autocast's fp32 weights) even under autocast.
+
+    For the answer heads: bf16 keeps 8 bits of mantissa, so logits near 10 come out in steps of 1/32 and close
+    answers tie, which changes the argmax; the heads are a sliver of the model's compute. Without autocast this
+    is ``module(x)``.
+    """
+    if not torch.is_autocast_enabled(x.device.type):
+        return module(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.to(next(module.parameters()).dtype))
+
+
 class LxmertVisualAnswerHead(nn.Module):
     def __init__(self, config: LxmertConfig, num_labels: int):
         super().__init__()
@@ -470,7 +483,7 @@ class LxmertVisualAnswerHead(nn.Module):
         )
 
     def forward(self, pooled: Tensor) -> Tensor:
-        return self.logit_fc(pooled)
+        return outside_autocast(self.logit_fc, pooled)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -750,7 +763,7 @@ class LxmertForNLVR2(LxmertPreTrainedModel):
             None if visual_attention_mask is None else visual_attention_mask.flatten(0, 1),
             twice(token_type_ids), twice(inputs_embeds), output_attentions, output_hidden_states, head_mask,
         )  # fmt: skip
-        logits = self.logit_fc(base.pooled_output.view(B, -1))  # (B, 2)
+        logits = outside_autocast(self.logit_fc, base.pooled_output.view(B, -1))  # (B, 2)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return LxmertTaskOutput(
             **{f.name: getattr(base, f.name) for f in fields(base)}, logits=logits, loss=loss

@@ -8,6 +8,8 @@ import torch
 from analysis_toy import toy_example, toy_qa_model, toy_tokenizer
 
 from analysis.attributions import (
+    activation_bytes_per_row,
+    ig_batch_size,
     integrated_gradients,
     region_baselines,
     region_occlusion,
@@ -91,3 +93,28 @@ def test_token_occlusion_replaces_one_token_by_pad(model, tokenizer):
         ids = example.input_ids.clone()
         ids[t] = tokenizer.pad_token_id
         assert scores[t] == pytest.approx(here - logit(model, example, 0, ids=ids), abs=1e-5), t
+
+
+def test_ig_batch_size_fills_the_memory_budget(model):
+    config = model.config
+    per_row = activation_bytes_per_row(config, num_tokens=8, num_regions=5, value_bytes=4)
+    # Hand count for the toy (D=16, I=32, H=2; 2/1/2 layers, F=16): 8·(8·16 + 2·32) = 1536 per token row.
+
+    def layer(n: int, m: int) -> int:
+        return n * (8 * 16 + 2 * 32) + 2 * 2 * n * m
+
+    expected = 2 * layer(8, 8) + layer(5, 5) + 2 * (layer(8, 5) + layer(5, 8) + layer(8, 8) + layer(5, 5))
+    assert per_row == 4 * (expected + 5 * (16 + 2 * 16))
+    assert activation_bytes_per_row(config, 8, 5, value_bytes=2) * 2 == per_row
+    assert ig_batch_size(config, 8, 5, n_steps=32, memory_budget=10 * per_row) == 10
+    assert ig_batch_size(config, 8, 5, n_steps=32, memory_budget=100 * per_row) == 32
+    assert ig_batch_size(config, 8, 5, n_steps=32, memory_budget=0) == 1
+
+
+def test_integrated_gradients_do_not_depend_on_the_step_batch(model, tokenizer):
+    example = toy_example(tokenizer)
+    per_row = activation_bytes_per_row(model.config, example.num_tokens, example.num_regions, 4)
+    whole = integrated_gradients(model, example, target=2, n_steps=8)
+    chunked = integrated_gradients(model, example, target=2, n_steps=8, memory_budget=3 * per_row)
+    np.testing.assert_allclose(chunked.tokens, whole.tokens, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(chunked.regions, whole.regions, rtol=1e-4, atol=1e-6)

@@ -9,7 +9,7 @@ from analysis_toy import toy_example, toy_qa_model, toy_tokenizer
 
 from analysis.attention import AttentionMaps, collect_attention
 from analysis.relevancy import (
-    attention_gradients,
+    answer_gradients,
     chefer_relevancy,
     gradient_relevancy,
     raw_attention_relevancy,
@@ -135,8 +135,9 @@ def tokenizer(tmp_path_factory):
 
 def test_each_cross_direction_gets_its_own_gradient(tokenizer):
     model = toy_qa_model()
-    _, attentions, gradients, target, logits = attention_gradients(model, toy_example(tokenizer))
-    assert target == int(logits.argmax())
+    explained = answer_gradients(model, toy_example(tokenizer))
+    attentions, gradients = explained.attentions, explained.gradients
+    assert explained.target == int(explained.logits.argmax())
     # The last cross layer's vision branch never reaches [CLS]; its language branch does.
     assert gradients["cross_v2l"][-1].abs().max() == 0.0
     assert gradients["x_vis_self"][-1].abs().max() == 0.0
@@ -148,8 +149,9 @@ def test_each_cross_direction_gets_its_own_gradient(tokenizer):
 def test_contrastive_relevancy_explains_the_logit_difference(tokenizer):
     model = toy_qa_model()
     example = toy_example(tokenizer)
-    _, attentions, grad_a, _, _ = attention_gradients(model, example, target=1)
-    _, _, grad_b, _, _ = attention_gradients(model, example, target=3)
+    explained_a = answer_gradients(model, example, target=1)
+    attentions, grad_a = explained_a.attentions, explained_a.gradients
+    grad_b = answer_gradients(model, example, target=3).gradients
     difference = {f: [ga - gb for ga, gb in zip(grad_a[f], grad_b[f], strict=True)] for f in grad_a}
     expected = chefer_relevancy(attentions, difference, example.num_tokens, example.num_regions)
     relevancy = gradient_relevancy(model, example, target=1, contrast=3)

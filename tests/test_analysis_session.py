@@ -8,6 +8,7 @@ from analysis_toy import toy_example, toy_pretraining_model, toy_qa_model, toy_r
 
 from analysis.attention import collect_attention, head_stats
 from analysis.export import export_json, export_npz, read_export
+from analysis.interventions import head_importance
 from analysis.relevancy import gradient_relevancy
 from analysis.session import SessionConfig, analyze, analyze_example
 
@@ -71,3 +72,18 @@ def test_export_round_trip(tokenizer, tmp_path, suffix):
     assert np.isnan(arrays["head_stats/cls_mass/cross_l2v"]).all()  # NaN survives JSON as null
     np.testing.assert_allclose(arrays["extra/relevancy/regions"], extra["relevancy/regions"], rtol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]  # no temporary file left behind
+
+
+def test_the_one_pass_head_importance_and_relevancy_match_their_own_functions(tokenizer):
+    """The session takes answers, maps, relevancy and head importance from one forward and one backward pass."""
+    model = toy_pretraining_model()
+    example = toy_example(tokenizer)
+    analysis = analyze_example(
+        model, tokenizer, example, config=SessionConfig(attributions=False, masked=False)
+    )
+    importance = head_importance(model, example, [analysis.target])
+    for family, values in importance.items():
+        np.testing.assert_allclose(analysis.head_importance[family], values, rtol=1e-5, atol=1e-9)
+    direct = gradient_relevancy(model, example, analysis.target)
+    np.testing.assert_allclose(analysis.relevancy["gradient"].tokens, direct.tokens, rtol=1e-5, atol=1e-9)
+    assert analysis.answers[0].index == analysis.target

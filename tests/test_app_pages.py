@@ -22,9 +22,10 @@ from analysis.forward import predict_answers, run
 from analysis.inputs import example_from_regions
 from analysis.interventions import head_mask
 from analysis.masked import ablation_gauge
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
+from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, PRECISION_ENV, AppConfig
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
+from lxmert.precision import autocast, cpu_has_bf16
 from training.export_default import cache_sample_regions
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
@@ -274,6 +275,7 @@ def test_attention_export_reads_back_with_the_inputs_tokens(app, assets, tmp_pat
         checkpoint=str(assets / "default" / "model"),
         checkpoint_name="default/model",
         device="cpu",
+        precision="fp32",
         image=(assets / "samples" / "scene_0.png").read_bytes(),
         image_name="scene_0.png",
         num_regions=NUM_REGIONS,
@@ -359,3 +361,50 @@ def test_a_sample_with_cached_regions_is_answered_without_the_detector(tmp_path,
     expected = script_answer(root, sample, QUESTIONS[0], k=1)[0]
     headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
     assert f"**{expected.answer}**" in headline
+
+
+def app_in(precision: str, assets: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(ASSETS_ENV, str(assets))
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    monkeypatch.setenv(PRECISION_ENV, precision)
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+def precision_caption(app: AppTest) -> str:
+    return next(c.value for c in app.sidebar.caption if c.value.startswith("Model precision: "))
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_the_app_runs_bf16_when_set_and_says_so(assets, monkeypatch):
+    app = app_in("bf16", assets, monkeypatch)
+    assert_clean(app)
+    assert precision_caption(app).startswith("Model precision: bf16")
+    detector = Detector.from_pretrained(assets / "default" / "detector")
+    loaded = load_checkpoint(assets / "default" / "model")
+    example = example_from_regions(
+        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
+    )
+    with autocast("bf16", "cpu"):
+        expected = predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0]
+    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
+    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    assert answer == expected.answer
+    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05)
+
+
+def test_the_app_says_fp32_when_asked(app):
+    assert precision_caption(app).startswith("Model precision: fp32")
+
+
+def test_auto_keeps_a_small_model_in_fp32(assets, monkeypatch):
+    """The toy checkpoints are far below BF16_MIN_HIDDEN, where bf16 would be slower than fp32."""
+    app = app_in("auto", assets, monkeypatch)
+    assert_clean(app)
+    assert precision_caption(app).startswith("Model precision: fp32")
+
+
+def test_a_bad_precision_setting_is_named(monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match="LXMERT_PRECISION must be one of"):
+        AppConfig.from_env()

@@ -87,7 +87,7 @@ def toy_model(seed: int = 0, dropout: float = 0.1) -> LxmertForQuestionAnswering
 def toy_config(tmp_path, **overrides) -> TrainConfig:
     values = dict(
         output=str(tmp_path), epochs=2, batch_size=8, lr=1e-3, warmup_ratio=0.1, seed=3, save_every=0,
-        log_every=2, device="cpu", bf16=False,
+        log_every=2, device="cpu", precision="fp32",
     )  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 
@@ -228,9 +228,9 @@ def test_sampler_shards_one_permutation_and_resumes_part_way():
 def test_cli_flags_map_to_config_fields():
     parser = argparse.ArgumentParser()
     add_dataclass_arguments(parser, TrainConfig, defaults={"lr": 5e-5})
-    args = parser.parse_args(["--batch-size", "32", "--no-bf16", "--grad-accum", "2"])
+    args = parser.parse_args(["--batch-size", "32", "--precision", "fp32", "--grad-accum", "2"])
     config = dataclass_from_args(TrainConfig, args)
-    assert (config.batch_size, config.bf16, config.grad_accum, config.lr) == (32, False, 2, 5e-5)
+    assert (config.batch_size, config.precision, config.grad_accum, config.lr) == (32, "fp32", 2, 5e-5)
     assert config.warmup_ratio == TrainConfig.warmup_ratio
     flags = {a.dest for a in parser._actions if a.dest != "help"}
     assert flags == {f.name for f in dataclasses.fields(TrainConfig)}

@@ -8,7 +8,7 @@
 
 Defaults are the paper's recipe (batch 32, 4 epochs, warm-up 10% then linear decay, clipping 5.0; lr 5e-5 for VQA
 and NLVR2, 1e-5 for GQA) and the authors' splits, read from the synthetic world unless ``--data`` / ``--features``
-point at the real files. Every trainer flag works here too (``--bf16``, ``--resume``, ``--threads`` ...); see
+point at the real files. Every trainer flag works here too (``--precision``, ``--resume``, ``--threads`` ...); see
 ``--help`` after the task name. The task, its data settings and the tokenizer are saved beside ``best/`` and
 ``final/``, so ``python -m training.evaluate`` rebuilds everything from a checkpoint directory alone.
 """

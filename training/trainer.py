@@ -13,7 +13,7 @@ everything else:
   process and N processes see the same global batches.
 - **Optimisation** follows the paper: AdamW (no decay on biases and LayerNorm weights), linear warm-up over
   ``warmup_ratio`` of the steps then linear decay to zero, gradient clipping (global, and optionally per tensor
-  first as the authors' ``BertAdam`` does: ``max_tensor_grad_norm``), bf16 autocast on CUDA, optional
+  first as the authors' ``BertAdam`` does: ``max_tensor_grad_norm``), bf16 autocast (``precision``: fp32 master weights and losses), optional
   ``torch.compile``, DistributedDataParallel under ``torchrun``.
 - **Checkpoints**: ``output/last.pt`` (model, optimiser, scheduler, step, epoch, batches done in the epoch and
   every process's RNG state, all as tensors and plain containers, so it is read back with ``weights_only=True``:
@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from lxmert.checkpoints import read_torch_file
 from lxmert.errors import UnreadableFileError
 from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.precision import PRECISIONS, autocast, resolve_precision
 
 from . import distributed
 from .tasks.base import MetricSums, Task, add_sums, metrics_from_sums
@@ -97,7 +98,14 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-steps accumulated per optimiser step"})
     seed: int = field(default=9595, metadata={"help": "seed of data order, masking and dropout"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CUDA only; CPU runs stay float32)"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "bf16 (autocast: fp32 weights, optimiser and losses), fp32, or auto: bf16 on a GPU that has "
+            "it, fp32 on a CPU (bf16 trains on a CPU with native bf16 when asked for)",
+            "choices": PRECISIONS,
+        },
+    )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     find_unused_parameters: bool = field(
         default=False, metadata={"help": "let DDP tolerate parameters that get no gradient in a step"}
@@ -121,6 +129,8 @@ class TrainConfig:
         for name in ("eval_batch_size", "num_workers", "save_every", "eval_every", "max_steps", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -150,6 +160,18 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_per_rank - self.start
+
+
+def training_precision(requested: str, device: torch.device) -> str:
+    """``bf16`` or ``fp32`` for ``TrainConfig.precision`` on ``device``.
+
+    ``auto`` is bf16 on a GPU with bf16 but fp32 on a CPU even where it has native bf16: on a CPU, autocast costs
+    more than it saves for the small models of tests and toy runs, and a CPU run's numbers stay those of earlier
+    runs. ``bf16`` asks for it on a CPU too (``benchmarks.model_speed`` measures what it gains there).
+    """
+    if requested == "auto" and device.type == "cpu":
+        return "fp32"
+    return resolve_precision(requested, device)
 
 
 def clip_gradients(model: nn.Module, max_norm: float, max_tensor_norm: float = 0.0) -> torch.Tensor:
@@ -245,11 +267,8 @@ class Trainer:
             )
         self.micro_batch = config.batch_size // per_step
         self.state = TrainState()
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if config.bf16 and self.device.type == "cuda"
-            else nullcontext()
-        )
+        self.precision = training_precision(config.precision, self.device)
+        self.autocast = autocast(self.precision, self.device)
 
     # ------------------------------------------------------------------------------------------------------------
     # The loop
@@ -310,6 +329,9 @@ class Trainer:
                 with nullcontext() if boundary or ddp_model is None else ddp_model.no_sync():
                     with self.autocast:
                         losses, stats = self.task.compute(train_model, _move(batch, self.device))
+                    losses = {
+                        name: value.float() for name, value in losses.items()
+                    }  # fp32 whatever autocast did
                     if not losses:
                         raise ValueError(f"task {self.task.name} returned no losses")
                     loss = sum(losses.values())

@@ -32,6 +32,7 @@ from lxmert.detection.frcnn import FasterRCNNWithAttributes
 from lxmert.detection.images import LoadedImage, check_aspect, load_detector_image, to_tensor
 from lxmert.detection.regions import Regions
 from lxmert.fileio import atomic_write_bytes
+from lxmert.precision import autocast
 
 BACKENDS = ("torch", "detectron2")
 
@@ -78,17 +79,22 @@ class Detector:
         """Open one image under this detector's limits (:func:`lxmert.detection.images.load_detector_image`)."""
         return load_detector_image(source, self.config, name=name)
 
-    def __call__(self, images: Sequence[str | Path | Image.Image]) -> list[Regions]:
+    def __call__(
+        self, images: Sequence[str | Path | Image.Image], *, precision: str = "fp32"
+    ) -> list[Regions]:
         """Load each image (:meth:`load_image`) and detect ``config.num_regions`` regions (:meth:`detect`).
 
         Raises:
             ImageError: an image cannot be read or is too large; the message names it.
         """
-        return self.detect([self.load_image(image) for image in images])
+        return self.detect([self.load_image(image) for image in images], precision=precision)
 
     @torch.inference_mode()
-    def detect(self, images: Sequence[LoadedImage]) -> list[Regions]:
+    def detect(self, images: Sequence[LoadedImage], *, precision: str = "fp32") -> list[Regions]:
         """Detect regions in already loaded images; boxes are mapped back to each image's original size.
+
+        ``precision`` ``bf16`` runs the network under bf16 autocast (:mod:`lxmert.precision`); regions come back
+        in float32 either way.
 
         Images of different sizes go through the model in separate calls: a batch is padded to its largest
         image, and the padding would change the features of the smaller ones (the cause of lower scores with
@@ -105,7 +111,9 @@ class Detector:
             by_size.setdefault(loaded.image.size, []).append(index)
         outputs: dict[int, dict[str, torch.Tensor]] = {}
         for indices in by_size.values():
-            batch = self.model([to_tensor(images[i].image).to(self.device) for i in indices])
+            with autocast(precision, self.device):
+                batch = self.model([to_tensor(images[i].image).to(self.device) for i in indices])
+            batch = [{k: v.float() if v.is_floating_point() else v for k, v in out.items()} for out in batch]
             outputs.update(zip(indices, batch, strict=True))
         return [_regions(loaded, outputs[index]) for index, loaded in enumerate(images)]
 
