@@ -12,9 +12,9 @@ import torch
 from test_data_tsv import make_row
 from torch.utils.data import DataLoader
 
+from lxmert.data.store import FeatureStore, FeatureStoreWriter
+from lxmert.data.tsv import FIELDNAMES, write_tsv
 from training.data.convert import main as convert_main
-from training.data.store import FeatureStore, FeatureStoreWriter
-from training.data.tsv import FIELDNAMES, write_tsv
 
 DIM = 8
 

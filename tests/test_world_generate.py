@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lxmert.answers import AnswerTable
-from training.data.tasks import load_gqa, load_nlvr2, load_pretrain, load_vqa
+from lxmert.data.task_files import load_gqa, load_nlvr2, load_pretrain, load_vqa
 from training.world.__main__ import parse_args
 from training.world.generate import WorldConfig, balance_answers, build_world
 from training.world.scenes import COLOURS, SHAPES, read_vocab_file

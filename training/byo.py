@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from lxmert.answers import AnswerTable
+from lxmert.data.task_files import write_json
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.data.tasks import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,

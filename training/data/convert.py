@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from training.data.store import FeatureStoreWriter
-from training.data.tsv import iter_tsv
+from lxmert.data.store import FeatureStoreWriter
+from lxmert.data.tsv import iter_tsv
 
 
 @dataclass

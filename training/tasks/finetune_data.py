@@ -1,7 +1,7 @@
 """Fine-tuning data: task JSON items joined with their image features, and batching with padded regions.
 
 The authors' ``*_data.py`` load a whole TSV per split and assert 36 boxes an image; here features come from one or
-more memory-mapped :class:`~training.data.store.FeatureStore` directories (real VQA images sit in a train2014 and a
+more memory-mapped :class:`~lxmert.data.store.FeatureStore` directories (real VQA images sit in a train2014 and a
 val2014 store) and an image may have fewer regions: a batch pads them and passes ``visual_attention_mask``.
 
 Ablations for the paper's single-modality baselines (Table 2, "Language only") are applied here, per item:
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
-from training.data.store import FeatureStore
+from lxmert.data.store import FeatureStore
 
 ABLATIONS = ("none", "vision", "language")
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from training.data.tasks import load_gqa, write_gqa_predictions
+from lxmert.data.task_files import load_gqa, write_gqa_predictions
 from training.metrics import gqa_is_open, gqa_scores, gqa_structural_type
 
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from lxmert.checkpoints import load_pretrained
+from lxmert.data.task_files import load_nlvr2, write_nlvr2_predictions
 from lxmert.modeling import LxmertForNLVR2
 from training import distributed
-from training.data.tasks import load_nlvr2, write_nlvr2_predictions
 from training.metrics import nlvr2_group, nlvr2_scores
 
 from .base import Losses, MetricSums, Stats, add_sums, scalar

@@ -37,10 +37,10 @@ from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import read_meta
+from lxmert.data.store import FeatureStore
 from lxmert.fileio import atomic_write_text, read_json, read_json_record
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
-from training.data.store import FeatureStore
 
 from .base import Losses, Stats, Task
 

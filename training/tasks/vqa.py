@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from training.data.tasks import load_vqa, write_vqa_predictions
+from lxmert.data.task_files import load_vqa, write_vqa_predictions
 from training.metrics import vqa_answer_type, vqa_scores
 
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS

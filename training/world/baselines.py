@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.data.tasks import load_gqa, load_nlvr2, load_vqa
+from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
 from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
 OVERALL = "(all)"

@@ -46,8 +46,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lxmert.answers import AnswerTable, normalize_answer
+from lxmert.data.task_files import write_json
 from lxmert.fileio import atomic_directory
-from training.data.tasks import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
