@@ -114,6 +114,14 @@ def test_unfinished_store_cannot_be_read_and_settings_must_match(tmp_path):
         FeatureStoreWriter(tmp_path / "s", num_boxes=36, feature_dim=DIM + 1)
 
 
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b"{not json", b"\xff\xfe"])
+def test_a_manifest_that_is_not_a_json_object_is_an_error_naming_it(tmp_path, manifest):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "manifest.json").write_bytes(manifest)
+    with pytest.raises(ValueError, match="manifest.json"):
+        FeatureStore(tmp_path / "s")
+
+
 def test_rejects_rows_that_do_not_fit(tmp_path):
     rng = np.random.default_rng(5)
     writer = FeatureStoreWriter(tmp_path / "s", num_boxes=4, feature_dim=DIM)

@@ -33,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.fileio import (
+    atomic_write,
+    atomic_write_text,
+    durable_append,
+    read_json_object,
+    remove_stale_temp_files,
+)
 
 FORMAT_NAME = "lxmert-feature-store"
 FORMAT_VERSION = 1
@@ -66,7 +72,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise FileNotFoundError(f"{path} is not a feature store: {MANIFEST} is missing")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_json_object(manifest_path)
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise ValueError(f"{manifest_path}: not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
     return manifest
@@ -301,14 +307,10 @@ class FeatureStoreWriter:
         if not self._pending:
             return
         for name in self._layout:
-            with open(self.path / name, "ab") as f:
-                f.write(b"".join(row[name].tobytes() for row in self._pending))
-                f.flush()
-                os.fsync(f.fileno())
-        with open(self.path / IDS_FILE, "a", encoding="utf-8") as f:
-            f.write("".join(row["img_id"] + "\n" for row in self._pending))
-            f.flush()
-            os.fsync(f.fileno())
+            durable_append(self.path / name, b"".join(row[name].tobytes() for row in self._pending))
+        durable_append(
+            self.path / IDS_FILE, "".join(row["img_id"] + "\n" for row in self._pending).encode("utf-8")
+        )
         self._count += len(self._pending)
         self._ids |= self._pending_ids
         self._pending, self._pending_ids = [], set()
