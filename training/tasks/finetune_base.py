@@ -23,10 +23,7 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.utils.data import Dataset
 
-from lxmert.checkpoints import load_pretrained
-from lxmert.config import LxmertConfig
 from lxmert.fileio import atomic_write_text, read_json_object
-from lxmert.modeling import LxmertModel
 from lxmert.tokenization import LxmertTokenizer
 
 from .base import Task
@@ -220,11 +217,6 @@ class FinetuneTask(Task):
         atomic_write_text(directory / TASK_CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
 
 
-def checkpoint_config(init: str | Path) -> LxmertConfig:
-    """The architecture of checkpoint ``init``, whatever its layout (read by loading its encoder)."""
-    return load_pretrained(LxmertModel, init).config
-
-
 def read_task_config(directory: str | Path) -> dict[str, Any]:
     """The ``task_config.json`` a fine-tuned checkpoint holds: ``task`` plus its data settings."""
     path = Path(directory) / TASK_CONFIG_FILE
@@ -238,6 +230,5 @@ __all__ = [
     "FinetuneDataConfig",
     "FinetuneTask",
     "TASK_CONFIG_FILE",
-    "checkpoint_config",
     "read_task_config",
 ]

@@ -36,18 +36,16 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import read_meta
+from lxmert.checkpoints import PRETRAIN_CONFIG_FILE
 from lxmert.data.store import FeatureStore
-from lxmert.fileio import atomic_write_text, read_json, read_json_record
+from lxmert.fileio import atomic_write_text, read_json
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
 
-from .base import Losses, Stats, Task
+from .base import IGNORE, Losses, Stats, Task
 
-IGNORE = -100
 MASK_TO_TOKEN, MASK_TO_RANDOM = 0.8, 0.9  # cumulative: 80% [MASK], 10% random, 10% unchanged
 MATCH_NEGATIVE_RATE = 0.5
-PRETRAIN_CONFIG_FILE = "pretrain_config.json"
 # The synthetic world's layout (training/world/generate.py): pre-training sees train + nominival, as the authors.
 WORLD_TRAIN_FILES = ("lxmert/mscoco_train.json", "lxmert/mscoco_nominival.json")
 WORLD_VALID_FILE = "lxmert/mscoco_minival.json"
@@ -642,21 +640,6 @@ class PretrainTask(Task):
         )
 
 
-def qa_head_trained(directory: str | Path) -> bool | None:
-    """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
-    QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
-    our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
-    config, meta = read_json_record(Path(directory) / PRETRAIN_CONFIG_FILE), read_meta(directory)
-    if not config:
-        return None
-    if not config.get("task_qa", True):
-        return False
-    if "epoch" not in meta or "qa_from_epoch" not in config:
-        return None
-    epoch, start = meta["epoch"], config["qa_from_epoch"]
-    return epoch > start or (epoch == start and meta.get("batches_done", 0) > 0)
-
-
 def feature_regression_baseline(dataset: PretrainDataset, max_images: int = 500) -> float:
     """SmoothL1 (averaged over feature dimensions) of predicting the mean region feature: the feat loss at chance."""
     ids = dataset.image_ids[:max_images]
@@ -673,7 +656,6 @@ __all__ = [
     "mask_objects",
     "mask_words",
     "pretrain_collate",
-    "qa_head_trained",
     "read_pretrain_json",
     "sample_answer",
 ]
