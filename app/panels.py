@@ -14,7 +14,6 @@ import streamlit as st
 
 from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
 from analysis.forward import AnswerScore
-from analysis.interventions import family_layers
 from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
 from app import render
 from app.loading import Checkpoint, Scene
@@ -252,7 +251,7 @@ def show_head_grid(
 
 def show_head_picker(config, *, key: str) -> list[tuple[str, int, int]]:
     """Choose heads to silence: whole families, whole layers, or single heads; returns (family, layer, head)."""
-    layers = family_layers(config)
+    layers = config.family_layers
     heads = range(config.num_attention_heads)
     families_column, heads_column = st.columns([1, 2])
     families = families_column.multiselect(
