@@ -71,3 +71,19 @@ def test_export_round_trip(tokenizer, tmp_path, suffix):
     assert np.isnan(arrays["head_stats/cls_mass/cross_l2v"]).all()  # NaN survives JSON as null
     np.testing.assert_allclose(arrays["extra/relevancy/regions"], extra["relevancy/regions"], rtol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]  # no temporary file left behind
+
+
+def test_an_example_moves_every_tensor_to_the_device_and_keeps_the_rest(tokenizer):
+    example = toy_example(tokenizer)
+    example.region_labels["shape"] = example.object_ids.clone()
+    moved = example.to("meta")  # a device every machine has; nothing is copied
+    tensors = [
+        moved.input_ids,
+        moved.visual_feats,
+        moved.boxes,
+        moved.object_ids,
+        moved.region_labels["shape"],
+    ]
+    assert all(t.device.type == "meta" for t in tensors)
+    assert moved.tokens == example.tokens and moved.image_size == example.image_size
+    assert example.input_ids.device.type == "cpu"  # the original is untouched
