@@ -28,6 +28,7 @@ import torch
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
+from lxmert.data.store import FeatureStores
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
@@ -36,7 +37,6 @@ from training import distributed
 from training.bert_init import init_language_from_bert
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.tasks.pretrain import (
-    FeatureStores,
     PretrainConfig,
     PretrainDataset,
     PretrainTask,

@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.utils.data import Dataset
 
+from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json_object
 from lxmert.tokenization import LxmertTokenizer
 
 from .base import Task
-from .finetune_data import ABLATIONS, FeatureLookup, load_splits, split_names
+from .finetune_data import ABLATIONS, load_splits, split_names
 
 TASK_CONFIG_FILE = "task_config.json"
 
@@ -101,7 +102,7 @@ class FinetuneTask(Task):
     def __init__(self, config: FinetuneDataConfig, tokenizer: LxmertTokenizer):
         self.config = config
         self.tokenizer = tokenizer
-        self._features: FeatureLookup | None = None
+        self._features: FeatureStores | None = None
 
     @classmethod
     def default_config(cls, **overrides: Any) -> FinetuneDataConfig:
@@ -111,11 +112,11 @@ class FinetuneTask(Task):
     # -- data ------------------------------------------------------------------------------------------------------
 
     @property
-    def features(self) -> FeatureLookup:
+    def features(self) -> FeatureStores:
         if self._features is None:
             if not self.config.feature_paths:
                 raise ValueError(f"{self.name}: no feature store given (--features)")
-            self._features = FeatureLookup(self.config.feature_paths)
+            self._features = FeatureStores(self.config.feature_paths)
         return self._features
 
     @staticmethod

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import PRETRAIN_CONFIG_FILE
-from lxmert.data.store import FeatureStore
+from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json
 from lxmert.tokenization import LxmertTokenizer
 from training import distributed
@@ -277,32 +277,6 @@ def sample_answer(answers: Sequence[tuple[int, float]], rng: np.random.Generator
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class FeatureStores:
-    """Image id → features over one or more feature stores (the first that holds the image wins)."""
-
-    def __init__(self, paths: Sequence[str | Path]):
-        if not paths:
-            raise ValueError("no feature store given")
-        self.stores = [FeatureStore(p) for p in paths]
-        dims = {s.feature_dim for s in self.stores}
-        if len(dims) > 1:
-            raise ValueError(
-                f"feature stores {list(map(str, paths))} hold different feature sizes {sorted(dims)}"
-            )
-        self.feature_dim = dims.pop()
-
-    def get(self, img_id: str) -> dict[str, Any]:
-        for store in self.stores:
-            if img_id in store:
-                return store.get(img_id)
-        raise KeyError(
-            f"image {img_id!r} is in none of the feature stores {[str(s.path) for s in self.stores]}"
-        )
-
-    def missing(self, img_ids: Sequence[str]) -> list[str]:
-        return [i for i in img_ids if not any(i in s for s in self.stores)]
-
-
 @dataclass
 class PretrainItem:
     img_id: str
@@ -374,9 +348,7 @@ class PretrainDataset(Dataset):
         self.image_numbers = {img_id: number for number, img_id in enumerate(self.image_ids)}
         if len(self.image_ids) < 2:
             raise ValueError("matching negatives need sentences of at least two images")
-        missing = features.missing(self.image_ids)
-        if missing:
-            raise ValueError(f"{len(missing)} images have no features (e.g. {missing[:3]})")
+        features.check(self.image_ids, "pre-training data")
         T = config.max_seq_length
         self.token_ids = np.full((len(sentences), T), tokenizer.pad_token_id, dtype=np.int64)
         for row, sent in enumerate(sentences):
