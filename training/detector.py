@@ -37,12 +37,19 @@ from tqdm import tqdm
 
 from lxmert.checkpoints import read_torch_file
 from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes, Regions, load_image
+from lxmert.detection.files import read_vocab
 from lxmert.detection.images import to_tensor
 from lxmert.errors import UnreadableFileError, run_cli
-from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.fileio import (
+    atomic_write,
+    atomic_write_text,
+    read_json,
+    read_json_object,
+    remove_stale_temp_files,
+)
 from training.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.detection_eval import DetectionReport, ImageDetections, ImageTruth, evaluate
-from training.world.scenes import COLOURS, FILLS, SIZES, read_vocab_file
+from training.world.scenes import COLOURS, FILLS, SIZES
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -125,7 +132,7 @@ class WorldDetections:
             path = self.world / "annotations" / f"{split}.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: is {self.world} a world with a {split!r} split?")
-            self.entries.extend(json.loads(path.read_text()))
+            self.entries.extend(read_json(path))
         if not self.entries:
             raise ValueError(f"no annotated images in splits {splits} of {self.world}")
 
@@ -173,7 +180,7 @@ def batch_indices(num_items: int, batch_size: int, seed: int, step: int) -> list
 
 def world_vocabularies(world: str | Path) -> tuple[list[str], list[str]]:
     world = Path(world)
-    return read_vocab_file(world / "objects_vocab.txt"), read_vocab_file(world / "attributes_vocab.txt")
+    return read_vocab(world / "objects_vocab.txt"), read_vocab(world / "attributes_vocab.txt")
 
 
 def attribute_groups(attributes_vocab: list[str]) -> dict[str, list[int]]:
@@ -215,7 +222,7 @@ def train(cfg: DetectorTrainConfig) -> Detector:
         remove_stale_temp_files(directory)
     objects_vocab, attributes_vocab = world_vocabularies(cfg.world)
     data = WorldDetections(cfg.world, cfg.train_splits.split(","))
-    overrides = json.loads(Path(cfg.detector_config).read_text()) if cfg.detector_config else {}
+    overrides = read_json_object(cfg.detector_config) if cfg.detector_config else {}
     detector_config = DetectorConfig.preset(
         cfg.preset, **overrides, num_classes=len(objects_vocab), num_attributes=len(attributes_vocab)
     )
