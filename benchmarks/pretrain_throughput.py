@@ -25,9 +25,9 @@ import torch
 
 from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForPreTraining
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.distributed import resolve_device
-from training.trainer import clip_gradients
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.distributed import resolve_device
+from training.engine.trainer import clip_gradients
 
 PAPER_STEPS = 670_000
 PAPER_BATCH = 256

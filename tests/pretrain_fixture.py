@@ -18,7 +18,7 @@ from lxmert.config import LxmertConfig
 from lxmert.data.store import FeatureStores, FeatureStoreWriter
 from lxmert.tokenization import LxmertTokenizer, train_wordpiece
 from training.pretrain import model_config
-from training.tasks.pretrain import (
+from training.tasks.pretraining import (
     PretrainConfig,
     PretrainDataset,
     PretrainTask,

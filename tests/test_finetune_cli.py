@@ -10,7 +10,7 @@ from finetune_toy import build
 
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
 from training import baselines, evaluate, finetune
-from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pretrain_fixture import REGIONS, build_world
 from lxmert.answers import AnswerTable
 from lxmert.data.store import FeatureStores
 from lxmert.tokenization import LxmertTokenizer
-from training.tasks.pretrain import (
+from training.tasks.pretraining import (
     IGNORE,
     REGION_KEYS,
     PretrainConfig,

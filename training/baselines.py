@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.fileio import atomic_write_text
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.metrics import nlvr2_label
 from training.finetune import FINETUNE_TASKS
-from training.metrics import nlvr2_label
 from training.tasks import get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits

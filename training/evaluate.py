@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.distributed import resolve_device
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.distributed import resolve_device
 from training.finetune import FINETUNE_TASKS, load_tokenizer
 from training.tasks import get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config

@@ -37,7 +37,7 @@ from lxmert.data.tsv import write_tsv
 from lxmert.detection import Detector, ImageError
 from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 
 logger = logging.getLogger(__name__)
 

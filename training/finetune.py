@@ -27,10 +27,10 @@ import torch
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
 from training.tasks import get_task
 from training.tasks.finetune_base import FinetuneTask
-from training.trainer import SUMMARY_FILE, TrainConfig, Trainer
 
 FINETUNE_TASKS = ("vqa", "gqa", "nlvr2")
 

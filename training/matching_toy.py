@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForPreTraining
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass

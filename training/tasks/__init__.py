@@ -12,7 +12,7 @@ import importlib
 from .base import MetricSums, Task
 
 TASKS: dict[str, str] = {
-    "pretrain": "training.tasks.pretrain:PretrainTask",
+    "pretrain": "training.tasks.pretraining:PretrainTask",
     "vqa": "training.tasks.vqa:VQATask",
     "gqa": "training.tasks.gqa:GQATask",
     "nlvr2": "training.tasks.nlvr2:NLVR2Task",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
-from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
 OVERALL = "(all)"
 

@@ -47,8 +47,8 @@ from lxmert.fileio import (
     read_json_object,
     remove_stale_temp_files,
 )
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.detection_eval import DetectionReport, ImageDetections, ImageTruth, evaluate
+from training.detection.evaluation import DetectionReport, ImageDetections, ImageTruth, evaluate
+from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.world.scenes import COLOURS, FILLS, SIZES
 
 CHECKPOINT = "checkpoint.pt"

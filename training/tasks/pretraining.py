@@ -40,7 +40,7 @@ from lxmert.checkpoints import PRETRAIN_CONFIG_FILE
 from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json
 from lxmert.tokenization import LxmertTokenizer
-from training import distributed
+from training.engine import distributed
 
 from .base import IGNORE, Losses, Stats, Task
 
