@@ -1,6 +1,6 @@
 """Pre-training throughput: samples/s of the trainer's step, and the time the paper's schedule would take.
 
-One step is what ``training.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
+One step is what ``training.engine.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
 regions masked, the masked LM scored at the masked words only, half the pairs mismatched, answers on the matched
 half) → backward → clip to norm 1.0 → AdamW step, under bf16 autocast on a GPU and in fp32 on a CPU. Inputs are
 random tensors already on the device, so data loading is not counted (the feature store serves a batch in

@@ -15,7 +15,7 @@ schedule. A non-finite loss stops the run. Every ``checkpoint_every`` steps the 
 step and RNG state go to ``<work_dir>/checkpoint.pt`` (atomically); ``--resume`` continues from there and,
 because the batch order is a function of (seed, step), a resumed run sees the same batches as an uninterrupted
 one. At the end the detector is saved to ``--out`` (``Detector.save_pretrained``) and evaluated on
-``--eval-split``: box AP@0.5 per class and attribute accuracy on matched boxes (``training.detection_eval``);
+``--eval-split``: box AP@0.5 per class and attribute accuracy on matched boxes (``training.detection.evaluation``);
 the report is printed and written as JSON to ``<work_dir>/eval_<split>.json``. The checkpoint holds tensors and
 plain containers only and is read back with ``weights_only=True``: no code runs from it.
 """

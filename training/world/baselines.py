@@ -2,7 +2,7 @@
 
 For each task the baseline predicts the most frequent training answer of the question's template (GQA: the family
 in ``types.detailed``; VQA: ``question_type``; NLVR2: the statement family, else the majority label), fit on the
-training split and scored on the validation split with the task's own evaluator (``training.metrics``). The paper's
+training split and scored on the validation split with the task's own evaluator (``training.engine.metrics``). The paper's
 language-only rows (Table 2: 44.3 VQA, 41.1 GQA, 51.1 NLVR2) are the real-data counterpart.
 
     python -m training.world.baselines --world DIR
