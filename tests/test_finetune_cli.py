@@ -9,8 +9,10 @@ import pytest
 from finetune_toy import build
 
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
-from training import baselines, evaluate, finetune
 from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from training.tasks import answer_priors as baselines
+from training.tasks import evaluation as evaluate
+from training.tasks import finetuning as finetune
 
 
 @pytest.fixture(scope="module")

@@ -56,10 +56,10 @@ from training.engine.config_cli import add_dataclass_arguments, dataclass_from_a
 from training.engine.distributed import resolve_device
 from training.engine.metrics import vqa_answer_type
 from training.engine.trainer import TrainConfig
-from training.evaluate import EvaluateConfig, evaluate
 from training.extract import ExtractConfig, extract
-from training.finetune import FinetuneConfig, finetune
 from training.tasks import get_task
+from training.tasks.evaluation import EvaluateConfig, evaluate
+from training.tasks.finetuning import FinetuneConfig, finetune
 
 SPLITS = ("train", "valid", "test")
 ANSWER_SEPARATOR = "|"

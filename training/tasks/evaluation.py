@@ -29,10 +29,10 @@ from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.distributed import resolve_device
-from training.finetune import FINETUNE_TASKS, load_tokenizer
 from training.tasks import get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config
 from training.tasks.finetune_data import ABLATIONS
+from training.tasks.finetuning import FINETUNE_TASKS, load_tokenizer
 
 
 @dataclass
