@@ -39,7 +39,7 @@ from lxmert.checkpoints import read_torch_file
 from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes, Regions, load_image
 from lxmert.detection.files import read_vocab
 from lxmert.detection.images import to_tensor
-from lxmert.errors import UnreadableFileError, run_cli
+from lxmert.errors import UnreadableFileError
 from lxmert.fileio import (
     atomic_write,
     atomic_write_text,
@@ -337,7 +337,3 @@ def main(argv: list[str] | None = None) -> DetectionReport:
         Path(cfg.work_dir) / f"eval_{cfg.eval_split}.json", json.dumps(payload, indent=2) + "\n"
     )
     return report
-
-
-if __name__ == "__main__":
-    run_cli(main)

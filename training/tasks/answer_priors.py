@@ -27,10 +27,9 @@ from typing import Any
 from lxmert.fileio import atomic_write_text
 from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.metrics import nlvr2_label
-from training.tasks import get_task
+from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits
-from training.tasks.finetuning import FINETUNE_TASKS
 from training.world.baselines import best_answer, fit_majority, nlvr2_template, predict_majority, vqa_template
 
 
@@ -108,7 +107,3 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_dataclass_arguments(parser, BaselineConfig, "answer prior")
     print(json.dumps(run_prior(dataclass_from_args(BaselineConfig, parser.parse_args(argv))), indent=1))
-
-
-if __name__ == "__main__":
-    main()

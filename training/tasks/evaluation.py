@@ -25,14 +25,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
-from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.distributed import resolve_device
-from training.tasks import get_task
+from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config
 from training.tasks.finetune_data import ABLATIONS
-from training.tasks.finetuning import FINETUNE_TASKS, load_tokenizer
+from training.tasks.finetuning import load_tokenizer
 
 
 @dataclass
@@ -155,7 +154,3 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_arguments(parser, EvaluateConfig, "evaluation")
     cfg = dataclass_from_args(EvaluateConfig, parser.parse_args(argv))
     print(json.dumps(evaluate(cfg), indent=1))
-
-
-if __name__ == "__main__":
-    run_cli(main)

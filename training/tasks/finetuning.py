@@ -24,15 +24,12 @@ from pathlib import Path
 
 import torch
 
-from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
-from training.tasks import get_task
+from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
-
-FINETUNE_TASKS = ("vqa", "gqa", "nlvr2")
 
 
 @dataclass
@@ -129,7 +126,3 @@ def main(argv: list[str] | None = None) -> None:
     name, start, data, train = parse_args(sys.argv[1:] if argv is None else argv)
     summary = finetune(name, start, data, train)
     print(json.dumps(summary, indent=1))
-
-
-if __name__ == "__main__":
-    run_cli(main)
