@@ -2,9 +2,10 @@
 
 :func:`analyze` runs the answers, every attention map with per-head statistics, the three relevancy maps, the
 integrated-gradients attributions, region occlusion, gradient head importance, and — for a pre-training model —
-the masked-word and masked-object predictions and the cross-modal ablation gauge. The app caches the result
-(``st.cache_data``) and draws it; interventions and the per-example faithfulness curves are separate calls, made
-when the user asks for them.
+the masked-word and masked-object predictions and the cross-modal ablation gauge. Its parts are the calls the app
+makes, one per view (:func:`attention`, :func:`relevancy`, :func:`occlusion`, ...), which ``app/results.py`` caches
+(``st.cache_data``) and draws, so ``benchmarks/analysis_speed`` times the app's own path. Interventions and the
+per-example faithfulness curves are separate calls, made when the user asks for them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from lxmert.detection.regions import Regions
 from lxmert.tokenization import LxmertTokenizer
 
 from .attention import AttentionMaps, HeadStats, attention_maps_from_output, cross_modal_share, head_stats
-from .attributions import Attributions, integrated_gradients, region_occlusion
-from .forward import AnswerScore, answer_logits, run, top_answers
+from .attributions import Attributions, integrated_gradients, region_occlusion, token_occlusion
+from .forward import AnswerScore, predict_answers, run
 from .inputs import Example, example_from_regions
 from .interventions import head_importance
 from .masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction, masked_overview
@@ -37,10 +38,70 @@ class SessionConfig:
     ig_steps: int = 32  # integration steps of IG
     ig_region_baseline: str = "zero"  # zero (the pre-training object mask) or mean
     occlusion_baseline: str = (
-        "drop"  # how a region is occluded: drop (as the perturbation test), zero or mean
+        "zero"  # how a region is occluded: zero (as the app), drop (as the perturbation test) or mean
     )
     attributions: bool = True  # run integrated gradients and occlusion
     masked: bool = True  # masked-word / masked-object predictions and the gauge (pre-training models only)
+
+
+RELEVANCY_METHODS = ("gradient", "rollout", "raw_attention")
+
+
+@dataclass
+class AttentionResult:
+    """Every attention map of one input and its per-head statistics."""
+
+    maps: AttentionMaps
+    stats: HeadStats
+
+
+@dataclass
+class Occlusion:
+    """Drop in the answer's logit when each token or region alone is occluded."""
+
+    tokens: np.ndarray
+    regions: np.ndarray
+
+
+def attention(model: nn.Module, example: Example) -> AttentionResult:
+    """All six attention families and their head statistics, from one forward pass."""
+    with torch.no_grad():
+        output = run(model, example, output_attentions=True, output_hidden_states=True)
+    maps = attention_maps_from_output(output, example)
+    return AttentionResult(maps, head_stats(maps, cross_modal_share(model, output)))
+
+
+def relevancy(
+    model: nn.Module,
+    example: Example,
+    method: str,
+    target: int | None = None,
+    contrast: int | None = None,
+    maps: AttentionMaps | None = None,
+) -> Relevancy:
+    """Token and region relevancy for an answer by one of :data:`RELEVANCY_METHODS` (the attention-only methods
+    read ``maps`` when given, else collect them)."""
+    if method == "gradient":
+        return gradient_relevancy(model, example, target, contrast)
+    if method not in RELEVANCY_METHODS:
+        raise ValueError(f"unknown relevancy method {method!r}; choose from {sorted(RELEVANCY_METHODS)}")
+    maps = maps if maps is not None else attention(model, example).maps
+    return rollout_relevancy(maps) if method == "rollout" else raw_attention_relevancy(maps)
+
+
+def occlusion(
+    model: nn.Module,
+    example: Example,
+    target: int | None,
+    contrast: int | None,
+    pad_token_id: int,
+    region_baseline: str = "zero",
+) -> Occlusion:
+    """Per-token ([PAD]) and per-region occlusion of the answer's logit."""
+    return Occlusion(
+        tokens=token_occlusion(model, example, target, contrast, pad_token_id),
+        regions=region_occlusion(model, example, target, contrast, baseline=region_baseline),
+    )
 
 
 @dataclass
@@ -116,17 +177,13 @@ def analyze_example(
         seconds[name] = now - clock
         clock = now
 
-    with torch.no_grad():
-        output = run(model, example, output_attentions=True, output_hidden_states=True)
-    logits = answer_logits(output)[0]
-    target = int(logits.argmax())
-    maps = attention_maps_from_output(output, example)
-    stats = head_stats(maps, cross_modal_share(model, output))
-    lap("answers_attention")
-    relevancy = {
-        "raw_attention": raw_attention_relevancy(maps),
-        "rollout": rollout_relevancy(maps),
-        "gradient": gradient_relevancy(model, example, target),
+    answers = predict_answers(model, example, config.top_k, answer_names)
+    target = answers[0].index
+    lap("answers")
+    attended = attention(model, example)
+    lap("attention")
+    relevancies = {
+        method: relevancy(model, example, method, target, maps=attended.maps) for method in RELEVANCY_METHODS
     }
     lap("relevancy")
     importance = head_importance(model, example, [target])
@@ -134,11 +191,11 @@ def analyze_example(
     analysis = Analysis(
         example=example,
         checkpoint_id=checkpoint_id,
-        answers=top_answers(logits, config.top_k, answer_names),
+        answers=answers,
         target=target,
-        attention=maps,
-        head_stats=stats,
-        relevancy=relevancy,
+        attention=attended.maps,
+        head_stats=attended.stats,
+        relevancy=relevancies,
         head_importance=importance,
         seconds=seconds,
     )
@@ -149,9 +206,10 @@ def analyze_example(
         )  # fmt: skip
         lap("integrated_gradients")
         if example.num_regions > 1 or config.occlusion_baseline != "drop":
-            analysis.region_occlusion = region_occlusion(
-                model, example, target, baseline=config.occlusion_baseline
+            occluded = occlusion(
+                model, example, target, None, tokenizer.pad_token_id, config.occlusion_baseline
             )
+            analysis.region_occlusion = occluded.regions
         lap("occlusion")
     if config.masked and _has_pretraining_heads(model):
         overview = masked_overview(model, example, tokenizer, config.top_k, object_names, attr_names)
@@ -182,4 +240,15 @@ def analyze(
     )
 
 
-__all__ = ["Analysis", "SessionConfig", "analyze", "analyze_example"]
+__all__ = [
+    "RELEVANCY_METHODS",
+    "Analysis",
+    "AttentionResult",
+    "Occlusion",
+    "SessionConfig",
+    "analyze",
+    "analyze_example",
+    "attention",
+    "occlusion",
+    "relevancy",
+]
