@@ -25,9 +25,9 @@ import torch
 
 from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.regions import Regions
 from lxmert.tokenization import train_wordpiece
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 
 CORPUS = (
     "what colour is the small ball left of the big cube",

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from lxmert import LxmertConfig, LxmertForPreTraining
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 
 SIDES = ("ours", "transformers")
 MODES = ("inference", "train_step")

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForPreTraining
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.distributed import resolve_device
 from training.engine.trainer import clip_gradients
 

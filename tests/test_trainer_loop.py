@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForQuestionAnswering
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.trainer import (
     ResumableSampler,
     TrainConfig,

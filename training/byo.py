@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from lxmert.answers import AnswerTable
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.task_files import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
@@ -52,7 +53,6 @@ from training.data.vqa_softscore import (
     preprocess_answer,
     soft_label,
 )
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.distributed import resolve_device
 from training.engine.metrics import vqa_answer_type
 from training.engine.trainer import TrainConfig

@@ -23,11 +23,11 @@ from typing import Any
 from PIL import Image
 
 from lxmert.checkpoints import load_checkpoint
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_directory, read_json, read_json_object
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForPreTraining
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass

@@ -29,13 +29,13 @@ from lxmert.answers import AnswerTable
 from lxmert.bert_init import init_language_from_bert
 from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.store import FeatureStores
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer, train_wordpiece
 from training.engine import distributed
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
 from training.tasks.pretraining import (
     PretrainConfig,

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from lxmert.checkpoints import read_torch_file
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes, Regions, load_image
 from lxmert.detection.files import read_vocab
 from lxmert.detection.images import to_tensor
@@ -48,7 +49,6 @@ from lxmert.fileio import (
     remove_stale_temp_files,
 )
 from training.detection.evaluation import DetectionReport, ImageDetections, ImageTruth, evaluate
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.world.scenes import COLOURS, FILLS, SIZES
 
 CHECKPOINT = "checkpoint.pt"

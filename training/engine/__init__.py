@@ -1,2 +1,1 @@
-"""The shared training engine: the trainer loop, distributed helpers, command lines from config dataclasses,
-and the official task metrics."""
+"""The shared training engine: the trainer loop, distributed helpers and the official task metrics."""

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.fileio import atomic_write_text
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask

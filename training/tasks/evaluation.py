@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.fileio import atomic_write_text
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.distributed import resolve_device
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.fileio import atomic_write_text
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
-from training.engine.config_cli import add_dataclass_arguments, dataclass_from_args
 from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
