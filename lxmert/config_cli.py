@@ -1,7 +1,8 @@
 """argparse from dataclasses: every config field is a CLI flag, and every flag is a config field.
 
 A field ``grad_accum: int = field(default=1, metadata={"help": "..."})`` becomes ``--grad-accum`` with that help
-string and default; booleans become ``--flag / --no-flag``; ``metadata["choices"]`` restricts the values. Several
+string and default; booleans become ``--flag / --no-flag``; a ``list[X]`` takes one or more values;
+``metadata["choices"]`` restricts the values. Several
 dataclasses can share one parser (each in its own argument group), e.g. the trainer's and a task's.
 """
 
@@ -65,6 +66,9 @@ def add_dataclass_arguments(
         else:
             default = None
         kind, optional = _scalar_type(hints[f.name])
+        many = typing.get_origin(kind) is list
+        if many:
+            kind = typing.get_args(kind)[0]
         help_text = f.metadata["help"] + (" (default: %(default)s)" if default not in (None, "") else "")
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         if kind is bool:
@@ -73,6 +77,8 @@ def add_dataclass_arguments(
         if kind not in (int, float, str):
             raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind}")
         required = default is None and not optional and f.default is dataclasses.MISSING
+        if many:
+            kwargs["nargs"] = "+"
         group.add_argument(
             _flag(f.name), type=kind, choices=f.metadata.get("choices"), required=required, **kwargs
         )

@@ -1,0 +1,35 @@
+"""Command lines built from config dataclasses: list fields take several values, fields without a default are
+required."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import pytest
+
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+
+
+@dataclass
+class Files:
+    inputs: list[str] = field(metadata={"help": "files, in order"})
+    sizes: list[int] = field(default_factory=lambda: [1], metadata={"help": "sizes"})
+    limit: int | None = field(default=None, metadata={"help": "at most this many"})
+
+
+def parse(argv: list[str]) -> Files:
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Files)
+    return dataclass_from_args(Files, parser.parse_args(argv))
+
+
+def test_a_list_field_takes_one_or_more_values_of_its_item_type():
+    assert parse(["--inputs", "a.tsv", "b.tsv", "--sizes", "3", "4"]) == Files(["a.tsv", "b.tsv"], [3, 4])
+    assert parse(["--inputs", "a.tsv"]) == Files(["a.tsv"], [1], None)
+
+
+def test_a_field_without_default_is_a_required_flag(capsys):
+    with pytest.raises(SystemExit):
+        parse(["--sizes", "3"])
+    assert "--inputs" in capsys.readouterr().err
