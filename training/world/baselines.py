@@ -14,10 +14,11 @@ import argparse
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
 from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
@@ -146,10 +147,15 @@ def format_report(report: BaselineReport) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class WorldBaselinesConfig:
+    world: str = field(metadata={"help": "world directory written by python -m training.world"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.world.baselines", description=__doc__)
-    parser.add_argument("--world", required=True, help="world directory written by python -m training.world")
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, WorldBaselinesConfig, "world")
+    args = dataclass_from_args(WorldBaselinesConfig, parser.parse_args(argv))
     for report in world_baselines(args.world):
         print(format_report(report))
         print()
