@@ -16,6 +16,7 @@ class Files:
     inputs: list[str] = field(metadata={"help": "files, in order"})
     sizes: list[int] = field(default_factory=lambda: [1], metadata={"help": "sizes"})
     limit: int | None = field(default=None, metadata={"help": "at most this many"})
+    modes: tuple[str, ...] = field(default=("a",), metadata={"help": "modes", "choices": ("a", "b")})
 
 
 def parse(argv: list[str]) -> Files:
@@ -27,6 +28,12 @@ def parse(argv: list[str]) -> Files:
 def test_a_list_field_takes_one_or_more_values_of_its_item_type():
     assert parse(["--inputs", "a.tsv", "b.tsv", "--sizes", "3", "4"]) == Files(["a.tsv", "b.tsv"], [3, 4])
     assert parse(["--inputs", "a.tsv"]) == Files(["a.tsv"], [1], None)
+
+
+def test_a_tuple_field_comes_back_a_tuple_and_its_choices_hold_for_each_value():
+    assert parse(["--inputs", "x", "--modes", "b", "a"]).modes == ("b", "a")
+    with pytest.raises(SystemExit):
+        parse(["--inputs", "x", "--modes", "a", "c"])
 
 
 def test_a_field_without_default_is_a_required_flag(capsys):
