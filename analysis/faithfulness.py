@@ -71,9 +71,13 @@ def explain(
         return relevancy.tokens, relevancy.regions
     if method == "integrated_gradients":
         attr = integrated_gradients(
-            model, example, target, n_steps=config.ig_steps, region_baseline=config.ig_region_baseline,
+            model,
+            example,
+            target,
+            n_steps=config.ig_steps,
+            region_baseline=config.ig_region_baseline,
             pad_token_id=config.pad_token_id,
-        )  # fmt: skip
+        )
         return attr.tokens, attr.regions
     if method == "occlusion":
         regions = (
@@ -324,13 +328,20 @@ def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
     if loaded.tokenizer is None or loaded.answers is None:
         raise ValueError(f"{config.checkpoint} lacks vocab.txt or answers.json; both are needed here")
     items = load_qa_items(
-        config.questions, loaded.tokenizer, loaded.answers, Detector.from_pretrained(config.detector),
-        config.images, config.num_samples, config.seed,
-    )  # fmt: skip
+        config.questions,
+        loaded.tokenizer,
+        loaded.answers,
+        Detector.from_pretrained(config.detector),
+        config.images,
+        config.num_samples,
+        config.seed,
+    )
     explain_config = ExplainConfig(
-        ig_steps=config.ig_steps, ig_region_baseline=config.ig_region_baseline,
-        pad_token_id=loaded.tokenizer.pad_token_id, seed=config.seed,
-    )  # fmt: skip
+        ig_steps=config.ig_steps,
+        ig_region_baseline=config.ig_region_baseline,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        seed=config.seed,
+    )
     table = faithfulness_table(loaded.model, items, config.methods, config.fractions, explain_config)
     table.settings.update(asdict(config))
     print(f"{table.num_examples} examples, accuracy {100 * table.accuracy:.2f}%")

@@ -124,9 +124,13 @@ def attention_export(query: Query) -> bytes:
     result = attention(query)
     with tempfile.TemporaryDirectory() as directory:
         path = export_npz(
-            Path(directory) / "attention.npz", query.example(), result.maps, query.checkpoint_name,
-            settings={"num_regions": query.num_regions, "image": query.image_name}, stats=result.stats,
-        )  # fmt: skip
+            Path(directory) / "attention.npz",
+            query.example(),
+            result.maps,
+            query.checkpoint_name,
+            settings={"num_regions": query.num_regions, "image": query.image_name},
+            stats=result.stats,
+        )
         return path.read_bytes()
 
 
@@ -142,9 +146,15 @@ def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) ->
     """Object and attribute predictions for masked regions, with the text (``"text"``) or without (``"no_text"``)."""
     checkpoint, scene_ = query.model(), query.scene()
     return predict_masked_regions(
-        checkpoint.model, query.example(), regions, k, text, checkpoint.tokenizer.mask_token_id,
-        scene_.object_names, scene_.attr_names,
-    )  # fmt: skip
+        checkpoint.model,
+        query.example(),
+        regions,
+        k,
+        text,
+        checkpoint.tokenizer.mask_token_id,
+        scene_.object_names,
+        scene_.attr_names,
+    )
 
 
 @st.cache_data(show_spinner="Measuring cross-modal reliance…", max_entries=32)
@@ -170,9 +180,13 @@ def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> 
 
     checkpoint = query.model()
     return integrated_gradients(
-        checkpoint.model, query.example(), target, contrast, n_steps,
+        checkpoint.model,
+        query.example(),
+        target,
+        contrast,
+        n_steps,
         pad_token_id=checkpoint.tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
 
 
 @st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)

@@ -685,8 +685,10 @@ def _untie_check(canonical: StateDict, path: Path) -> None:
     if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):
         logger.warning(
             "%s: %s differs from %s; the model ties them, so the word embeddings are used for both",
-            path, TIED_DECODER, WORD_EMBEDDINGS,
-        )  # fmt: skip
+            path,
+            TIED_DECODER,
+            WORD_EMBEDDINGS,
+        )
 
 
 def load_pretrained(

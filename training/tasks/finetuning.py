@@ -108,9 +108,11 @@ def finetune(name: str, start: FinetuneConfig, data, train: TrainConfig) -> dict
         model, task.collate([train_set[i] for i in range(min(2, len(train_set)))])
     )
     report = getattr(model, "load_report", None)
-    print(f"{name}: {len(train_set)} training, {len(valid_set) if valid_set else 0} validation items; "
-          f"{'from scratch' if start.from_scratch else report or start.init}; "
-          f"{len(frozen)} parameter tensors the loss cannot reach are frozen")  # fmt: skip
+    print(
+        f"{name}: {len(train_set)} training, {len(valid_set) if valid_set else 0} validation items; "
+        f"{'from scratch' if start.from_scratch else report or start.init}; "
+        f"{len(frozen)} parameter tensors the loss cannot reach are frozen"
+    )
     trainer = Trainer(model, task, train)
     summary = trainer.fit(train_set, valid_set)
     if trainer.dist.is_main:

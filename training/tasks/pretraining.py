@@ -53,9 +53,16 @@ WORLD_ANSWERS = "lxmert/all_ans.json"
 WORLD_FEATURES = "features"
 # Keys of an item that have one row per region (padded to the batch's largest image) and one entry per answer.
 REGION_KEYS = (
-    "visual_feats", "visual_pos", "visual_attention_mask", "obj_ids", "obj_conf", "attr_ids", "attr_conf",
-    "feat_target", "feat_mask",
-)  # fmt: skip
+    "visual_feats",
+    "visual_pos",
+    "visual_attention_mask",
+    "obj_ids",
+    "obj_conf",
+    "attr_ids",
+    "attr_conf",
+    "feat_target",
+    "feat_mask",
+)
 ANSWER_KEYS = {"ans_ids": -1, "ans_scores": 0.0}
 
 
