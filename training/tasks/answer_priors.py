@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from lxmert.fileio import atomic_write_text
 from training.engine.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
@@ -75,28 +74,15 @@ def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
     labelled = [d for d in train_items if d.get("label") or cfg.task == "nlvr2"]
     prior = fit_majority(labelled, template, lambda d: gold_answer(cfg.task, d))
     predictions = {d[task_class.id_key]: predict_majority(prior, d, template) for d in items}
-    out = (
-        Path(cfg.out)
-        if cfg.out
-        else Path("runs/finetune", f"{cfg.task}-prior", "predictions")
-        / task_class.prediction_file.format(split=split.replace(",", "+"))
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    task_class.write_predictions(out, predictions)
-    metrics = task_class.score(predictions, items) if task_class.is_labelled(items) else None
-    result = {
+    record = {
         "task": cfg.task,
         "baseline": "answer prior per question type",
         "train": train_splits,
         "split": split,
         "question_types": len(prior) - 1,  # without the overall fallback
-        "items": len(items),
-        "predictions": str(out),
-        "metrics": metrics,
     }
-    if metrics is not None:
-        atomic_write_text(out.with_name(out.stem + "_metrics.json"), json.dumps(result, indent=2) + "\n")
-    return result
+    directory = Path("runs/finetune", f"{cfg.task}-prior")
+    return task_class.publish_predictions(predictions, items, cfg.out, directory, split, record)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from lxmert.fileio import atomic_write_text
 from training.engine.distributed import resolve_device
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config
@@ -121,28 +120,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     task.check_model(model)
     predictions = predict_split(task, model, items, cfg.batch_size, resolve_device(cfg.device))
 
-    out = (
-        Path(cfg.out)
-        if cfg.out
-        else Path(cfg.checkpoint).parent
-        / "predictions"
-        / task.prediction_file.format(split=split.replace(",", "+"))
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    task.write_predictions(out, predictions)
-    metrics = task.score(predictions, items) if task.is_labelled(items) else None
-    result = {
-        "task": task.name,
-        "split": split,
-        "checkpoint": cfg.checkpoint,
-        "ablate": task.config.ablate,
-        "items": len(items),
-        "predictions": str(out),
-        "metrics": metrics,
-    }
-    if metrics is not None:
-        atomic_write_text(out.with_name(out.stem + "_metrics.json"), json.dumps(result, indent=2) + "\n")
-    return result
+    record = {"task": task.name, "split": split, "checkpoint": cfg.checkpoint, "ablate": task.config.ablate}
+    return task.publish_predictions(predictions, items, cfg.out, Path(cfg.checkpoint).parent, split, record)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -207,6 +207,41 @@ class FinetuneTask(Task):
         """Whether every item carries a label (a test split's may not)."""
         return all("label" in item for item in items)
 
+    @classmethod
+    def publish_predictions(
+        cls,
+        predictions: Mapping[Any, Any],
+        items: list[dict[str, Any]],
+        out: str | Path,
+        directory: str | Path,
+        split: str,
+        record: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Write ``predictions`` in the official format and, when ``items`` are labelled, their scores beside them.
+
+        Args:
+            out: the prediction file; '' for ``<directory>/predictions/<prediction_file of split>``.
+            record: what the run was (task, split, checkpoint, ...), written with the scores.
+
+        Returns:
+            ``record`` with ``items``, ``predictions`` (the file) and ``metrics`` (None when unlabelled); also
+            written to ``<prediction file stem>_metrics.json`` when there are metrics.
+        """
+        path = (
+            Path(out)
+            if out
+            else Path(directory, "predictions", cls.prediction_file.format(split=split.replace(",", "+")))
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cls.write_predictions(path, predictions)
+        metrics = cls.score(predictions, items) if cls.is_labelled(items) else None
+        result = {**record, "items": len(items), "predictions": str(path), "metrics": metrics}
+        if metrics is not None:
+            atomic_write_text(
+                path.with_name(path.stem + "_metrics.json"), json.dumps(result, indent=2) + "\n"
+            )
+        return result
+
     # -- checkpoint extras -----------------------------------------------------------------------------------------
 
     def save_pretrained_kwargs(self) -> dict[str, Any]:
