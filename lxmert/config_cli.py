@@ -2,7 +2,8 @@
 
 A field ``grad_accum: int = field(default=1, metadata={"help": "..."})`` becomes ``--grad-accum`` with that help
 string and default; booleans become ``--flag / --no-flag``; a ``list[X]`` or ``tuple[X, ...]`` takes one or more
-values; ``metadata["choices"]`` restricts the values (each value, for a list). Several
+values; ``metadata["choices"]`` restricts the values (each value, for a list); ``metadata["positional"]`` makes a
+field without a default a positional argument. Several
 dataclasses can share one parser (each in its own argument group), e.g. the trainer's and a task's.
 """
 
@@ -89,6 +90,12 @@ def add_dataclass_arguments(
         required = default is None and not optional and f.default is dataclasses.MISSING
         if many is not None:
             kwargs["nargs"] = "+"
+        if f.metadata.get("positional"):
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}.{f.name}: a positional argument has no default")
+            del kwargs["dest"], kwargs["default"]
+            group.add_argument(f.name, type=kind, choices=f.metadata.get("choices"), **kwargs)
+            continue
         group.add_argument(
             _flag(f.name), type=kind, choices=f.metadata.get("choices"), required=required, **kwargs
         )

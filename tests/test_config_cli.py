@@ -40,3 +40,15 @@ def test_a_field_without_default_is_a_required_flag(capsys):
     with pytest.raises(SystemExit):
         parse(["--sizes", "3"])
     assert "--inputs" in capsys.readouterr().err
+
+
+@dataclass
+class Named:
+    source: str = field(metadata={"help": "the input", "positional": True})
+    out: str = field(default="o", metadata={"help": "where"})
+
+
+def test_a_positional_field_is_read_by_position():
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Named)
+    assert dataclass_from_args(Named, parser.parse_args(["in.pkl", "--out", "x"])) == Named("in.pkl", "x")
