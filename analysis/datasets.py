@@ -7,7 +7,6 @@ module needs nothing but ``lxmert``.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from lxmert.answers import AnswerTable
 from lxmert.detection.regions import Regions
+from lxmert.fileio import read_json
 from lxmert.tokenization import LxmertTokenizer
 
 from .inputs import Example, example_from_regions
@@ -36,10 +36,7 @@ class QAItem:
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """The task JSON's items, each checked for ``img_id`` and ``sent``."""
-    try:
-        items = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    items = read_json(path)
     if not isinstance(items, list):
         raise ValueError(f"{path} must hold a JSON list of questions, got {type(items).__name__}")
     for k, item in enumerate(items):

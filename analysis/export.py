@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lxmert.fileio import atomic_write_bytes, atomic_write_text
+from lxmert.fileio import atomic_write_bytes, atomic_write_text, read_json_object
 
 from .attention import AttentionMaps, HeadStats
 from .inputs import Example
@@ -127,7 +127,7 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
             metadata = json.loads(str(data["metadata"]))
             arrays = {name: data[name] for name in data.files if name != "metadata"}
     else:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
+        metadata = read_json_object(path)
         arrays = {
             name: np.array(value, dtype=np.float64) for name, value in metadata.pop("arrays").items()
         }  # null → NaN

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 
@@ -70,9 +71,13 @@ def explain(
         return relevancy.tokens, relevancy.regions
     if method == "integrated_gradients":
         attr = integrated_gradients(
-            model, example, target, n_steps=config.ig_steps, region_baseline=config.ig_region_baseline,
+            model,
+            example,
+            target,
+            n_steps=config.ig_steps,
+            region_baseline=config.ig_region_baseline,
             pad_token_id=config.pad_token_id,
-        )  # fmt: skip
+        )
         return attr.tokens, attr.regions
     if method == "occlusion":
         regions = (
@@ -282,48 +287,36 @@ def example_faithfulness(
 class FaithfulnessConfig:
     """A faithfulness run: checkpoint, data, sample and methods. Defaults follow Chefer et al.'s script."""
 
-    checkpoint: str = ""  # a QA (or pre-training) checkpoint directory with vocab.txt and answers.json
-    detector: str = ""  # the detector directory whose features the checkpoint was trained on
-    questions: str = ""  # task JSON: a list of {img_id, sent, label {answer: score}}
-    images: str = ""  # directory of <img_id>.<ext> images
-    num_samples: int = 10000  # Chefer et al.'s --num-samples
-    seed: int = 1234  # the sampling seed of Chefer et al.
-    methods: tuple[str, ...] = METHODS
-    fractions: tuple[float, ...] = FRACTIONS  # Chefer et al.'s removal schedule
-    out: str = ""  # write the table as JSON here ('' = print only)
-    ig_steps: int = 32
-    ig_region_baseline: str = "zero"
+    checkpoint: str = field(
+        metadata={"help": "QA (or pre-training) checkpoint directory with vocab.txt and answers.json"}
+    )
+    detector: str = field(metadata={"help": "detector directory the checkpoint's features came from"})
+    questions: str = field(metadata={"help": "task JSON: list of {img_id, sent, label {answer: score}}"})
+    images: str = field(metadata={"help": "directory holding <img_id>.png/.jpg"})
+    num_samples: int = field(
+        default=10000, metadata={"help": "questions sampled, all if fewer (Chefer et al.'s --num-samples)"}
+    )
+    seed: int = field(default=1234, metadata={"help": "sampling and random-baseline seed (Chefer et al.'s)"})
+    methods: tuple[str, ...] = field(
+        default=METHODS, metadata={"help": "methods to test", "choices": METHODS}
+    )
+    fractions: tuple[float, ...] = field(
+        default=FRACTIONS, metadata={"help": "removal fractions, 0 first (Chefer et al.'s schedule)"}
+    )
+    out: str = field(default="", metadata={"help": "write the table (AUCs, curves, settings) as JSON here"})
+    ig_steps: int = field(default=32, metadata={"help": "integration steps of IG"})
+    ig_region_baseline: str = field(
+        default="zero", metadata={"help": "IG region baseline", "choices": ("zero", "mean")}
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FaithfulnessConfig:
-    d = FaithfulnessConfig()
     p = argparse.ArgumentParser(prog="python -m analysis.faithfulness", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--checkpoint", required=True, help="QA checkpoint directory (with vocab.txt, answers.json)"
-    )
-    p.add_argument("--detector", required=True, help="detector directory the checkpoint's features came from")
-    p.add_argument("--questions", required=True, help="task JSON: list of {img_id, sent, label}")
-    p.add_argument("--images", required=True, help="directory holding <img_id>.png/.jpg")
-    p.add_argument("--num-samples", type=int, default=d.num_samples, help="questions sampled (all if fewer)")
-    p.add_argument("--seed", type=int, default=d.seed, help="sampling and random-baseline seed")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(d.methods), help="methods to test")
-    p.add_argument(
-        "--fractions", nargs="+", type=float, default=list(d.fractions), help="removal fractions, 0 first"
-    )
-    p.add_argument("--out", default=d.out, help="write the table (AUCs, curves, settings) as JSON here")
-    p.add_argument("--ig-steps", type=int, default=d.ig_steps, help="integration steps of IG")
-    p.add_argument(
-        "--ig-region-baseline",
-        choices=("zero", "mean"),
-        default=d.ig_region_baseline,
-        help="IG region baseline",
-    )
-    args = p.parse_args(argv)
-    if args.fractions[0] != 0.0 or sorted(args.fractions) != args.fractions:
-        p.error(f"--fractions must rise from 0, got {args.fractions}")
-    return FaithfulnessConfig(
-        **{**vars(args), "methods": tuple(args.methods), "fractions": tuple(args.fractions)}
-    )
+    add_dataclass_arguments(p, FaithfulnessConfig, "faithfulness")
+    config = dataclass_from_args(FaithfulnessConfig, p.parse_args(argv))
+    if config.fractions[0] != 0.0 or sorted(config.fractions) != list(config.fractions):
+        p.error(f"--fractions must rise from 0, got {list(config.fractions)}")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
@@ -335,13 +328,20 @@ def main(argv: Sequence[str] | None = None) -> FaithfulnessTable:
     if loaded.tokenizer is None or loaded.answers is None:
         raise ValueError(f"{config.checkpoint} lacks vocab.txt or answers.json; both are needed here")
     items = load_qa_items(
-        config.questions, loaded.tokenizer, loaded.answers, Detector.from_pretrained(config.detector),
-        config.images, config.num_samples, config.seed,
-    )  # fmt: skip
+        config.questions,
+        loaded.tokenizer,
+        loaded.answers,
+        Detector.from_pretrained(config.detector),
+        config.images,
+        config.num_samples,
+        config.seed,
+    )
     explain_config = ExplainConfig(
-        ig_steps=config.ig_steps, ig_region_baseline=config.ig_region_baseline,
-        pad_token_id=loaded.tokenizer.pad_token_id, seed=config.seed,
-    )  # fmt: skip
+        ig_steps=config.ig_steps,
+        ig_region_baseline=config.ig_region_baseline,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        seed=config.seed,
+    )
     table = faithfulness_table(loaded.model, items, config.methods, config.fractions, explain_config)
     table.settings.update(asdict(config))
     print(f"{table.num_examples} examples, accuracy {100 * table.accuracy:.2f}%")

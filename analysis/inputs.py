@@ -82,6 +82,16 @@ class Example:
             [token in SPECIAL_TOKENS for token in self.tokens], dtype=torch.bool, device=self.input_ids.device
         )
 
+    def to(self, device: str | torch.device) -> Example:
+        """The example with every tensor on ``device`` (itself when they are all there already)."""
+        tensors = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        labels = {name: value.to(device) for name, value in self.region_labels.items()}
+        return dataclasses.replace(self, **tensors, region_labels=labels)
+
     def feature_hash(self) -> str:
         """SHA-256 of the region features and normalised boxes, to tell exported analyses of images apart."""
         digest = hashlib.sha256()

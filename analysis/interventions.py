@@ -33,15 +33,8 @@ from .relevancy import answer_gradients
 Head = tuple[str, int, int]  # (family, layer, head)
 
 
-def family_layers(config: LxmertConfig) -> dict[str, int]:
-    """Number of layers of each attention family."""
-    return {"lang_self": config.l_layers, "vis_self": config.r_layers} | {
-        family: config.x_layers for family in ATTENTION_FAMILIES[2:]
-    }
-
-
 def _check_heads(config: LxmertConfig, heads: Iterable[Head]) -> list[Head]:
-    layers = family_layers(config)
+    layers = config.family_layers
     checked = []
     for family, layer, head in heads:
         if family not in layers:
@@ -60,7 +53,7 @@ def head_mask(
     """A ``head_mask`` for the model (on ``device``): ones everywhere, zeros at the listed (family, layer, head)."""
     mask = {
         family: torch.ones(n, config.num_attention_heads, device=device)
-        for family, n in family_layers(config).items()
+        for family, n in config.family_layers.items()
     }
     for family, layer, head in _check_heads(config, heads):
         mask[family][layer, head] = 0.0
@@ -273,7 +266,7 @@ def head_importance(
     if targets is not None and len(targets) != len(examples):
         raise ValueError(f"{len(targets)} targets for {len(examples)} examples")
     config = model.config
-    total = {f: np.zeros((n, config.num_attention_heads)) for f, n in family_layers(config).items()}
+    total = {f: np.zeros((n, config.num_attention_heads)) for f, n in config.family_layers.items()}
     for k, example in enumerate(examples):
         device = example.input_ids.device
         mask = {f: m.requires_grad_(True) for f, m in head_mask(config, (), device).items()}
@@ -289,7 +282,6 @@ __all__ = [
     "add_region",
     "attention_sublayer",
     "delete_regions",
-    "family_layers",
     "head_importance",
     "head_mask",
     "move_region",

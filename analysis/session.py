@@ -2,9 +2,10 @@
 
 :func:`analyze` runs the answers, every attention map with per-head statistics, the three relevancy maps, the
 integrated-gradients attributions, region occlusion, gradient head importance, and — for a pre-training model —
-the masked-word and masked-object predictions and the cross-modal ablation gauge. The app caches the result
-(``st.cache_data``) and draws it; interventions and the per-example faithfulness curves are separate calls, made
-when the user asks for them.
+the masked-word and masked-object predictions and the cross-modal ablation gauge. Its parts are the calls the app
+makes, one per view (:func:`attention`, :func:`relevancy`, :func:`occlusion`, ...), which ``app/results.py`` caches
+(``st.cache_data``) and draws, so ``benchmarks/analysis_speed`` times the app's own path. Interventions and the
+per-example faithfulness curves are separate calls, made when the user asks for them.
 """
 
 from __future__ import annotations
@@ -14,25 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from lxmert.detection.regions import Regions
 from lxmert.precision import autocast, resolve_precision
 from lxmert.tokenization import LxmertTokenizer
 
-from .attention import AttentionMaps, HeadStats, cross_modal_share, head_stats
-from .attributions import Attributions, integrated_gradients, region_occlusion
-from .forward import AnswerScore, top_answers
+from .attention import AttentionMaps, HeadStats, attention_maps_from_output, cross_modal_share, head_stats
+from .attributions import Attributions, integrated_gradients, region_occlusion, token_occlusion
+from .forward import AnswerScore, predict_answers, run
 from .inputs import Example, example_from_regions
-from .interventions import head_mask
+from .interventions import head_importance
 from .masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction, masked_overview
-from .relevancy import (
-    Relevancy,
-    answer_gradients,
-    raw_attention_relevancy,
-    relevancy_from_gradients,
-    rollout_relevancy,
-)
+from .relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
 
 
 @dataclass
@@ -43,13 +39,73 @@ class SessionConfig:
     ig_steps: int = 32  # integration steps of IG
     ig_region_baseline: str = "zero"  # zero (the pre-training object mask) or mean
     occlusion_baseline: str = (
-        "drop"  # how a region is occluded: drop (as the perturbation test), zero or mean
+        "zero"  # how a region is occluded: zero (as the app), drop (as the perturbation test) or mean
     )
     attributions: bool = True  # run integrated gradients and occlusion
     masked: bool = True  # masked-word / masked-object predictions and the gauge (pre-training models only)
     # auto: bf16 autocast where the device runs it natively and the model is large enough (lxmert.precision),
     # else fp32; or bf16 / fp32.
     precision: str = "fp32"
+
+
+RELEVANCY_METHODS = ("gradient", "rollout", "raw_attention")
+
+
+@dataclass
+class AttentionResult:
+    """Every attention map of one input and its per-head statistics."""
+
+    maps: AttentionMaps
+    stats: HeadStats
+
+
+@dataclass
+class Occlusion:
+    """Drop in the answer's logit when each token or region alone is occluded."""
+
+    tokens: np.ndarray
+    regions: np.ndarray
+
+
+def attention(model: nn.Module, example: Example) -> AttentionResult:
+    """All six attention families and their head statistics, from one forward pass."""
+    with torch.no_grad():
+        output = run(model, example, output_attentions=True, output_hidden_states=True)
+    maps = attention_maps_from_output(output, example)
+    return AttentionResult(maps, head_stats(maps, cross_modal_share(model, output)))
+
+
+def relevancy(
+    model: nn.Module,
+    example: Example,
+    method: str,
+    target: int | None = None,
+    contrast: int | None = None,
+    maps: AttentionMaps | None = None,
+) -> Relevancy:
+    """Token and region relevancy for an answer by one of :data:`RELEVANCY_METHODS` (the attention-only methods
+    read ``maps`` when given, else collect them)."""
+    if method == "gradient":
+        return gradient_relevancy(model, example, target, contrast)
+    if method not in RELEVANCY_METHODS:
+        raise ValueError(f"unknown relevancy method {method!r}; choose from {sorted(RELEVANCY_METHODS)}")
+    maps = maps if maps is not None else attention(model, example).maps
+    return rollout_relevancy(maps) if method == "rollout" else raw_attention_relevancy(maps)
+
+
+def occlusion(
+    model: nn.Module,
+    example: Example,
+    target: int | None,
+    contrast: int | None,
+    pad_token_id: int,
+    region_baseline: str = "zero",
+) -> Occlusion:
+    """Per-token ([PAD]) and per-region occlusion of the answer's logit."""
+    return Occlusion(
+        tokens=token_occlusion(model, example, target, contrast, pad_token_id),
+        regions=region_occlusion(model, example, target, contrast, baseline=region_baseline),
+    )
 
 
 @dataclass
@@ -120,17 +176,11 @@ def analyze_example(
     config = config or SessionConfig()
     precision = resolve_precision(config.precision, example.input_ids.device, model.config.hidden_size)
     with autocast(precision, example.input_ids.device):
-        return _analyze(
-            model,
-            tokenizer,
-            example,
-            checkpoint_id,
-            answer_names,
-            object_names,
-            attr_names,
-            config,
-            precision,
+        analysis = _analyze(
+            model, tokenizer, example, checkpoint_id, answer_names, object_names, attr_names, config
         )
+    analysis.precision = precision
+    return analysis
 
 
 def _analyze(
@@ -142,7 +192,6 @@ def _analyze(
     object_names: Sequence[str] | None,
     attr_names: Sequence[str] | None,
     config: SessionConfig,
-    precision: str,
 ) -> Analysis:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -153,32 +202,26 @@ def _analyze(
         seconds[name] = now - clock
         clock = now
 
-    # One forward and one backward pass give the answers, every attention map, the gradient relevancy and the
-    # gradient head importance (the head mask is all ones, so the forward pass is the plain one).
-    mask = {
-        family: m.requires_grad_(True)
-        for family, m in head_mask(model.config, (), example.input_ids.device).items()
+    answers = predict_answers(model, example, config.top_k, answer_names)
+    target = answers[0].index
+    lap("answers")
+    attended = attention(model, example)
+    lap("attention")
+    relevancies = {
+        method: relevancy(model, example, method, target, maps=attended.maps) for method in RELEVANCY_METHODS
     }
-    explained = answer_gradients(model, example, head_mask=mask, output_hidden_states=True)
-    target, maps = explained.target, explained.maps
-    stats = head_stats(maps, cross_modal_share(model, explained.output))
-    importance = {family: grad.abs().double().numpy() for family, grad in explained.head_gradients.items()}
-    relevancy = {
-        "raw_attention": raw_attention_relevancy(maps),
-        "rollout": rollout_relevancy(maps),
-        "gradient": relevancy_from_gradients(explained, example),
-    }
-    lap("answers_attention_relevancy")
+    lap("relevancy")
+    importance = head_importance(model, example, [target])
+    lap("head_importance")
     analysis = Analysis(
         example=example,
         checkpoint_id=checkpoint_id,
-        answers=top_answers(explained.logits, config.top_k, answer_names),
+        answers=answers,
         target=target,
-        attention=maps,
-        head_stats=stats,
-        relevancy=relevancy,
+        attention=attended.maps,
+        head_stats=attended.stats,
+        relevancy=relevancies,
         head_importance=importance,
-        precision=precision,
         seconds=seconds,
     )
     if config.attributions:
@@ -188,9 +231,10 @@ def _analyze(
         )  # fmt: skip
         lap("integrated_gradients")
         if example.num_regions > 1 or config.occlusion_baseline != "drop":
-            analysis.region_occlusion = region_occlusion(
-                model, example, target, baseline=config.occlusion_baseline
+            occluded = occlusion(
+                model, example, target, None, tokenizer.pad_token_id, config.occlusion_baseline
             )
+            analysis.region_occlusion = occluded.regions
         lap("occlusion")
     if config.masked and _has_pretraining_heads(model):
         overview = masked_overview(model, example, tokenizer, config.top_k, object_names, attr_names)
@@ -221,4 +265,15 @@ def analyze(
     )
 
 
-__all__ = ["Analysis", "SessionConfig", "analyze", "analyze_example"]
+__all__ = [
+    "RELEVANCY_METHODS",
+    "Analysis",
+    "AttentionResult",
+    "Occlusion",
+    "SessionConfig",
+    "analyze",
+    "analyze_example",
+    "attention",
+    "occlusion",
+    "relevancy",
+]

@@ -13,7 +13,6 @@ and boxes stay in the original image's pixels (:attr:`Scene.image_boxes` maps th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from analysis.capabilities import Capabilities, capabilities_of
 from analysis.inputs import Example, example_from_regions
 from app.directories import MAX_ENTRIES, Skipped, inside, scanner
 from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
@@ -35,7 +35,6 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
-from lxmert.modeling import LxmertForPreTraining, LxmertForQuestionAnswering
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 
 if TYPE_CHECKING:
@@ -46,41 +45,6 @@ SEARCH_DEPTH = 3
 METRICS_FILE = "metrics.jsonl"
 # The longer side of the image kept with its regions for drawing; figures are never shown larger.
 DISPLAY_SIDE = 1024
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a checkpoint's heads let the app show; pages hide what is missing and say why."""
-
-    answer: bool
-    match: bool
-    masked_words: bool
-    masked_objects: bool
-
-    def describe(self) -> str:
-        names = {
-            "answer": "QA",
-            "match": "matching",
-            "masked_words": "masked LM",
-            "masked_objects": "masked objects",
-        }
-        have = [label for name, label in names.items() if getattr(self, name)]
-        return ", ".join(have) if have else "encoder only"
-
-
-def capabilities_of(model: torch.nn.Module) -> Capabilities:
-    """The heads a loaded model has (a QA model only answers; a pre-training model has what its config says)."""
-    if isinstance(model, LxmertForQuestionAnswering):
-        return Capabilities(answer=True, match=False, masked_words=False, masked_objects=False)
-    if isinstance(model, LxmertForPreTraining):
-        c = model.config
-        return Capabilities(
-            answer=c.task_qa,
-            match=c.task_matched,
-            masked_words=c.task_mask_lm,
-            masked_objects=c.task_obj_predict and set(c.visual_losses) == {"obj", "attr", "feat"},
-        )
-    return Capabilities(answer=False, match=False, masked_words=False, masked_objects=False)
 
 
 @dataclass
@@ -284,27 +248,12 @@ def detect(detector_path: str, device: str, image: bytes, name: str) -> Scene:
     )
 
 
-def first_regions(regions: Regions, count: int) -> Regions:
-    """The ``count`` best regions (rows are ordered best first)."""
-    count = max(1, min(count, len(regions)))
-    return Regions(
-        boxes=regions.boxes[:count],
-        features=regions.features[:count],
-        object_ids=regions.object_ids[:count],
-        object_conf=regions.object_conf[:count],
-        attr_probs=regions.attr_probs[:count],
-        image_height=regions.image_height,
-        image_width=regions.image_width,
-        num_real=min(regions.num_real, count),
-    )
-
-
 def scene(detector_path: str, device: str, image: bytes, name: str, num_regions: int) -> Scene:
     """The image's scene with its ``num_regions`` best regions (detection itself is cached once per image)."""
     detected = detect(detector_path, device, image, name)
     return Scene(
         detected.image,
-        first_regions(detected.regions, num_regions),
+        detected.regions.first(num_regions),
         detected.object_names,
         detected.attr_names,
     )
@@ -312,34 +261,20 @@ def scene(detector_path: str, device: str, image: bytes, name: str, num_regions:
 
 def example_for(checkpoint: Checkpoint, scene: Scene, text: str, device: str) -> Example:
     """The analysis input for a checkpoint: its tokenisation of ``text`` and the scene's regions, on ``device``."""
-    example = example_from_regions(checkpoint.tokenizer, text, scene.regions)
-    return example if device == "cpu" else _on_device(example, device)
-
-
-def _on_device(example: Example, device: str) -> Example:
-    moved = {
-        f.name: getattr(example, f.name).to(device)
-        for f in dataclasses.fields(example)
-        if isinstance(getattr(example, f.name), torch.Tensor)
-    }
-    regions = {name: value.to(device) for name, value in example.region_labels.items()}
-    return dataclasses.replace(example, **moved, region_labels=regions)
+    return example_from_regions(checkpoint.tokenizer, text, scene.regions).to(device)
 
 
 __all__ = [
-    "Capabilities",
     "Checkpoint",
     "DISPLAY_SIDE",
     "CheckpointScan",
     "ImageError",
     "Scene",
-    "capabilities_of",
     "decoded_image",
     "detect",
     "detector_config",
     "example_for",
     "find_checkpoints",
-    "first_regions",
     "holds_checkpoint",
     "load_detector",
     "load_model",

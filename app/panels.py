@@ -14,7 +14,6 @@ import streamlit as st
 
 from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
 from analysis.forward import AnswerScore
-from analysis.interventions import family_layers
 from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
 from app import render
 from app.loading import Checkpoint, Scene
@@ -66,9 +65,13 @@ def show_detections(scene: Scene, *, key: str) -> None:
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
-        scene.image, scene.image_boxes, scene.labels, confidences, num_labelled=regions.num_real,
+        scene.image,
+        scene.image_boxes,
+        scene.labels,
+        confidences,
+        num_labelled=regions.num_real,
         title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
-    )  # fmt: skip
+    )
     plot(figure, key=key)
 
 
@@ -245,14 +248,18 @@ def show_head_grid(
 ) -> None:
     """Every head of every layer and family on one statistic; the head the map shows is outlined, a click picks one."""
     show_family_grid(
-        getattr(stats, statistic), title=STATISTICS[statistic], colorbar_title=statistic.replace("_", " "),
-        selected=selected, on_pick=on_pick, key=key,
-    )  # fmt: skip
+        getattr(stats, statistic),
+        title=STATISTICS[statistic],
+        colorbar_title=statistic.replace("_", " "),
+        selected=selected,
+        on_pick=on_pick,
+        key=key,
+    )
 
 
 def show_head_picker(config, *, key: str) -> list[tuple[str, int, int]]:
     """Choose heads to silence: whole families, whole layers, or single heads; returns (family, layer, head)."""
-    layers = family_layers(config)
+    layers = config.family_layers
     heads = range(config.num_attention_heads)
     families_column, heads_column = st.columns([1, 2])
     families = families_column.multiselect(
@@ -263,9 +270,12 @@ def show_head_picker(config, *, key: str) -> list[tuple[str, int, int]]:
     )
     options = [(f, layer, h) for f in FAMILY_NAMES for layer in range(layers[f]) for h in heads]
     single = heads_column.multiselect(
-        "Single heads", options, format_func=lambda o: f"{FAMILY_SHORT[o[0]]} layer {o[1] + 1} head {o[2] + 1}",
-        key=f"{key}_heads", placeholder="type e.g. l→v 5",
-    )  # fmt: skip
+        "Single heads",
+        options,
+        format_func=lambda o: f"{FAMILY_SHORT[o[0]]} layer {o[1] + 1} head {o[2] + 1}",
+        key=f"{key}_heads",
+        placeholder="type e.g. l→v 5",
+    )
     chosen = {(f, layer, h) for f in families for layer in range(layers[f]) for h in heads} | set(single)
     return sorted(chosen, key=options.index)
 
@@ -313,9 +323,13 @@ def show_word_on_image(
     """Where one word looks: its language → vision attention painted on the regions."""
     scores = maps.token_to_regions(token, layer, head)
     figure = render.region_scores_figure(
-        scene.image, scene.image_boxes, scores, scene.labels,
-        title=f"“{maps.tokens[token]}” → regions", colorbar_title="attention",
-    )  # fmt: skip
+        scene.image,
+        scene.image_boxes,
+        scores,
+        scene.labels,
+        title=f"“{maps.tokens[token]}” → regions",
+        colorbar_title="attention",
+    )
     plot(figure, key=key)
 
 
@@ -409,14 +423,24 @@ def show_gauge(gauge: AblationGauge, *, key: str) -> None:
     )
     drops[2].metric("Object accuracy lost without the text", f"{gauge.object_drop_without_text:+.0%}")
     rows = [
-        {"masked": "words", "condition": condition, "accuracy": gauge.word_accuracy[condition],
-         "P(original)": gauge.word_probability[condition], "items": gauge.num_words}
+        {
+            "masked": "words",
+            "condition": condition,
+            "accuracy": gauge.word_accuracy[condition],
+            "P(original)": gauge.word_probability[condition],
+            "items": gauge.num_words,
+        }
         for condition in gauge.word_accuracy
     ] + [
-        {"masked": "regions", "condition": condition, "accuracy": gauge.object_accuracy[condition],
-         "P(original)": gauge.object_probability[condition], "items": gauge.num_regions}
+        {
+            "masked": "regions",
+            "condition": condition,
+            "accuracy": gauge.object_accuracy[condition],
+            "P(original)": gauge.object_probability[condition],
+            "items": gauge.num_regions,
+        }
         for condition in gauge.object_accuracy
-    ]  # fmt: skip
+    ]
     percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(rows, column_config={"accuracy": percent, "P(original)": percent}, key=key)
 
@@ -443,9 +467,13 @@ def show_explanation(
     image_column, words_column = st.columns([3, 2], gap="large")
     with image_column:
         figure = render.region_scores_figure(
-            scene.image, scene.image_boxes, region_scores, scene.labels,
-            title=title, colorbar_title=score_name,
-        )  # fmt: skip
+            scene.image,
+            scene.image_boxes,
+            region_scores,
+            scene.labels,
+            title=title,
+            colorbar_title=score_name,
+        )
         plot(figure, key=key)
     with words_column:
         shown = [i for i, t in enumerate(tokens) if not (hide_special and t in SPECIAL_TOKENS)]

@@ -146,10 +146,17 @@ def detections_figure(
         colour = BOX_PALETTE[i % len(BOX_PALETTE)]
         figure.add_trace(_box_trace(boxes[i], colour, hover, 2.0))
         figure.add_annotation(
-            x=float(boxes[i][0]), y=float(boxes[i][1]), text=html.escape(labels[i]), showarrow=False,
-            xanchor="left", yanchor="bottom", font=dict(size=10, color="white"), bgcolor=colour, opacity=0.85,
+            x=float(boxes[i][0]),
+            y=float(boxes[i][1]),
+            text=html.escape(labels[i]),
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font=dict(size=10, color="white"),
+            bgcolor=colour,
+            opacity=0.85,
             borderpad=1,
-        )  # fmt: skip
+        )
     return figure
 
 
@@ -181,10 +188,16 @@ def region_scores_figure(
         figure.add_trace(_box_trace(boxes[i], colours[i], hover, 3.0 if i in shown else 0.0))
         if i in shown:
             figure.add_annotation(
-                x=float(boxes[i][0]), y=float(boxes[i][1]), text=f"{html.escape(labels[i])} {scores[i]:.2g}",
-                showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="white"),
-                bgcolor="rgba(0,0,0,0.65)", borderpad=1,
-            )  # fmt: skip
+                x=float(boxes[i][0]),
+                y=float(boxes[i][1]),
+                text=f"{html.escape(labels[i])} {scores[i]:.2g}",
+                showarrow=False,
+                xanchor="left",
+                yanchor="bottom",
+                font=dict(size=10, color="white"),
+                bgcolor="rgba(0,0,0,0.65)",
+                borderpad=1,
+            )
     figure.add_trace(_colorbar_trace(scale, low, high, colorbar_title))
     return figure
 
@@ -195,11 +208,17 @@ def _colorbar_trace(scale: str, low: float, high: float, title: str) -> go.Scatt
         x=[None],
         y=[None],
         mode="markers",
-        marker=dict(colorscale=scale, cmin=low, cmax=high, color=[low], showscale=True,
-                    colorbar=dict(title=title, thickness=12)),
+        marker=dict(
+            colorscale=scale,
+            cmin=low,
+            cmax=high,
+            color=[low],
+            showscale=True,
+            colorbar=dict(title=title, thickness=12),
+        ),
         hoverinfo="skip",
         showlegend=False,
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,13 +271,19 @@ def matrix_heatmap(
     )
     small = dict(size=9) if max(len(row_ticks), len(column_ticks)) > 16 else None
     figure.update_xaxes(
-        title=column_title, tickvals=list(range(len(column_ticks))), ticktext=column_ticks, tickangle=-60,
+        title=column_title,
+        tickvals=list(range(len(column_ticks))),
+        ticktext=column_ticks,
+        tickangle=-60,
         tickfont=small,
-    )  # fmt: skip
+    )
     figure.update_yaxes(
-        title=row_title, tickvals=list(range(len(row_ticks))), ticktext=row_ticks, autorange="reversed",
+        title=row_title,
+        tickvals=list(range(len(row_ticks))),
+        ticktext=row_ticks,
+        autorange="reversed",
         tickfont=small,
-    )  # fmt: skip
+    )
     figure.update_layout(title=title, height=max(320, 140 + 22 * len(row_labels)), **_LAYOUT)
     return figure
 

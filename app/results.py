@@ -1,8 +1,8 @@
 """Every number the app shows, computed by ``analysis/`` and cached per input.
 
 Each function takes a :class:`Query` (which detector, checkpoint, image, region count and text) plus the options of
-one view, rebuilds the analysis input from the cached detector and checkpoint, calls one ``analysis`` function and
-returns its plain result. ``st.cache_data`` keys on those arguments, so moving a slider back shows the earlier
+one view, rebuilds the analysis input from the cached detector and checkpoint, calls one ``analysis`` function (the
+per-view calls of ``analysis/session.py`` where a view combines several) and returns its plain result. ``st.cache_data`` keys on those arguments, so moving a slider back shows the earlier
 result at once, and two pages asking the same thing share it.
 """
 
@@ -15,17 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 import streamlit as st
 import torch
 
-from analysis.attention import (
-    AttentionMaps,
-    HeadStats,
-    attention_maps_from_output,
-    cross_modal_share,
-    head_stats,
-)
+from analysis import session
 from analysis.compare import CheckpointComparison, compare_checkpoints, read_metrics, training_curves
 from analysis.export import export_npz
 from analysis.forward import AnswerScore, predict_answers, run
@@ -39,7 +32,8 @@ from analysis.masked import (
     predict_masked_regions,
     predict_masked_words,
 )
-from analysis.relevancy import Relevancy, gradient_relevancy, raw_attention_relevancy, rollout_relevancy
+from analysis.relevancy import Relevancy
+from analysis.session import AttentionResult, Occlusion
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
 from lxmert.precision import autocast
 
@@ -137,24 +131,11 @@ def match_probability(query: Query) -> float:
     return float(logits.float().softmax(-1)[1])
 
 
-@dataclass
-class AttentionResult:
-    """Every attention map of one input and its per-head statistics."""
-
-    maps: AttentionMaps
-    stats: HeadStats
-
-
 @st.cache_data(show_spinner="Collecting attention…", max_entries=32)
 @in_precision
 def attention(query: Query) -> AttentionResult:
     """All six attention families and their head statistics, from one forward pass."""
-    model = query.model().model
-    example = query.example()
-    with torch.no_grad():
-        output = run(model, example, output_attentions=True, output_hidden_states=True)
-    maps = attention_maps_from_output(output, example)
-    return AttentionResult(maps, head_stats(maps, cross_modal_share(model, output)))
+    return session.attention(query.model().model, query.example())
 
 
 @st.cache_data(show_spinner="Writing the export…", max_entries=16)
@@ -163,9 +144,13 @@ def attention_export(query: Query) -> bytes:
     result = attention(query)
     with tempfile.TemporaryDirectory() as directory:
         path = export_npz(
-            Path(directory) / "attention.npz", query.example(), result.maps, query.checkpoint_name,
-            settings={"num_regions": query.num_regions, "image": query.image_name}, stats=result.stats,
-        )  # fmt: skip
+            Path(directory) / "attention.npz",
+            query.example(),
+            result.maps,
+            query.checkpoint_name,
+            settings={"num_regions": query.num_regions, "image": query.image_name},
+            stats=result.stats,
+        )
         return path.read_bytes()
 
 
@@ -183,9 +168,15 @@ def masked_regions(query: Query, regions: tuple[int, ...], text: str, k: int) ->
     """Object and attribute predictions for masked regions, with the text (``"text"``) or without (``"no_text"``)."""
     checkpoint, scene_ = query.model(), query.scene()
     return predict_masked_regions(
-        checkpoint.model, query.example(), regions, k, text, checkpoint.tokenizer.mask_token_id,
-        scene_.object_names, scene_.attr_names,
-    )  # fmt: skip
+        checkpoint.model,
+        query.example(),
+        regions,
+        k,
+        text,
+        checkpoint.tokenizer.mask_token_id,
+        scene_.object_names,
+        scene_.attr_names,
+    )
 
 
 @st.cache_data(show_spinner="Measuring cross-modal reliance…", max_entries=32)
@@ -202,14 +193,8 @@ def gauge(query: Query) -> AblationGauge:
 @in_precision
 def relevancy(query: Query, method: str, target: int | None, contrast: int | None) -> Relevancy:
     """Token and region relevancy for an answer by one of ``RELEVANCY_METHODS``."""
-    if method == "gradient":
-        return gradient_relevancy(query.model().model, query.example(), target, contrast)
-    maps = attention(query).maps
-    if method == "rollout":
-        return rollout_relevancy(maps)
-    if method == "raw_attention":
-        return raw_attention_relevancy(maps)
-    raise ValueError(f"unknown relevancy method {method!r}; choose from {sorted(RELEVANCY_METHODS)}")
+    maps = None if method == "gradient" else attention(query).maps  # the cached maps, not a second collection
+    return session.relevancy(query.model().model, query.example(), method, target, contrast, maps)
 
 
 @st.cache_data(show_spinner="Integrating gradients…", max_entries=32)
@@ -220,32 +205,22 @@ def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> 
 
     checkpoint = query.model()
     return integrated_gradients(
-        checkpoint.model, query.example(), target, contrast, n_steps,
+        checkpoint.model,
+        query.example(),
+        target,
+        contrast,
+        n_steps,
         pad_token_id=checkpoint.tokenizer.pad_token_id,
-    )  # fmt: skip
-
-
-@dataclass
-class Occlusion:
-    """Drop in the answer's logit when each token or region alone is occluded."""
-
-    tokens: np.ndarray
-    regions: np.ndarray
+    )
 
 
 @st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)
 @in_precision
 def occlusion(query: Query, target: int | None, contrast: int | None) -> Occlusion:
     """Per-token ([PAD]) and per-region (zeroed feature and box) occlusion of the answer's logit."""
-    from analysis.attributions import region_occlusion, token_occlusion  # Captum: imported only when asked
-
     checkpoint = query.model()
-    example = query.example()
-    return Occlusion(
-        tokens=token_occlusion(
-            checkpoint.model, example, target, contrast, checkpoint.tokenizer.pad_token_id
-        ),
-        regions=region_occlusion(checkpoint.model, example, target, contrast),
+    return session.occlusion(
+        checkpoint.model, query.example(), target, contrast, checkpoint.tokenizer.pad_token_id
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from app import loading
 from app.config import AppConfig
 from app.directories import inside, scanner
 from lxmert.detection import ImageError
+from lxmert.fileio import read_json_object
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SOURCES = ("Gallery", "Random scene", "Upload")
@@ -98,9 +98,9 @@ def read_sample(path: str) -> ImageInput:
     # A sidecar is read only from the image's own folder, never through a symlink that leads elsewhere.
     if inside(sidecar, file.parent) and sidecar.is_file():
         try:
-            values = json.loads(sidecar.read_text())
+            values = read_json_object(sidecar)
             suggestions = tuple(str(q) for q in values.get("questions", []) if str(q).strip())
-        except (json.JSONDecodeError, AttributeError):
+        except (OSError, ValueError, TypeError):
             suggestions = ()  # a broken sidecar only costs the suggestions, never the image
     return ImageInput(file.read_bytes(), file.name, suggestions)
 

@@ -32,10 +32,10 @@ from analysis.forward import answer_logits, run
 from analysis.inputs import example_from_regions
 from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.regions import Regions
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from lxmert.tokenization import train_wordpiece
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
 CORPUS = (
     "what colour is the small ball left of the big cube",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from training.data.store import FeatureStore, FeatureStoreWriter
+from lxmert.data.store import FeatureStore, FeatureStoreWriter
 
 GIB = 1024**3
 

@@ -45,8 +45,8 @@ from torch import Tensor, nn
 
 from benchmarks.mfu import count_flops, mfu
 from lxmert import LxmertConfig, LxmertForPreTraining
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.precision import PRECISIONS, autocast, cpu_has_bf16, resolve_precision
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
 SIDES = ("ours", "transformers")
 MODES = ("inference", "train_step")

@@ -1,6 +1,6 @@
 """Pre-training throughput: samples/s of the trainer's step, the paper's schedule projected from it, and MFU.
 
-One step is what ``training.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
+One step is what ``training.engine.trainer.Trainer`` does per batch: forward with all five losses (15% of words and of
 regions masked, the masked LM scored at the masked words only, half the pairs mismatched, answers on the matched
 half) → backward → clip to norm 1.0 → AdamW step, in the precision of ``--precision`` (auto: bf16 autocast on a GPU
 or a CPU with native bf16, else fp32; ``lxmert.precision``). Inputs are random tensors already on the device, so
@@ -29,11 +29,11 @@ import torch
 
 from benchmarks.mfu import count_flops, mfu
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.distributed import resolve_device
-from training.trainer import clip_gradients
+from training.engine.distributed import resolve_device
+from training.engine.trainer import clip_gradients
 
 PAPER_STEPS = 670_000
 PAPER_BATCH = 256

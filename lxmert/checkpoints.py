@@ -73,6 +73,7 @@ WEIGHTS_FILE = "model.safetensors"
 TORCH_WEIGHTS_FILE = "pytorch_model.bin"  # transformers' pickled layout
 ANSWERS_FILE = "answers.json"
 META_FILE = "meta.json"
+PRETRAIN_CONFIG_FILE = "pretrain_config.json"  # what pre-training saves beside the model: its recipe
 
 TIED_DECODER = "cls.predictions.decoder.weight"
 WORD_EMBEDDINGS = "lxmert.embeddings.word_embeddings.weight"
@@ -504,6 +505,23 @@ def infer_config(canonical: Mapping[str, Tensor], **overrides: Any) -> LxmertCon
     return LxmertConfig(**values)
 
 
+def read_config(path: str | Path) -> LxmertConfig:
+    """The architecture of a checkpoint, without building a model: its ``config.json`` alone when the directory
+    has one, else the config inferred from its tensor shapes (:func:`infer_config`).
+
+    Raises:
+        CheckpointError: naming the file, when it is unreadable or malformed.
+    """
+    path = Path(path)
+    config_file = path / CONFIG_FILE
+    if path.is_dir() and config_file.exists():
+        with _checkpoint_errors(config_file):
+            return LxmertConfig.from_dict(read_json_object(config_file))
+    source = _read_source(path)
+    with _checkpoint_errors(path):
+        return _resolve_config(source, None)
+
+
 def _resolve_config(source: _Source, config: LxmertConfig | Mapping[str, Any] | None) -> LxmertConfig:
     """A given LxmertConfig wins; a dict overrides the file's config (or the one inferred from shapes)."""
     if isinstance(config, LxmertConfig):
@@ -667,8 +685,10 @@ def _untie_check(canonical: StateDict, path: Path) -> None:
     if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):
         logger.warning(
             "%s: %s differs from %s; the model ties them, so the word embeddings are used for both",
-            path, TIED_DECODER, WORD_EMBEDDINGS,
-        )  # fmt: skip
+            path,
+            TIED_DECODER,
+            WORD_EMBEDDINGS,
+        )
 
 
 def load_pretrained(
@@ -837,6 +857,21 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return read_json_record(Path(directory) / META_FILE)
 
 
+def qa_head_trained(directory: str | Path) -> bool | None:
+    """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
+    QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
+    our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
+    config, meta = read_json_record(Path(directory) / PRETRAIN_CONFIG_FILE), read_meta(directory)
+    if not config:
+        return None
+    if not config.get("task_qa", True):
+        return False
+    if "epoch" not in meta or "qa_from_epoch" not in config:
+        return None
+    epoch, start = meta["epoch"], config["qa_from_epoch"]
+    return epoch > start or (epoch == start and meta.get("batches_done", 0) > 0)
+
+
 __all__ = [
     "AnswerTransfer",
     "CheckpointError",
@@ -852,6 +887,8 @@ __all__ = [
     "load_pretrained",
     "load_state_into",
     "model_class_for",
+    "qa_head_trained",
+    "read_config",
     "read_meta",
     "read_state_dict",
     "read_torch_file",

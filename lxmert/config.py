@@ -55,6 +55,9 @@ FIELD_RULES: dict[str, Rule] = {
     "visual_loss_normalizer": Float(0.0, 1000.0, above_low=True),
 }
 
+# Query→key direction of each attention family, in the order the encoder computes them.
+ATTENTION_FAMILIES = ("lang_self", "vis_self", "cross_l2v", "cross_v2l", "x_lang_self", "x_vis_self")
+
 
 @dataclass
 class LxmertConfig:
@@ -106,6 +109,13 @@ class LxmertConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def family_layers(self) -> dict[str, int]:
+        """Number of layers of each attention family (:data:`ATTENTION_FAMILIES`)."""
+        return {"lang_self": self.l_layers, "vis_self": self.r_layers} | {
+            family: self.x_layers for family in ATTENTION_FAMILIES[2:]
+        }
 
     @property
     def visual_losses(self) -> tuple[str, ...]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .config import LxmertConfig
+from .config_cli import add_dataclass_arguments, dataclass_from_args
 from .modeling import LxmertForPreTraining
 from .tokenization import train_wordpiece
 
@@ -32,10 +33,14 @@ CORPUS = (
 
 @dataclass
 class DemoConfig:
-    sentence: str = "the red [MASK] is left of the blue sphere"
-    regions: int = 36  # boxes per image, as in the authors' features
-    top_k: int = 5
-    seed: int = 0
+    sentence: str = field(
+        default="the red [MASK] is left of the blue sphere", metadata={"help": "a sentence with one [MASK]"}
+    )
+    regions: int = field(
+        default=36, metadata={"help": "random regions per image (36 in the authors' features)"}
+    )
+    top_k: int = field(default=5, metadata={"help": "guesses to show for the masked word"})
+    seed: int = field(default=0, metadata={"help": "seed of weights and regions"})
 
 
 def run(cfg: DemoConfig) -> None:
@@ -78,21 +83,16 @@ def run(cfg: DemoConfig) -> None:
     print(f"\ntop-{cfg.top_k} for [MASK] (random weights, so noise): {guesses}")
 
 
-def main() -> None:
-    defaults = DemoConfig()
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="Tiny random LXMERT, end to end (no training, no downloads)."
+        prog="python -m lxmert.demo",
+        description="Tiny random LXMERT, end to end (no training, no downloads).",
     )
-    parser.add_argument("--sentence", default=defaults.sentence, help="a sentence with one [MASK]")
-    parser.add_argument("--regions", type=int, default=defaults.regions, help="random regions per image")
-    parser.add_argument(
-        "--top-k", type=int, default=defaults.top_k, help="guesses to show for the masked word"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and regions")
-    args = parser.parse_args()
-    if args.sentence.count("[MASK]") != 1:
+    add_dataclass_arguments(parser, DemoConfig, "demo")
+    cfg = dataclass_from_args(DemoConfig, parser.parse_args(argv))
+    if cfg.sentence.count("[MASK]") != 1:
         parser.error("--sentence must contain exactly one [MASK]")
-    run(DemoConfig(sentence=args.sentence, regions=args.regions, top_k=args.top_k, seed=args.seed))
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def durable_append(path: str | Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` and return once it is on disk (for files whose committed length another,
+    atomically written, record keeps: the feature store's columns)."""
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``path``; on success it is synced to disk and replaces ``path``.
@@ -209,6 +218,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "durable_append",
     "is_temp_name",
     "read_json",
     "read_json_object",

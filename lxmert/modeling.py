@@ -35,10 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import LxmertConfig
+from .config import ATTENTION_FAMILIES, LxmertConfig
 
-# Query→key direction of each attention family, in the order they are computed.
-ATTENTION_FAMILIES = ("lang_self", "vis_self", "cross_l2v", "cross_v2l", "x_lang_self", "x_vis_self")
 VISUAL_LOSS_DIMS = {"obj": "num_object_labels", "attr": "num_attr_labels", "feat": "visual_feat_dim"}
 
 
@@ -583,9 +581,7 @@ class LxmertModel(LxmertPreTrainedModel):
         if not head_mask:
             return
         c = self.config
-        layers = {"lang_self": c.l_layers, "vis_self": c.r_layers} | {
-            f: c.x_layers for f in ATTENTION_FAMILIES[2:]
-        }
+        layers = c.family_layers
         for family, mask in head_mask.items():
             if family not in layers:
                 raise KeyError(

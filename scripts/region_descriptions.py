@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_text, read_json
 from training.world.generate import PRETRAIN_FILES
 from training.world.language import object_phrase
 
@@ -57,11 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, split in PRETRAIN_FILES.items():
-        objects = {
-            a["img_id"]: a["objects"]
-            for a in json.loads((args.world / "annotations" / f"{split}.json").read_text(encoding="utf-8"))
-        }
-        data = json.loads((args.world / "lxmert" / f"{name}.json").read_text(encoding="utf-8"))
+        objects = {a["img_id"]: a["objects"] for a in read_json(args.world / "annotations" / f"{split}.json")}
+        data = read_json(args.world / "lxmert" / f"{name}.json")
         for index, datum in enumerate(data):
             rng = np.random.default_rng([args.seed, REGION_STREAM, index])
             datum["sentf"][REGION_SOURCE] = describe(objects[datum["img_id"]], rng, args.per_object)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from lxmert.config import LxmertConfig
+from lxmert.data.store import FeatureStoreWriter
+from lxmert.data.task_files import write_json
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.tokenization import train_wordpiece
-from training.data.store import FeatureStoreWriter
-from training.data.tasks import write_json
 
 FEATURE_DIM = 8
 PRETRAIN_ANSWERS = ["no", "yes", "red", "green", "2"]  # the checkpoint's QA head rows

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_fixture import pretrain_setup  # noqa: E402
 
 from lxmert.modeling import LxmertForPreTraining  # noqa: E402
-from training import distributed  # noqa: E402
-from training.tasks.pretrain import pretrain_collate  # noqa: E402
+from training.engine import distributed  # noqa: E402
+from training.tasks.pretraining import pretrain_collate  # noqa: E402
 
 GLOBAL_BATCH = list(range(3, 19))
 

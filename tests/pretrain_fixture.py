@@ -15,11 +15,10 @@ import numpy as np
 
 from lxmert.answers import AnswerTable
 from lxmert.config import LxmertConfig
+from lxmert.data.store import FeatureStores, FeatureStoreWriter
 from lxmert.tokenization import LxmertTokenizer, train_wordpiece
-from training.data.store import FeatureStoreWriter
 from training.pretrain import model_config
-from training.tasks.pretrain import (
-    FeatureStores,
+from training.tasks.pretraining import (
     PretrainConfig,
     PretrainDataset,
     PretrainTask,

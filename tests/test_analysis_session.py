@@ -74,8 +74,7 @@ def test_export_round_trip(tokenizer, tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]  # no temporary file left behind
 
 
-def test_the_one_pass_head_importance_and_relevancy_match_their_own_functions(tokenizer):
-    """The session takes answers, maps, relevancy and head importance from one forward and one backward pass."""
+def test_the_session_head_importance_and_relevancy_match_their_own_functions(tokenizer):
     model = toy_pretraining_model()
     example = toy_example(tokenizer)
     analysis = analyze_example(
@@ -87,3 +86,19 @@ def test_the_one_pass_head_importance_and_relevancy_match_their_own_functions(to
     direct = gradient_relevancy(model, example, analysis.target)
     np.testing.assert_allclose(analysis.relevancy["gradient"].tokens, direct.tokens, rtol=1e-5, atol=1e-9)
     assert analysis.answers[0].index == analysis.target
+
+
+def test_an_example_moves_every_tensor_to_the_device_and_keeps_the_rest(tokenizer):
+    example = toy_example(tokenizer)
+    example.region_labels["shape"] = example.object_ids.clone()
+    moved = example.to("meta")  # a device every machine has; nothing is copied
+    tensors = [
+        moved.input_ids,
+        moved.visual_feats,
+        moved.boxes,
+        moved.object_ids,
+        moved.region_labels["shape"],
+    ]
+    assert all(t.device.type == "meta" for t in tensors)
+    assert moved.tokens == example.tokens and moved.image_size == example.image_size
+    assert example.input_ids.device.type == "cpu"  # the original is untouched

@@ -10,9 +10,11 @@ from lxmert_helpers import perturb_, random_batch
 
 from lxmert import LxmertConfig, LxmertForNLVR2, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
 from lxmert.checkpoints import (
+    CheckpointError,
     infer_config,
     load_checkpoint,
     load_state_into,
+    read_config,
     read_state_dict,
     to_canonical,
     transfer_answer_head,
@@ -190,3 +192,12 @@ def test_config_is_inferred_from_shapes_and_the_head_count_only_at_base_size(tin
     assert infer_config(to_canonical(base.state_dict())[0]) == LxmertConfig()
     with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
         to_canonical({"model.weight": torch.zeros(1)})
+
+
+def test_read_config_reads_the_architecture_without_the_weights(tmp_path, tiny_config):
+    LxmertForQuestionAnswering(tiny_config).save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"not weights")  # never opened
+    assert read_config(tmp_path / "ckpt") == tiny_config
+    (tmp_path / "ckpt" / "config.json").write_text("[1]")
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        read_config(tmp_path / "ckpt")

@@ -13,12 +13,12 @@ from lxmert.answers import AnswerTable
 from lxmert.checkpoints import read_meta
 from lxmert.config import FIELD_RULES, PRESETS, LxmertConfig
 from lxmert.config_rules import ConfigError, Float, Int
+from lxmert.data.task_files import load_task
 from lxmert.detection.config import FIELD_RULES as DETECTOR_RULES
 from lxmert.detection.config import PRESETS as DETECTOR_PRESETS
 from lxmert.detection.config import DetectorConfig
 from lxmert.detection.files import read_vocab
 from lxmert.fileio import read_json, read_json_object, read_text
-from training.data.tasks import load_task
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "default"
 BINARY = bytes(range(256))

@@ -12,9 +12,9 @@ import torch
 from test_data_tsv import make_row
 from torch.utils.data import DataLoader
 
+from lxmert.data.store import FeatureStore, FeatureStoreWriter
+from lxmert.data.tsv import FIELDNAMES, write_tsv
 from training.data.convert import main as convert_main
-from training.data.store import FeatureStore, FeatureStoreWriter
-from training.data.tsv import FIELDNAMES, write_tsv
 
 DIM = 8
 
@@ -112,6 +112,14 @@ def test_unfinished_store_cannot_be_read_and_settings_must_match(tmp_path):
         FeatureStore(tmp_path / "s")
     with pytest.raises(ValueError, match="feature_dim"):
         FeatureStoreWriter(tmp_path / "s", num_boxes=36, feature_dim=DIM + 1)
+
+
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b"{not json", b"\xff\xfe"])
+def test_a_manifest_that_is_not_a_json_object_is_an_error_naming_it(tmp_path, manifest):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "manifest.json").write_bytes(manifest)
+    with pytest.raises(ValueError, match="manifest.json"):
+        FeatureStore(tmp_path / "s")
 
 
 def test_rejects_rows_that_do_not_fit(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.data.tasks import (
+from lxmert.data.task_files import (
     load_gqa,
     load_nlvr2,
     load_pretrain,

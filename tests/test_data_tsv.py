@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from training.data.tsv import FIELDNAMES, TsvWriter, iter_tsv, write_tsv
+from lxmert.data.tsv import FIELDNAMES, TsvWriter, iter_tsv, write_tsv
 
 
 def make_row(rng, img_id, num_boxes=36, dim=8):

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.butd import CaffeFasterRCNN, cell_anchors, resized_size, select_max_class
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import read_detector_config, read_vocab
 from lxmert.detection.selection import select_regions
-from training.data.store import FeatureStore
 from training.extract import ExtractConfig, extract
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

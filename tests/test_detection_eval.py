@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.detection_eval import ImageDetections, ImageTruth, average_precision, evaluate, match_image
+from training.detection.evaluation import (
+    ImageDetections,
+    ImageTruth,
+    average_precision,
+    evaluate,
+    match_image,
+)
 
 
 def test_average_precision_hand_computed() -> None:

@@ -5,7 +5,7 @@ tests/data/obj36/COCO_train2014_000000573195.tsv.gz is the authors' own row for 
 row comes from random weights (``butd_layouts.golden_detector``), so values are not compared; what is: the column
 count and order, the image id and size, the number of boxes, each array's dtype, byte length and shape, the box
 convention (absolute pixels x1, y1, x2, y2 inside the image), the id ranges, probabilities in [0, 1], and
-non-negative features. Both rows must also read back through ``training.data.tsv.iter_tsv``.
+non-negative features. Both rows must also read back through ``lxmert.data.tsv.iter_tsv``.
 
 Two differences found, and left as they are: the authors' sample ends lines with ``\\n`` where ``write_tsv``
 writes csv's ``\\r\\n`` (csv readers take both), and Caffe clips boxes to the last pixel of the resized image
@@ -23,7 +23,7 @@ import pytest
 from butd_layouts import golden_detector
 from PIL import Image
 
-from training.data.tsv import FIELDNAMES, iter_tsv
+from lxmert.data.tsv import FIELDNAMES, iter_tsv
 from training.extract import ExtractConfig, extract
 
 DATA = Path(__file__).parent / "data"

@@ -59,3 +59,15 @@ def test_record_has_the_obj36_columns_and_dtypes() -> None:
 def test_inconsistent_fields_are_rejected(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _regions(**overrides)
+
+
+def test_first_keeps_the_best_rows_and_counts_only_the_real_ones_among_them() -> None:
+    regions = _regions()
+    first = regions.first(1)
+    assert len(first) == 1 and first.num_real == 1
+    assert torch.equal(first.boxes, regions.boxes[:1]) and torch.equal(
+        first.attr_probs, regions.attr_probs[:1]
+    )
+    assert (first.image_height, first.image_width) == (100, 200)
+    assert regions.first(3).num_real == 2  # the third row is fill
+    assert len(regions.first(0)) == 1 and len(regions.first(99)) == 3  # clamped to [1, R]

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from lxmert.detection import Detector
-from training import detector as detector_cli
+from training.detection import train as detector_cli
 from training.world.generate import annotation
 from training.world.scenes import render_scene, sample_scene, write_vocab_files
 

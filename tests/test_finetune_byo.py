@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from lxmert.data.task_files import load_vqa
 from training.byo import assign_splits, convert, image_id, read_questions, write_data
-from training.data.tasks import load_vqa
 
 CSV = """image,question,answer,split
 a.png,What colour is the ball?,Red|red|red|blue,
@@ -118,11 +118,11 @@ def _square_image(path, colour: tuple[int, int, int], corner: int) -> None:
 def test_byo_end_to_end(tmp_path):
     """A folder of generated images + a CSV → features → a fine-tuned model → test predictions."""
     from lxmert.config import LxmertConfig
+    from lxmert.data.store import FeatureStore
     from lxmert.modeling import LxmertForPreTraining
     from lxmert.tokenization import train_wordpiece
     from tests.test_detection_model import tiny_detector
     from training.byo import main
-    from training.data.store import FeatureStore
 
     images = tmp_path / "images"
     (images / "more").mkdir(parents=True)

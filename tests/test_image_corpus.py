@@ -19,10 +19,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
+from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError
 from lxmert.detection.files import read_detector_config
 from lxmert.detection.images import DEFAULT_MAX_BYTES, load_detector_image
-from training.data.store import FeatureStore
 from training.extract import ExtractConfig, extract, list_images
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError, load_image
 from lxmert.detection.images import ImageTooLargeError, UnreadableImageError, decode_bytes
 from tests.test_detection_model import tiny_detector
-from training.data.store import FeatureStore
 from training.extract import ORIGINAL_NAMES, ExtractConfig, extract
 
 SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "default" / "detector"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.metrics import (
+from training.engine.metrics import (
     gqa_is_open,
     gqa_scores,
     nlvr2_group,

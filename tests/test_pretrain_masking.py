@@ -10,11 +10,11 @@ import torch
 from pretrain_fixture import REGIONS, build_world
 
 from lxmert.answers import AnswerTable
+from lxmert.data.store import FeatureStores
 from lxmert.tokenization import LxmertTokenizer
-from training.tasks.pretrain import (
+from training.tasks.pretraining import (
     IGNORE,
     REGION_KEYS,
-    FeatureStores,
     PretrainConfig,
     PretrainDataset,
     mask_objects,

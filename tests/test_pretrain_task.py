@@ -8,11 +8,11 @@ import pytest
 import torch
 from pretrain_fixture import build_world, pretrain_setup
 
+from lxmert.bert_init import bert_language_state, init_language_from_bert
 from lxmert.config import LxmertConfig
 from lxmert.modeling import LxmertForPreTraining
-from training.bert_init import bert_language_state, init_language_from_bert
 from training.tasks import get_task
-from training.tasks.pretrain import (
+from training.tasks.pretraining import (
     PretrainTask,
     other_image_rows,
     pretrain_collate,

@@ -16,10 +16,9 @@ import torch
 from torch.utils.data import Dataset
 
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForQuestionAnswering
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.tasks.base import Task
-from training.trainer import (
+from training.engine.trainer import (
     ResumableSampler,
     TrainConfig,
     Trainer,
@@ -28,6 +27,7 @@ from training.trainer import (
     clip_gradients,
     linear_warmup_decay,
 )
+from training.tasks.base import Task
 
 R, T, F = 4, 6, 8
 

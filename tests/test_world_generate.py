@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from lxmert.answers import AnswerTable
-from training.data.tasks import load_gqa, load_nlvr2, load_pretrain, load_vqa
+from lxmert.data.task_files import load_gqa, load_nlvr2, load_pretrain, load_vqa
+from lxmert.detection.files import read_vocab
 from training.world.__main__ import parse_args
 from training.world.generate import WorldConfig, balance_answers, build_world
-from training.world.scenes import COLOURS, SHAPES, read_vocab_file
+from training.world.scenes import COLOURS, SHAPES
 
 TINY = dict(
     images=30,
@@ -44,8 +45,8 @@ def test_layout_is_in_the_real_formats(world):
     summary = json.loads((world / "world.json").read_text())
     assert summary["seed"] == 3 and summary["counts"]["images"] == 30
     assert len(list((world / "images").glob("*.png"))) == 30
-    objects = read_vocab_file(world / "objects_vocab.txt")
-    attributes = read_vocab_file(world / "attributes_vocab.txt")
+    objects = read_vocab(world / "objects_vocab.txt")
+    attributes = read_vocab(world / "attributes_vocab.txt")
     for split in ("train", "valid", "testdev"):
         assert load_gqa(world / f"gqa/{split}.json")
     for split in ("train", "nominival", "minival", "test"):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lxmert.detection.files import read_vocab
 from training.world.scenes import (
     ATTRIBUTE_LABELS,
     COLOUR_RGB,
@@ -16,7 +17,6 @@ from training.world.scenes import (
     SIZES,
     kind_labels,
     object_ink,
-    read_vocab_file,
     render_scene,
     sample_scene,
     write_vocab_files,
@@ -116,7 +116,7 @@ def test_relations_follow_box_centres():
 
 def test_ids_index_the_vocabulary_files(tmp_path):
     objects_path, attributes_path = write_vocab_files(tmp_path)
-    objects, attributes = read_vocab_file(objects_path), read_vocab_file(attributes_path)
+    objects, attributes = read_vocab(objects_path), read_vocab(attributes_path)
     assert objects == list(OBJECT_LABELS) and attributes == list(ATTRIBUTE_LABELS)
     obj = sample_scene(np.random.default_rng(0)).objects[0]
     assert objects[obj.label_id] == obj.shape

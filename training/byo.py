@@ -45,21 +45,21 @@ import numpy as np
 import torch
 
 from lxmert.answers import AnswerTable
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.data.tasks import write_json
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.task_files import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
     preprocess_answer,
     soft_label,
 )
-from training.distributed import resolve_device
-from training.evaluate import EvaluateConfig, evaluate
+from training.engine.distributed import resolve_device
+from training.engine.metrics import vqa_answer_type
+from training.engine.trainer import TrainConfig
 from training.extract import ExtractConfig, extract
-from training.finetune import FinetuneConfig, finetune
-from training.metrics import vqa_answer_type
 from training.tasks import get_task
-from training.trainer import TrainConfig
+from training.tasks.evaluation import EvaluateConfig, evaluate
+from training.tasks.finetuning import FinetuneConfig, finetune
 
 SPLITS = ("train", "valid", "test")
 ANSWER_SEPARATOR = "|"

@@ -23,11 +23,11 @@ from typing import Any
 from PIL import Image
 
 from lxmert.checkpoints import load_checkpoint
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
 from lxmert.errors import run_cli
-from lxmert.fileio import atomic_directory
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.fileio import atomic_directory, read_json, read_json_object
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"
@@ -51,7 +51,7 @@ class ExportConfig:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _run_dir(checkpoint: Path) -> Path:
@@ -75,11 +75,11 @@ def export_samples(world: Path, out: Path, gallery: int, scenes: int, questions_
     Each image gets a sidecar ``<id>.json`` of ``{"questions": [...]}`` from its GQA-style test questions, which the
     app offers as suggestions.
     """
-    test_ids = json.loads((world / "world.json").read_text())["splits"]["test"]
+    test_ids = read_json_object(world / "world.json")["splits"]["test"]
     if len(test_ids) < gallery + scenes:
         raise ValueError(f"the world's test split has {len(test_ids)} images, {gallery + scenes} are wanted")
     questions: dict[str, list[str]] = {}
-    for item in json.loads((world / "gqa" / "testdev.json").read_text()):
+    for item in read_json(world / "gqa" / "testdev.json"):
         questions.setdefault(item["img_id"], []).append(item["sent"])
     with atomic_directory(out) as tmp:
         (tmp / "scenes").mkdir()

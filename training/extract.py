@@ -32,12 +32,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.store import FEATURE_DTYPES, FeatureStoreWriter
+from lxmert.data.tsv import write_tsv
 from lxmert.detection import Detector, ImageError
 from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.data.store import FEATURE_DTYPES, FeatureStoreWriter
-from training.data.tsv import write_tsv
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.modeling import LxmertForPreTraining
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass
@@ -185,8 +185,11 @@ def train_matching_toy(config: MatchingToyConfig) -> dict[str, float | list[floa
 
 
 def main(argv: list[str] | None = None) -> dict[str, float | list[float]]:
-    parser = argparse.ArgumentParser(prog="python -m training.matching_toy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m training.matching_toy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_dataclass_arguments(parser, MatchingToyConfig)
     config = dataclass_from_args(MatchingToyConfig, parser.parse_args(argv))
     result = train_matching_toy(config)

@@ -26,24 +26,24 @@ from typing import Any
 import torch
 
 from lxmert.answers import AnswerTable
+from lxmert.bert_init import init_language_from_bert
 from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.store import FeatureStores
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer, train_wordpiece
-from training import distributed
-from training.bert_init import init_language_from_bert
-from training.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.tasks.pretrain import (
-    FeatureStores,
+from training.engine import distributed
+from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
+from training.tasks.pretraining import (
     PretrainConfig,
     PretrainDataset,
     PretrainTask,
     feature_regression_baseline,
     read_pretrain_json,
 )
-from training.trainer import SUMMARY_FILE, TrainConfig, Trainer
 
 # The trainer's defaults are the paper's pre-training recipe; only these differ for this command.
 TRAIN_DEFAULTS = {

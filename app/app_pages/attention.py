@@ -11,13 +11,18 @@ def layer_head_pickers(layers: int, heads: int, *, key: str, default_layer: int 
     """Two selectboxes, layer and head, each with a "mean" choice (None); shown 1-based."""
     left, right = st.columns(2)
     layer = left.selectbox(
-        "Layer", [None, *range(layers)], index=0 if default_layer is None else default_layer + 1,
-        format_func=lambda i: "mean over layers" if i is None else str(i + 1), key=f"{key}_layer",
-    )  # fmt: skip
+        "Layer",
+        [None, *range(layers)],
+        index=0 if default_layer is None else default_layer + 1,
+        format_func=lambda i: "mean over layers" if i is None else str(i + 1),
+        key=f"{key}_layer",
+    )
     head = right.selectbox(
-        "Head", [None, *range(heads)], format_func=lambda i: "mean over heads" if i is None else str(i + 1),
+        "Head",
+        [None, *range(heads)],
+        format_func=lambda i: "mean over heads" if i is None else str(i + 1),
         key=f"{key}_head",
-    )  # fmt: skip
+    )
     return layer, head
 
 
@@ -40,9 +45,12 @@ map_column, image_column = st.columns([3, 2], gap="large")
 with map_column:
     st.subheader("One map")
     family = st.selectbox(
-        "Family (query → key)", list(panels.FAMILY_NAMES), index=2, format_func=panels.FAMILY_NAMES.get,
+        "Family (query → key)",
+        list(panels.FAMILY_NAMES),
+        index=2,
+        format_func=panels.FAMILY_NAMES.get,
         key="attention_family",
-    )  # fmt: skip
+    )
     layer, head = layer_head_pickers(maps.num_layers(family), heads, key="map")
     hide_column, stretch_column = st.columns(2)
     hide_special = hide_column.toggle("Hide [CLS] and [SEP]", value=False, key="attention_hide_special")
@@ -69,9 +77,12 @@ with image_column:
             i for i, t in enumerate(maps.tokens) if t.isalpha()
         ]  # the last word is often the object asked about
         token = st.selectbox(
-            "Word", range(len(maps.tokens)), index=words[-1] if words else 0,
-            format_func=lambda i: f"{i} {maps.tokens[i]}", key=widget_key("attention_token", maps.tokens),
-        )  # fmt: skip
+            "Word",
+            range(len(maps.tokens)),
+            index=words[-1] if words else 0,
+            format_func=lambda i: f"{i} {maps.tokens[i]}",
+            key=widget_key("attention_token", maps.tokens),
+        )
         panels.show_word_on_image(page.scene, maps, token, cross_layer, cross_head, key="word_on_image")
         region = st.selectbox(
             "Region",

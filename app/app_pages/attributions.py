@@ -32,9 +32,11 @@ choice = target_column.selectbox(
     "Explain the answer", range(len(ranked)), format_func=names.__getitem__, key=widget_key("target", names)
 )
 against = contrast_column.selectbox(
-    "…rather than (contrastive)", [None, *(i for i in range(len(ranked)) if i != choice)],
-    format_func=lambda i: "— (the answer's own logit)" if i is None else names[i], key=widget_key("contrast", names, choice),
-)  # fmt: skip
+    "…rather than (contrastive)",
+    [None, *(i for i in range(len(ranked)) if i != choice)],
+    format_func=lambda i: "— (the answer's own logit)" if i is None else names[i],
+    key=widget_key("contrast", names, choice),
+)
 method = method_column.selectbox("Method", list(METHODS), format_func=METHODS.get, key="attribution_method")
 hide_special = st.toggle("Hide [CLS] and [SEP]", value=True, key="attribution_hide_special")
 target = ranked[choice].index
@@ -58,15 +60,19 @@ with reported(METHODS[method]):
         token_scores, region_scores, score_name = attributions.tokens, attributions.regions, "attribution"
         gap_columns = st.columns(3)
         gap_columns[0].metric(
-            "Words: Σ attribution", f"{attributions.tokens.sum():.3f}",
-            delta=f"convergence delta {attributions.token_delta:+.3f}", delta_color="off",
+            "Words: Σ attribution",
+            f"{attributions.tokens.sum():.3f}",
+            delta=f"convergence delta {attributions.token_delta:+.3f}",
+            delta_color="off",
             help=f"Should equal f(x) − f(baseline) = {attributions.token_gap:.3f}; the delta is the difference.",
-        )  # fmt: skip
+        )
         gap_columns[1].metric(
-            "Regions: Σ attribution", f"{attributions.regions.sum():.3f}",
-            delta=f"convergence delta {attributions.region_delta:+.3f}", delta_color="off",
+            "Regions: Σ attribution",
+            f"{attributions.regions.sum():.3f}",
+            delta=f"convergence delta {attributions.region_delta:+.3f}",
+            delta_color="off",
             help=f"Should equal f(x) − f(baseline) = {attributions.region_gap:.3f}; the delta is the difference.",
-        )  # fmt: skip
+        )
         gap_columns[2].metric(
             "Share of the words", f"{attributions.text_share:.0%}", help="|words| / (|words| + |regions|)"
         )
@@ -75,9 +81,15 @@ with reported(METHODS[method]):
         token_scores, region_scores, score_name = occluded.tokens, occluded.regions, "logit drop"
     explained = names[choice] if contrast is None else f"{names[choice]} rather than {names[against]}"
     panels.show_explanation(
-        page.scene, tokens, token_scores, region_scores,
-        title=f"{METHODS[method]}: {explained}", score_name=score_name, hide_special=hide_special, key="explanation",
-    )  # fmt: skip
+        page.scene,
+        tokens,
+        token_scores,
+        region_scores,
+        title=f"{METHODS[method]}: {explained}",
+        score_name=score_name,
+        hide_special=hide_special,
+        key="explanation",
+    )
 
 st.subheader("Which method is faithful here?")
 st.caption(
@@ -90,8 +102,10 @@ if st.toggle("Run the deletion tests", value=False, key="run_faithfulness"):
         test = st.selectbox("Test", list(TESTS), format_func=TESTS.get, key="faithfulness_test")
         curves = {m: (tested.fractions, tested.probability[m][test]) for m in tested.probability}
         figure = render.curves_figure(
-            curves, title=f"P({panels.answer_name(ranked[choice])}) as items are removed",
-            x_title="fraction removed", y_title="probability",
-        )  # fmt: skip
+            curves,
+            title=f"P({panels.answer_name(ranked[choice])}) as items are removed",
+            x_title="fraction removed",
+            y_title="probability",
+        )
         panels.plot(figure, key="faithfulness_curves")
         st.dataframe(pd.DataFrame(tested.auc).T.rename(columns=TESTS).round(1), key="faithfulness_auc")

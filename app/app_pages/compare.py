@@ -66,9 +66,11 @@ other = (
 divergence_column, moved_column = st.columns([3, 2], gap="large")
 with divergence_column:
     panels.show_family_grid(
-        compared.divergence[other], title=f"Attention moved: JSD({chosen[0]} ‖ {other}) per head, in bits",
-        colorbar_title="JSD", key="compare_divergence",
-    )  # fmt: skip
+        compared.divergence[other],
+        title=f"Attention moved: JSD({chosen[0]} ‖ {other}) per head, in bits",
+        colorbar_title="JSD",
+        key="compare_divergence",
+    )
 with moved_column:
     st.markdown("**Heads that moved most**")
     st.dataframe(
@@ -85,9 +87,14 @@ if other in compared.cka:
             labels_a = [f"{chosen[0]} {i}" for i in range(matrix.shape[0])]
             labels_b = [f"{other} {i}" for i in range(matrix.shape[1])]
             figure = render.matrix_heatmap(
-                matrix, labels_a, labels_b, title=f"Linear CKA of {stream} hidden states, layer by layer",
-                row_title="reference layer", column_title="other layer", colorbar_title="CKA",
-            )  # fmt: skip
+                matrix,
+                labels_a,
+                labels_b,
+                title=f"Linear CKA of {stream} hidden states, layer by layer",
+                row_title="reference layer",
+                column_title="other layer",
+                colorbar_title="CKA",
+            )
             panels.plot(figure, key=f"compare_cka_{stream}")
 
 st.subheader("Training curves")

@@ -14,9 +14,12 @@ st.caption(
 page = page_context("masked_objects")
 labels = page.scene.labels
 chosen = st.multiselect(
-    "Regions to mask", range(len(labels)), default=[0], format_func=lambda i: labels[i],
+    "Regions to mask",
+    range(len(labels)),
+    default=[0],
+    format_func=lambda i: labels[i],
     key=widget_key("masked_regions", labels),
-)  # fmt: skip
+)
 top_k = st.slider("Guesses per head", 3, 15, 5, key="masked_object_top_k")
 if not chosen:
     st.info("Select at least one region.")

@@ -19,9 +19,13 @@ if not words:
     st.stop()
 nouns = [i for i in words if tokens[i].isalpha()]
 masked = st.pills(
-    "Words to mask", words, selection_mode="multi", default=[(nouns or words)[-1]],
-    format_func=lambda i: tokens[i], key=widget_key("masked_words", tokens),
-)  # fmt: skip
+    "Words to mask",
+    words,
+    selection_mode="multi",
+    default=[(nouns or words)[-1]],
+    format_func=lambda i: tokens[i],
+    key=widget_key("masked_words", tokens),
+)
 top_k = st.slider("Guesses per word", 3, 15, 5, key="masked_word_top_k")
 if not masked:
     st.info("Select at least one word.")

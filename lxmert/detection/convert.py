@@ -14,8 +14,10 @@ SRC is py-bottom-up-attention's detectron2 ``.pkl``, the transformers demo's ``p
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.config import REGION_SELECTIONS
 from lxmert.detection.detector import Detector
@@ -52,26 +54,32 @@ def convert(
     return detector
 
 
+@dataclass
+class ConvertConfig:
+    source: str = field(
+        metadata={
+            "help": "detectron2 .pkl, transformers pytorch_model.bin, or .safetensors",
+            "positional": True,
+        }
+    )
+    out: str = field(metadata={"help": "detector directory to write"})
+    vocab_dir: str = field(
+        default=str(VG_VOCAB_DIR), metadata={"help": "folder with the two VG vocabulary files"}
+    )
+    num_regions: int = field(default=36, metadata={"help": "most regions per image (36 for LXMERT)"})
+    min_regions: int = field(default=0, metadata={"help": "fewest regions per image (0: num-regions)"})
+    region_selection: str = field(
+        default="per_class",
+        metadata={"help": "DetectorConfig.region_selection", "choices": REGION_SELECTIONS},
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lxmert.detection.convert", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("source", help="detectron2 .pkl, transformers pytorch_model.bin, or .safetensors")
-    parser.add_argument("--out", required=True, help="detector directory to write")
-    parser.add_argument(
-        "--vocab-dir", default=str(VG_VOCAB_DIR), help="folder with the two VG vocabulary files"
-    )
-    parser.add_argument("--num-regions", type=int, default=36, help="most regions per image (36 for LXMERT)")
-    parser.add_argument(
-        "--min-regions", type=int, default=0, help="fewest regions per image (0: num-regions)"
-    )
-    parser.add_argument(
-        "--region-selection",
-        default="per_class",
-        choices=REGION_SELECTIONS,
-        help="DetectorConfig.region_selection",
-    )
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, ConvertConfig, "conversion")
+    args = dataclass_from_args(ConvertConfig, parser.parse_args(argv))
     detector = convert(
         args.source,
         args.out,

@@ -278,9 +278,11 @@ def _build_parts(config: DetectorConfig) -> tuple[nn.Module, nn.Module, nn.Modul
     if config.backbone == "resnet101_c4":
         resnet = resnet101(weights=None, norm_layer=FrozenBatchNorm2d)
         backbone = nn.Sequential(
-            OrderedDict((name, getattr(resnet, name))
-                        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
-        )  # fmt: skip
+            OrderedDict(
+                (name, getattr(resnet, name))
+                for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+            )
+        )
         backbone.out_channels = 1024
         return backbone, pool, Res5BoxHead(resnet.layer4)
     backbone = SmallBackbone(config.small_channels)

@@ -52,6 +52,20 @@ class Regions:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
+    def first(self, count: int) -> Regions:
+        """The ``count`` best regions (at least one, at most all): rows are ordered best first."""
+        count = max(1, min(count, len(self)))
+        return Regions(
+            boxes=self.boxes[:count],
+            features=self.features[:count],
+            object_ids=self.object_ids[:count],
+            object_conf=self.object_conf[:count],
+            attr_probs=self.attr_probs[:count],
+            image_height=self.image_height,
+            image_width=self.image_width,
+            num_real=min(self.num_real, count),
+        )
+
     @property
     def normalized_boxes(self) -> torch.Tensor:
         """(R, 4) boxes divided by (w, h, w, h) and clipped to [0, 1]: LXMERT's ``visual_pos``."""

@@ -14,19 +14,33 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from training.data.store import FeatureStoreWriter
-from training.data.tsv import iter_tsv
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.store import FeatureStoreWriter
+from lxmert.data.tsv import iter_tsv
 
 
 @dataclass
 class ConvertConfig:
-    tsv: list[str] = field(default_factory=list)
-    out: str = ""
-    num_boxes: int = 36  # obj36: MIN_BOXES = MAX_BOXES = 36
-    feature_dim: int = 2048  # ResNet-101 Faster R-CNN RoI features; 0 = take it from the first row
-    feature_dtype: str = "float32"
-    commit_every: int = 256
-    limit: int | None = None  # rows per TSV (the authors' topk)
+    tsv: list[str] = field(metadata={"help": "obj36 TSV files, read in order"})
+    out: str = field(metadata={"help": "feature store directory (created, or resumed if present)"})
+    num_boxes: int = field(
+        default=36, metadata={"help": "most boxes per image (R); obj36: MIN_BOXES = MAX_BOXES = 36"}
+    )
+    feature_dim: int = field(
+        default=2048,
+        metadata={"help": "feature size D (ResNet-101 RoI features: 2048); 0 = from the first row"},
+    )
+    feature_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "storage dtype of the features (float16 halves disk and page cache; read back as float32)",
+            "choices": ("float32", "float16"),
+        },
+    )
+    commit_every: int = field(default=256, metadata={"help": "rows per atomic commit (resume granularity)"})
+    limit: int | None = field(
+        default=None, metadata={"help": "read at most this many rows of each TSV (the authors' topk)"}
+    )
 
 
 def convert(cfg: ConvertConfig, progress: bool = True) -> int:
@@ -52,30 +66,9 @@ def convert(cfg: ConvertConfig, progress: bool = True) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> ConvertConfig:
-    defaults = ConvertConfig()
     parser = argparse.ArgumentParser(prog="python -m training.data.convert", description=__doc__)
-    parser.add_argument("--tsv", nargs="+", required=True, help="obj36 TSV files, read in order")
-    parser.add_argument(
-        "--out", required=True, help="feature store directory (created, or resumed if present)"
-    )
-    parser.add_argument("--num-boxes", type=int, default=defaults.num_boxes, help="most boxes per image (R)")
-    parser.add_argument(
-        "--feature-dim", type=int, default=defaults.feature_dim, help="feature size D; 0 = from the first row"
-    )
-    parser.add_argument(
-        "--feature-dtype",
-        choices=("float32", "float16"),
-        default=defaults.feature_dtype,
-        help="storage dtype of the features (float16 halves disk and page cache; read back as float32)",
-    )
-    parser.add_argument(
-        "--commit-every",
-        type=int,
-        default=defaults.commit_every,
-        help="rows per atomic commit (resume granularity)",
-    )
-    parser.add_argument("--limit", type=int, default=None, help="read at most this many rows of each TSV")
-    return ConvertConfig(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args(argv)).items()})
+    add_dataclass_arguments(parser, ConvertConfig, "conversion")
+    return dataclass_from_args(ConvertConfig, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> None:

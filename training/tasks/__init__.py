@@ -12,11 +12,14 @@ import importlib
 from .base import MetricSums, Task
 
 TASKS: dict[str, str] = {
-    "pretrain": "training.tasks.pretrain:PretrainTask",
+    "pretrain": "training.tasks.pretraining:PretrainTask",
     "vqa": "training.tasks.vqa:VQATask",
     "gqa": "training.tasks.gqa:GQATask",
     "nlvr2": "training.tasks.nlvr2:NLVR2Task",
 }
+PRETRAIN_TASK = "pretrain"
+# What `python -m training.finetune`, `training.evaluate` and `training.baselines` offer: every task but pre-training.
+FINETUNE_TASKS: tuple[str, ...] = tuple(name for name in TASKS if name != PRETRAIN_TASK)
 
 
 def get_task(name: str) -> type[Task]:
@@ -27,4 +30,4 @@ def get_task(name: str) -> type[Task]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["TASKS", "MetricSums", "Task", "get_task"]
+__all__ = ["FINETUNE_TASKS", "PRETRAIN_TASK", "TASKS", "MetricSums", "Task", "get_task"]

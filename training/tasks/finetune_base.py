@@ -7,7 +7,7 @@ A fine-tuning task is a :class:`~training.tasks.base.Task` (what the shared trai
 - its model: built from a pre-trained checkpoint (QA head transferred by answer string where the task has one)
   or, with ``from_scratch``, the same architecture and vocabulary at random initialisation;
 - its predictions: one answer per datum, keyed as the official evaluator keys them, written in the official
-  submission format and scored by :mod:`training.metrics`.
+  submission format and scored by :mod:`training.engine.metrics`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.utils.data import Dataset
 
-from lxmert.checkpoints import load_pretrained
-from lxmert.config import LxmertConfig
+from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json_object
-from lxmert.modeling import LxmertModel
 from lxmert.tokenization import LxmertTokenizer
 
 from .base import Task
-from .finetune_data import ABLATIONS, FeatureLookup, load_splits, split_names
+from .finetune_data import ABLATIONS, load_splits, split_names
 
 TASK_CONFIG_FILE = "task_config.json"
 
@@ -104,7 +102,7 @@ class FinetuneTask(Task):
     def __init__(self, config: FinetuneDataConfig, tokenizer: LxmertTokenizer):
         self.config = config
         self.tokenizer = tokenizer
-        self._features: FeatureLookup | None = None
+        self._features: FeatureStores | None = None
 
     @classmethod
     def default_config(cls, **overrides: Any) -> FinetuneDataConfig:
@@ -114,11 +112,11 @@ class FinetuneTask(Task):
     # -- data ------------------------------------------------------------------------------------------------------
 
     @property
-    def features(self) -> FeatureLookup:
+    def features(self) -> FeatureStores:
         if self._features is None:
             if not self.config.feature_paths:
                 raise ValueError(f"{self.name}: no feature store given (--features)")
-            self._features = FeatureLookup(self.config.feature_paths)
+            self._features = FeatureStores(self.config.feature_paths)
         return self._features
 
     @staticmethod
@@ -209,6 +207,41 @@ class FinetuneTask(Task):
         """Whether every item carries a label (a test split's may not)."""
         return all("label" in item for item in items)
 
+    @classmethod
+    def publish_predictions(
+        cls,
+        predictions: Mapping[Any, Any],
+        items: list[dict[str, Any]],
+        out: str | Path,
+        directory: str | Path,
+        split: str,
+        record: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Write ``predictions`` in the official format and, when ``items`` are labelled, their scores beside them.
+
+        Args:
+            out: the prediction file; '' for ``<directory>/predictions/<prediction_file of split>``.
+            record: what the run was (task, split, checkpoint, ...), written with the scores.
+
+        Returns:
+            ``record`` with ``items``, ``predictions`` (the file) and ``metrics`` (None when unlabelled); also
+            written to ``<prediction file stem>_metrics.json`` when there are metrics.
+        """
+        path = (
+            Path(out)
+            if out
+            else Path(directory, "predictions", cls.prediction_file.format(split=split.replace(",", "+")))
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cls.write_predictions(path, predictions)
+        metrics = cls.score(predictions, items) if cls.is_labelled(items) else None
+        result = {**record, "items": len(items), "predictions": str(path), "metrics": metrics}
+        if metrics is not None:
+            atomic_write_text(
+                path.with_name(path.stem + "_metrics.json"), json.dumps(result, indent=2) + "\n"
+            )
+        return result
+
     # -- checkpoint extras -----------------------------------------------------------------------------------------
 
     def save_pretrained_kwargs(self) -> dict[str, Any]:
@@ -218,11 +251,6 @@ class FinetuneTask(Task):
         """Write the task's data settings beside the model, so ``training.evaluate`` can rebuild the task."""
         payload = {"task": self.name, **dataclasses.asdict(self.config)}
         atomic_write_text(directory / TASK_CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
-
-
-def checkpoint_config(init: str | Path) -> LxmertConfig:
-    """The architecture of checkpoint ``init``, whatever its layout (read by loading its encoder)."""
-    return load_pretrained(LxmertModel, init).config
 
 
 def read_task_config(directory: str | Path) -> dict[str, Any]:
@@ -238,6 +266,5 @@ __all__ = [
     "FinetuneDataConfig",
     "FinetuneTask",
     "TASK_CONFIG_FILE",
-    "checkpoint_config",
     "read_task_config",
 ]

@@ -1,7 +1,7 @@
 """Fine-tuning data: task JSON items joined with their image features, and batching with padded regions.
 
 The authors' ``*_data.py`` load a whole TSV per split and assert 36 boxes an image; here features come from one or
-more memory-mapped :class:`~training.data.store.FeatureStore` directories (real VQA images sit in a train2014 and a
+more memory-mapped :class:`~lxmert.data.store.FeatureStore` directories (real VQA images sit in a train2014 and a
 val2014 store) and an image may have fewer regions: a batch pads them and passes ``visual_attention_mask``.
 
 Ablations for the paper's single-modality baselines (Table 2, "Language only") are applied here, per item:
@@ -24,48 +24,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
-from training.data.store import FeatureStore
+from lxmert.data.store import FeatureStores
 
 ABLATIONS = ("none", "vision", "language")
-
-
-class FeatureLookup:
-    """Image id → (features, normalised boxes) across one or more feature stores, first store first.
-
-    Args:
-        paths: feature store directories; they must share the feature size.
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike]):
-        if not paths:
-            raise ValueError("no feature store given")
-        self.stores = [FeatureStore(p) for p in paths]
-        dims = {s.feature_dim for s in self.stores}
-        if len(dims) != 1:
-            raise ValueError(f"feature stores {[str(p) for p in paths]} hold different feature sizes {dims}")
-        self.feature_dim: int = dims.pop()
-
-    def __contains__(self, img_id: str) -> bool:
-        return any(img_id in store for store in self.stores)
-
-    def get(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """``features`` (R, D) float32 and ``boxes`` (R, 4) in [0, 1] of one image."""
-        for store in self.stores:
-            if img_id in store:
-                item = store.get(img_id)
-                return item["features"], item["normalized_boxes"]
-        raise KeyError(
-            f"image {img_id!r} is in none of the feature stores {[str(s.path) for s in self.stores]}"
-        )
-
-    def check(self, img_ids: Sequence[str], what: str) -> None:
-        """Raise naming the first missing images if any of ``img_ids`` has no features."""
-        missing = sorted({i for i in img_ids if i not in self})
-        if missing:
-            raise KeyError(
-                f"{what}: {len(missing)} images have no features (e.g. {missing[:3]}) in "
-                f"{[str(s.path) for s in self.stores]}; extract them with `python -m training.extract`"
-            )
 
 
 def split_names(splits: str) -> list[str]:
@@ -89,10 +50,12 @@ def load_splits(
     return items
 
 
-def _ablated_visuals(features: np.ndarray, boxes: np.ndarray, ablate: str) -> tuple[np.ndarray, np.ndarray]:
+def _ablated_visuals(image: dict[str, Any], ablate: str) -> tuple[np.ndarray, np.ndarray]:
+    """``features`` (R, D) float32 and ``boxes`` (R, 4) in [0, 1] of a feature-store row, blanked for ``vision``."""
+    features = image["features"]
     if ablate == "vision":
         return np.zeros((1, features.shape[1]), np.float32), np.zeros((1, 4), np.float32)
-    return features, boxes
+    return features, image["normalized_boxes"]
 
 
 def _check_ablation(ablate: str) -> None:
@@ -114,7 +77,7 @@ class QADataset(Dataset):
     def __init__(
         self,
         data: list[dict[str, Any]],
-        features: FeatureLookup,
+        features: FeatureStores,
         answers: AnswerTable,
         breakdowns: Callable[[dict[str, Any]], list[str]],
         ablate: str = "none",
@@ -138,7 +101,7 @@ class QADataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         datum = self.data[index]
-        features, boxes = _ablated_visuals(*self.features.get(datum["img_id"]), self.ablate)
+        features, boxes = _ablated_visuals(self.features.get(datum["img_id"]), self.ablate)
         return {
             "index": index,
             "sent": "" if self.ablate == "language" else datum["sent"],
@@ -158,7 +121,7 @@ class NLVR2Dataset(Dataset):
         ablate: ``none``, ``vision`` or ``language``.
     """
 
-    def __init__(self, data: list[dict[str, Any]], features: FeatureLookup, ablate: str = "none"):
+    def __init__(self, data: list[dict[str, Any]], features: FeatureStores, ablate: str = "none"):
         _check_ablation(ablate)
         features.check([d[key] for d in data for key in ("img0", "img1")], "NLVR2 data")
         self.data, self.features, self.ablate = data, features, ablate
@@ -168,7 +131,7 @@ class NLVR2Dataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         datum = self.data[index]
-        pair = [_ablated_visuals(*self.features.get(datum[key]), self.ablate) for key in ("img0", "img1")]
+        pair = [_ablated_visuals(self.features.get(datum[key]), self.ablate) for key in ("img0", "img1")]
         return {
             "index": index,
             "identifier": datum["identifier"],
@@ -199,7 +162,6 @@ def pad_regions(features: Sequence[Tensor], boxes: Sequence[Tensor]) -> tuple[Te
 
 __all__ = [
     "ABLATIONS",
-    "FeatureLookup",
     "NLVR2Dataset",
     "QADataset",
     "load_splits",

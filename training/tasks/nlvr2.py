@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lxmert.checkpoints import load_pretrained
+from lxmert.checkpoints import load_pretrained, read_config
+from lxmert.data.task_files import load_nlvr2, write_nlvr2_predictions
 from lxmert.modeling import LxmertForNLVR2
-from training import distributed
-from training.data.tasks import load_nlvr2, write_nlvr2_predictions
-from training.metrics import nlvr2_group, nlvr2_scores
+from training.engine import distributed
+from training.engine.metrics import nlvr2_group, nlvr2_scores
 
 from .base import Losses, MetricSums, Stats, add_sums, scalar
-from .finetune_base import FINETUNE_TRAIN_DEFAULTS, FinetuneTask, checkpoint_config
+from .finetune_base import FINETUNE_TRAIN_DEFAULTS, FinetuneTask
 from .finetune_data import NLVR2Dataset, pad_regions
 from .qa import model_inputs
 
@@ -101,7 +101,7 @@ class NLVR2Task(FinetuneTask):
 
     def build_model(self, init: str, from_scratch: bool) -> LxmertForNLVR2:
         if from_scratch:
-            return LxmertForNLVR2(checkpoint_config(init)).train()
+            return LxmertForNLVR2(read_config(init)).train()
         return load_pretrained(LxmertForNLVR2, init, backbone_only=True).train()
 
     @staticmethod

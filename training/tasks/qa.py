@@ -4,7 +4,7 @@ The model is ``LxmertForQuestionAnswering``: the pooled [CLS] output through the
 its soft-score vector over the answer table (``label[answer]`` at the answer's index), and the loss is the
 authors' ``BCEWithLogitsLoss × N`` (or, with ``loss=ce``, their ``--mceLoss``: cross-entropy on the best answer).
 A prediction is the arg-max answer and scores ``label[prediction]``, as the authors' evaluators score it, so the
-running validation accuracy equals :mod:`training.metrics` on the same predictions.
+running validation accuracy equals :mod:`training.engine.metrics` on the same predictions.
 """
 
 from __future__ import annotations
@@ -19,18 +19,16 @@ import torch
 from torch import Tensor, nn
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import load_pretrained, load_state_into
+from lxmert.checkpoints import load_pretrained, qa_head_trained, read_config
 from lxmert.modeling import LxmertForQuestionAnswering
 
-from .base import Losses, Stats, scalar
-from .finetune_base import FinetuneDataConfig, FinetuneTask, checkpoint_config
+from .base import IGNORE, Losses, Stats, scalar
+from .finetune_base import FinetuneDataConfig, FinetuneTask
 from .finetune_data import QADataset, pad_regions
-from .pretrain import qa_head_trained
 
 ANSWER_TABLE_FILE = "trainval_label2ans.json"
 HEAD_INITS = ("transfer", "fresh")
 LOSSES = ("bce", "ce")
-IGNORE = -100
 
 
 @dataclass
@@ -163,9 +161,12 @@ class QATask(FinetuneTask):
                 LxmertForQuestionAnswering, init, source_answers=source, target_answers=self.answers
             )
             return model.train()
-        model = LxmertForQuestionAnswering(checkpoint_config(init), num_labels=len(self.answers))
-        if not from_scratch:
-            load_state_into(model, init, backbone_only=True)
+        if from_scratch:
+            return LxmertForQuestionAnswering(read_config(init), num_labels=len(self.answers)).train()
+        # The encoder only, read once; the head starts at this task's initialisation (--loadLXMERT).
+        model = load_pretrained(
+            LxmertForQuestionAnswering, init, {"num_qa_labels": len(self.answers)}, backbone_only=True
+        )
         return model.train()
 
     def save_pretrained_kwargs(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 For each task the baseline predicts the most frequent training answer of the question's template (GQA: the family
 in ``types.detailed``; VQA: ``question_type``; NLVR2: the statement family, else the majority label), fit on the
-training split and scored on the validation split with the task's own evaluator (``training.metrics``). The paper's
+training split and scored on the validation split with the task's own evaluator (``training.engine.metrics``). The paper's
 language-only rows (Table 2: 44.3 VQA, 41.1 GQA, 51.1 NLVR2) are the real-data counterpart.
 
     python -m training.world.baselines --world DIR
@@ -14,12 +14,13 @@ import argparse
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data.tasks import load_gqa, load_nlvr2, load_vqa
-from training.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
+from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
 OVERALL = "(all)"
 
@@ -146,10 +147,15 @@ def format_report(report: BaselineReport) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class WorldBaselinesConfig:
+    world: str = field(metadata={"help": "world directory written by python -m training.world"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.world.baselines", description=__doc__)
-    parser.add_argument("--world", required=True, help="world directory written by python -m training.world")
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, WorldBaselinesConfig, "world")
+    args = dataclass_from_args(WorldBaselinesConfig, parser.parse_args(argv))
     for report in world_baselines(args.world):
         print(format_report(report))
         print()

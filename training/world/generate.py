@@ -38,7 +38,7 @@ import multiprocessing.pool
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lxmert.answers import AnswerTable, normalize_answer
+from lxmert.data.task_files import write_json
 from lxmert.fileio import atomic_directory
-from training.data.tasks import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
@@ -81,26 +81,60 @@ MAIN_STREAM, NLVR2_STREAM, SPLIT_STREAM, BALANCE_STREAM = 0, 1, 2, 3
 class WorldConfig:
     """What to generate. Defaults give a world sized for a 2-core CPU pipeline."""
 
-    out: str = "data/world"
-    images: int = 3000  # all images written, NLVR2 pairs included
-    seed: int = 0
-    image_size: int = 256
-    nlvr2_fraction: float = 0.2  # share of the images that go to NLVR2 pairs
-    pairs_per_statement: int = 4  # image pairs judged against each NLVR2 sentence
-    captions_per_image: int = 5  # as COCO
-    scene_kinds: int = 1  # main images only; 1: every scene draws every shape and colour alike
-    scene_kind_bias: float = KIND_BIAS
-    gqa_questions_per_image: int = 10  # candidates before answer balancing
-    vqa_questions_per_image: int = 5
-    annotators: int = 10  # answers per VQA question, as VQA v2
-    nominival_fraction: float = 0.1
-    minival_fraction: float = 0.1
-    test_fraction: float = 0.1
-    nlvr2_valid_fraction: float = 0.1
-    nlvr2_test_fraction: float = 0.1
-    min_vqa_answer_count: int = 9  # VQA answer vocabulary threshold of the bottom-up preprocessing
-    gqa_balance_ratio: float = 1.2  # no answer may exceed this multiple of a uniform share within its family
-    workers: int = 0  # processes; 0 = one per CPU
+    out: str = field(
+        default="data/world",
+        metadata={"help": "output directory (replaced atomically when generation finishes)"},
+    )
+    images: int = field(default=3000, metadata={"help": "number of images to write, NLVR2 pairs included"})
+    seed: int = field(default=0, metadata={"help": "random seed; the same seed gives the same bytes"})
+    image_size: int = field(default=256, metadata={"help": "side of the square images in pixels"})
+    nlvr2_fraction: float = field(
+        default=0.2, metadata={"help": "share of the images used for NLVR2 image pairs"}
+    )
+    pairs_per_statement: int = field(
+        default=4, metadata={"help": "image pairs judged against each NLVR2 sentence (for consistency)"}
+    )
+    captions_per_image: int = field(default=5, metadata={"help": "captions per main image"})
+    scene_kinds: int = field(
+        default=1,
+        metadata={
+            "help": "kinds of scene among the main images, each favouring its own shapes and colours, as a kitchen holds other things than a street (1: none)"
+        },
+    )
+    scene_kind_bias: float = field(
+        default=KIND_BIAS,
+        metadata={
+            "help": "chance that an object takes its scene kind's shape (and, apart, colour) instead of any"
+        },
+    )
+    gqa_questions_per_image: int = field(
+        default=10, metadata={"help": "GQA-style question candidates per image, before answer balancing"}
+    )
+    vqa_questions_per_image: int = field(default=5, metadata={"help": "VQA-style questions per image"})
+    annotators: int = field(default=10, metadata={"help": "simulated annotator answers per VQA question"})
+    nominival_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of main images in the nominival split (pre-training and VQA training)"},
+    )
+    minival_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of main images in minival (VQA minival, GQA valid; never pre-trained on)"},
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of main images in test (VQA test, GQA testdev; never pre-trained on)"},
+    )
+    nlvr2_valid_fraction: float = field(default=0.1, metadata={"help": "share of NLVR2 sentences in valid"})
+    nlvr2_test_fraction: float = field(default=0.1, metadata={"help": "share of NLVR2 sentences in test"})
+    min_vqa_answer_count: int = field(
+        default=9,
+        metadata={"help": "questions an answer needs to enter the VQA answer table (9 in the real one)"},
+    )
+    gqa_balance_ratio: float = field(
+        default=1.2,
+        metadata={"help": "cap on an answer's count within a GQA family, as a multiple of a uniform share"},
+    )
+    workers: int = field(default=0, metadata={"help": "worker processes (0 = one per CPU)"})
 
     def __post_init__(self) -> None:
         if self.images < 1:

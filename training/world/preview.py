@@ -6,11 +6,13 @@ python -m training.world.preview --out docs/images/world_samples.png --scenes 6 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.fileio import atomic_write
 from training.world.scenes import Scene, render_scene, sample_scene
 
@@ -49,17 +51,20 @@ def contact_sheet(scenes: list[Scene], columns: int = 3, scale: int = 2, gap: in
     return sheet
 
 
+@dataclass
+class PreviewConfig:
+    out: str = field(default="docs/images/world_samples.png", metadata={"help": "PNG file to write"})
+    scenes: int = field(default=6, metadata={"help": "number of scenes on the sheet"})
+    columns: int = field(default=3, metadata={"help": "scenes per row"})
+    seed: int = field(default=0, metadata={"help": "random seed of the scenes"})
+    scale: int = field(default=2, metadata={"help": "enlargement of each scene, so labels fit"})
+    scene_kinds: int = field(default=1, metadata={"help": "kinds of scene, as python -m training.world's"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.world.preview", description=__doc__)
-    parser.add_argument("--out", default="docs/images/world_samples.png", help="PNG file to write")
-    parser.add_argument("--scenes", type=int, default=6, help="number of scenes on the sheet")
-    parser.add_argument("--columns", type=int, default=3, help="scenes per row")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
-    parser.add_argument("--scale", type=int, default=2, help="enlargement of each scene, so labels fit")
-    parser.add_argument(
-        "--scene-kinds", type=int, default=1, help="kinds of scene, as python -m training.world's"
-    )
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, PreviewConfig, "preview")
+    args = dataclass_from_args(PreviewConfig, parser.parse_args(argv))
     rng = np.random.default_rng(args.seed)
     scenes = [sample_scene(rng, kinds=args.scene_kinds) for _ in range(args.scenes)]
     sheet = contact_sheet(scenes, args.columns, args.scale)

@@ -467,9 +467,3 @@ def write_vocab_files(out_dir: str | os.PathLike) -> tuple[Path, Path]:
         atomic_write_text(path, "\n".join(labels) + "\n")
         paths.append(path)
     return paths[0], paths[1]
-
-
-def read_vocab_file(path: str | os.PathLike) -> list[str]:
-    """Read a VG-style vocabulary file; Visual Genome lists synonyms as ``a,b`` on one line: the first is kept."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip().split(",")[0] for line in f if line.strip()]

@@ -28,12 +28,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.fileio import (
+    atomic_write,
+    atomic_write_text,
+    durable_append,
+    read_json_object,
+    remove_stale_temp_files,
+)
 
 FORMAT_NAME = "lxmert-feature-store"
 FORMAT_VERSION = 1
@@ -66,7 +73,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise FileNotFoundError(f"{path} is not a feature store: {MANIFEST} is missing")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_json_object(manifest_path)
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise ValueError(f"{manifest_path}: not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
     return manifest
@@ -301,14 +308,10 @@ class FeatureStoreWriter:
         if not self._pending:
             return
         for name in self._layout:
-            with open(self.path / name, "ab") as f:
-                f.write(b"".join(row[name].tobytes() for row in self._pending))
-                f.flush()
-                os.fsync(f.fileno())
-        with open(self.path / IDS_FILE, "a", encoding="utf-8") as f:
-            f.write("".join(row["img_id"] + "\n" for row in self._pending))
-            f.flush()
-            os.fsync(f.fileno())
+            durable_append(self.path / name, b"".join(row[name].tobytes() for row in self._pending))
+        durable_append(
+            self.path / IDS_FILE, "".join(row["img_id"] + "\n" for row in self._pending).encode("utf-8")
+        )
         self._count += len(self._pending)
         self._ids |= self._pending_ids
         self._pending, self._pending_ids = [], set()
@@ -354,3 +357,44 @@ class FeatureStoreWriter:
         else:
             # Buffered rows are complete, so keeping them is safe; the store stays unfinalized for a resume.
             self.commit()
+
+
+class FeatureStores:
+    """Image id → features over one or more feature stores, the first that holds the image first (real VQA
+    images sit in a train2014 and a val2014 store).
+
+    Args:
+        paths: feature store directories; they must share the feature size.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike]):
+        if not paths:
+            raise ValueError("no feature store given")
+        self.stores = [FeatureStore(p) for p in paths]
+        dims = {s.feature_dim for s in self.stores}
+        if len(dims) > 1:
+            raise ValueError(
+                f"feature stores {[str(p) for p in paths]} hold different feature sizes {sorted(dims)}"
+            )
+        self.feature_dim: int = dims.pop()
+
+    def __contains__(self, img_id: str) -> bool:
+        return any(img_id in store for store in self.stores)
+
+    def get(self, img_id: str) -> dict[str, Any]:
+        """One image's row, as :meth:`FeatureStore.get` returns it."""
+        for store in self.stores:
+            if img_id in store:
+                return store.get(img_id)
+        raise KeyError(
+            f"image {img_id!r} is in none of the feature stores {[str(s.path) for s in self.stores]}"
+        )
+
+    def check(self, img_ids: Iterable[str], what: str) -> None:
+        """Raise KeyError naming the first missing images if any of ``img_ids`` has no features."""
+        missing = sorted({i for i in img_ids if i not in self})
+        if missing:
+            raise KeyError(
+                f"{what}: {len(missing)} images have no features (e.g. {missing[:3]}) in "
+                f"{[str(s.path) for s in self.stores]}; extract them with `python -m training.extract`"
+            )

@@ -104,8 +104,10 @@ def match_image(truth: ImageTruth, detections: ImageDetections, iou_threshold: f
     matched = np.full(len(detections.labels), -1, dtype=np.int64)
     if len(truth.labels) == 0 or len(detections.labels) == 0:
         return matched
-    iou = box_iou(torch.as_tensor(detections.boxes, dtype=torch.float64),
-                  torch.as_tensor(truth.boxes, dtype=torch.float64)).numpy()  # fmt: skip
+    iou = box_iou(
+        torch.as_tensor(detections.boxes, dtype=torch.float64),
+        torch.as_tensor(truth.boxes, dtype=torch.float64),
+    ).numpy()
     iou[detections.labels[:, None] != truth.labels[None, :]] = -1.0
     taken = np.zeros(len(truth.labels), dtype=bool)
     for det in np.argsort(-detections.scores, kind="stable"):

@@ -1,7 +1,9 @@
 """argparse from dataclasses: every config field is a CLI flag, and every flag is a config field.
 
 A field ``grad_accum: int = field(default=1, metadata={"help": "..."})`` becomes ``--grad-accum`` with that help
-string and default; booleans become ``--flag / --no-flag``; ``metadata["choices"]`` restricts the values. Several
+string and default; booleans become ``--flag / --no-flag``; a ``list[X]`` or ``tuple[X, ...]`` takes one or more
+values; ``metadata["choices"]`` restricts the values (each value, for a list); ``metadata["positional"]`` makes a
+field without a default a positional argument. Several
 dataclasses can share one parser (each in its own argument group), e.g. the trainer's and a task's.
 """
 
@@ -29,6 +31,16 @@ def _scalar_type(annotation: Any) -> tuple[type, bool]:
             raise TypeError(f"only X | None unions map to a flag, got {annotation}")
         return args[0], True
     return annotation, False
+
+
+def _item_type(annotation: Any) -> type | None:
+    """The item type of ``list[X]`` or ``tuple[X, ...]``, None for anything else."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and len(args) == 1:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
 
 
 def add_dataclass_arguments(
@@ -65,6 +77,9 @@ def add_dataclass_arguments(
         else:
             default = None
         kind, optional = _scalar_type(hints[f.name])
+        many = _item_type(kind)
+        if many is not None:
+            kind = many
         help_text = f.metadata["help"] + (" (default: %(default)s)" if default not in (None, "") else "")
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         if kind is bool:
@@ -73,6 +88,14 @@ def add_dataclass_arguments(
         if kind not in (int, float, str):
             raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind}")
         required = default is None and not optional and f.default is dataclasses.MISSING
+        if many is not None:
+            kwargs["nargs"] = "+"
+        if f.metadata.get("positional"):
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}.{f.name}: a positional argument has no default")
+            del kwargs["dest"], kwargs["default"]
+            group.add_argument(f.name, type=kind, choices=f.metadata.get("choices"), **kwargs)
+            continue
         group.add_argument(
             _flag(f.name), type=kind, choices=f.metadata.get("choices"), required=required, **kwargs
         )
@@ -80,7 +103,12 @@ def add_dataclass_arguments(
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     """Build ``cls`` from the parsed flags that ``add_dataclass_arguments`` added for it."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init})
+    hints = typing.get_type_hints(cls)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init}
+    for name, value in values.items():
+        if typing.get_origin(hints[name]) is tuple and value is not None:
+            values[name] = tuple(value)
+    return cls(**values)
 
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_args"]

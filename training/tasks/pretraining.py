@@ -36,18 +36,16 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import read_meta
-from lxmert.fileio import atomic_write_text, read_json, read_json_record
+from lxmert.checkpoints import PRETRAIN_CONFIG_FILE
+from lxmert.data.store import FeatureStores
+from lxmert.fileio import atomic_write_text, read_json
 from lxmert.tokenization import LxmertTokenizer
-from training import distributed
-from training.data.store import FeatureStore
+from training.engine import distributed
 
-from .base import Losses, Stats, Task
+from .base import IGNORE, Losses, Stats, Task
 
-IGNORE = -100
 MASK_TO_TOKEN, MASK_TO_RANDOM = 0.8, 0.9  # cumulative: 80% [MASK], 10% random, 10% unchanged
 MATCH_NEGATIVE_RATE = 0.5
-PRETRAIN_CONFIG_FILE = "pretrain_config.json"
 # The synthetic world's layout (training/world/generate.py): pre-training sees train + nominival, as the authors.
 WORLD_TRAIN_FILES = ("lxmert/mscoco_train.json", "lxmert/mscoco_nominival.json")
 WORLD_VALID_FILE = "lxmert/mscoco_minival.json"
@@ -55,9 +53,16 @@ WORLD_ANSWERS = "lxmert/all_ans.json"
 WORLD_FEATURES = "features"
 # Keys of an item that have one row per region (padded to the batch's largest image) and one entry per answer.
 REGION_KEYS = (
-    "visual_feats", "visual_pos", "visual_attention_mask", "obj_ids", "obj_conf", "attr_ids", "attr_conf",
-    "feat_target", "feat_mask",
-)  # fmt: skip
+    "visual_feats",
+    "visual_pos",
+    "visual_attention_mask",
+    "obj_ids",
+    "obj_conf",
+    "attr_ids",
+    "attr_conf",
+    "feat_target",
+    "feat_mask",
+)
 ANSWER_KEYS = {"ans_ids": -1, "ans_scores": 0.0}
 
 
@@ -279,32 +284,6 @@ def sample_answer(answers: Sequence[tuple[int, float]], rng: np.random.Generator
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class FeatureStores:
-    """Image id → features over one or more feature stores (the first that holds the image wins)."""
-
-    def __init__(self, paths: Sequence[str | Path]):
-        if not paths:
-            raise ValueError("no feature store given")
-        self.stores = [FeatureStore(p) for p in paths]
-        dims = {s.feature_dim for s in self.stores}
-        if len(dims) > 1:
-            raise ValueError(
-                f"feature stores {list(map(str, paths))} hold different feature sizes {sorted(dims)}"
-            )
-        self.feature_dim = dims.pop()
-
-    def get(self, img_id: str) -> dict[str, Any]:
-        for store in self.stores:
-            if img_id in store:
-                return store.get(img_id)
-        raise KeyError(
-            f"image {img_id!r} is in none of the feature stores {[str(s.path) for s in self.stores]}"
-        )
-
-    def missing(self, img_ids: Sequence[str]) -> list[str]:
-        return [i for i in img_ids if not any(i in s for s in self.stores)]
-
-
 @dataclass
 class PretrainItem:
     img_id: str
@@ -376,9 +355,7 @@ class PretrainDataset(Dataset):
         self.image_numbers = {img_id: number for number, img_id in enumerate(self.image_ids)}
         if len(self.image_ids) < 2:
             raise ValueError("matching negatives need sentences of at least two images")
-        missing = features.missing(self.image_ids)
-        if missing:
-            raise ValueError(f"{len(missing)} images have no features (e.g. {missing[:3]})")
+        features.check(self.image_ids, "pre-training data")
         T = config.max_seq_length
         self.token_ids = np.full((len(sentences), T), tokenizer.pad_token_id, dtype=np.int64)
         for row, sent in enumerate(sentences):
@@ -642,21 +619,6 @@ class PretrainTask(Task):
         )
 
 
-def qa_head_trained(directory: str | Path) -> bool | None:
-    """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
-    QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
-    our pre-training output, or one saved before ``meta.json`` recorded the epoch)."""
-    config, meta = read_json_record(Path(directory) / PRETRAIN_CONFIG_FILE), read_meta(directory)
-    if not config:
-        return None
-    if not config.get("task_qa", True):
-        return False
-    if "epoch" not in meta or "qa_from_epoch" not in config:
-        return None
-    epoch, start = meta["epoch"], config["qa_from_epoch"]
-    return epoch > start or (epoch == start and meta.get("batches_done", 0) > 0)
-
-
 def feature_regression_baseline(dataset: PretrainDataset, max_images: int = 500) -> float:
     """SmoothL1 (averaged over feature dimensions) of predicting the mean region feature: the feat loss at chance."""
     ids = dataset.image_ids[:max_images]
@@ -673,7 +635,6 @@ __all__ = [
     "mask_objects",
     "mask_words",
     "pretrain_collate",
-    "qa_head_trained",
     "read_pretrain_json",
     "sample_answer",
 ]

@@ -50,9 +50,9 @@ from lxmert.checkpoints import read_torch_file
 from lxmert.errors import UnreadableFileError
 from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
+from training.tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 from . import distributed
-from .tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 CHECKPOINT_FILE = "last.pt"
 METRICS_FILE = "metrics.jsonl"

@@ -1,0 +1,1 @@
+"""Detector training on the synthetic world and its evaluation (box AP, attribute accuracy)."""

@@ -1,0 +1,1 @@
+"""The shared training engine: the trainer loop, distributed helpers and the official task metrics."""

@@ -1,0 +1,95 @@
+"""Baselines every fine-tuning result is read against (the paper's Table 2 "Language only" row and below).
+
+Two kinds, on the same splits and scored by the same evaluators as the models:
+
+1. **Trained single-modality baselines**: the LXMERT model fine-tuned with one modality removed, via
+   ``python -m training.finetune <task> --ablate vision`` (question only: every image becomes one blank region, so no
+   image information reaches the model) or ``--ablate language`` (image only: every sentence is empty, the model reads
+   ``[CLS] [SEP]``). Same initialisation, recipe and splits as the full model.
+2. **Answer priors** (this module, no model): the most frequent training answer (a question's best-scored one) of
+   each question type, predicted for every evaluation question of that type (the most-frequent-answer-per-question-
+   type baseline of the VQA papers; the counting is ``training.world.baselines``'). Question types: VQA's
+   ``question_type`` (the question's first words); GQA's detailed type where the data records it, else the
+   question's first two words; NLVR2's statement family where the world records it, else none (the majority
+   label). A type unseen in training falls back to the overall most frequent answer.
+
+    python -m training.baselines --task vqa --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from training.engine.metrics import nlvr2_label
+from training.tasks import FINETUNE_TASKS, get_task
+from training.tasks.finetune_base import FinetuneTask
+from training.tasks.finetune_data import load_splits
+from training.world.baselines import best_answer, fit_majority, nlvr2_template, predict_majority, vqa_template
+
+
+@dataclass
+class BaselineConfig:
+    task: str = field(metadata={"help": "the task", "choices": FINETUNE_TASKS})
+    data: str = field(default="", metadata={"help": "task data folder (default: the task's)"})
+    train: str = field(
+        default="", metadata={"help": "splits the prior is counted on (default: the task's train)"}
+    )
+    split: str = field(default="", metadata={"help": "split(s) to predict (default: the task's valid split)"})
+    out: str = field(
+        default="", metadata={"help": "prediction file (default: runs/finetune/<task>-prior/predictions/...)"}
+    )
+
+
+def question_type(task: str, datum: dict[str, Any]) -> str:
+    """The group a question's prior is taken over (see the module docstring)."""
+    if task == "vqa":
+        return vqa_template(datum)
+    if task == "gqa":
+        return (datum.get("types") or {}).get("detailed") or " ".join(datum["sent"].lower().split()[:2])
+    return nlvr2_template(datum)
+
+
+def gold_answer(task: str, datum: dict[str, Any]) -> Any:
+    """What a training datum counts for: its best-scored answer (VQA, GQA) or its truth value (NLVR2)."""
+    return nlvr2_label(datum["label"]) if task == "nlvr2" else best_answer(datum["label"])
+
+
+def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
+    """Count the prior on ``cfg.train``, predict ``cfg.split``, write and score the predictions."""
+    task_class: type[FinetuneTask] = get_task(cfg.task)
+    defaults = task_class.data_defaults
+    data = cfg.data or defaults["data"]
+    train_splits, split = cfg.train or defaults["train"], cfg.split or defaults["valid"]
+    train_items = load_splits(data, train_splits, task_class.read_split)
+    items = load_splits(data, split, task_class.read_split)
+
+    def template(datum: dict[str, Any]) -> str:
+        return question_type(cfg.task, datum)
+
+    labelled = [d for d in train_items if d.get("label") or cfg.task == "nlvr2"]
+    prior = fit_majority(labelled, template, lambda d: gold_answer(cfg.task, d))
+    predictions = {d[task_class.id_key]: predict_majority(prior, d, template) for d in items}
+    record = {
+        "task": cfg.task,
+        "baseline": "answer prior per question type",
+        "train": train_splits,
+        "split": split,
+        "question_types": len(prior) - 1,  # without the overall fallback
+    }
+    directory = Path("runs/finetune", f"{cfg.task}-prior")
+    return task_class.publish_predictions(predictions, items, cfg.out, directory, split, record)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.baselines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataclass_arguments(parser, BaselineConfig, "answer prior")
+    print(json.dumps(run_prior(dataclass_from_args(BaselineConfig, parser.parse_args(argv))), indent=1))
