@@ -13,7 +13,6 @@ import pytest
 import torch
 from analysis_toy import toy_example, toy_pretraining_model, toy_tokenizer
 from pretrain_fixture import build_world, pretrain_setup
-from training.engine.trainer import TrainConfig, Trainer, training_precision
 
 from analysis.forward import answer_logits, run
 from analysis.inputs import example_from_regions
@@ -28,6 +27,7 @@ from lxmert.precision import (
     describe,
     resolve_precision,
 )
+from training.engine.trainer import TrainConfig, Trainer, training_precision
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX)")
