@@ -31,7 +31,7 @@ import torch
 from lxmert.detection import Detector
 from lxmert.detection.images import to_tensor
 from tests.butd_layouts import golden_detector
-from training.extract import PRECISIONS, autocast
+from training.extract import PRECISIONS, precision_context
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "coco"
 
@@ -48,7 +48,7 @@ def same_region_drift(detector: Detector, image: torch.Tensor, precision: str) -
     model = detector.model
     with torch.inference_mode():
         stages = model.stages(image)
-        with autocast(detector, precision):
+        with precision_context(detector, precision):
             features = model.backbone(stages["inputs"])
             pooled = model.roi_heads.pooled_features(features, stages["proposals"])
     return {
@@ -61,7 +61,7 @@ def extracted_drift(detector: Detector, photo: Path, precision: str) -> dict[str
     """Regions as ``training.extract`` stores them, under ``precision`` against float32."""
     loaded = detector.load_image(photo)
     expected = detector.detect([loaded])[0]
-    with autocast(detector, precision):
+    with precision_context(detector, precision):
         actual = detector.detect([loaded])[0]
     # Each float32 region's counterpart: the closest box (largest coordinate difference) of the same label.
     box_diff = (expected.boxes[:, None] - actual.boxes[None]).abs().amax(dim=2)

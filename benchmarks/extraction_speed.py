@@ -32,7 +32,7 @@ from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
-from training.extract import PRECISIONS, autocast
+from training.extract import PRECISIONS, precision_context
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
 
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             for precision, batch_size in itertools.product(precisions, batch_sizes):
                 try:
-                    context = autocast(detector, precision)
+                    context = precision_context(detector, precision)
                 except ValueError as err:
                     print(f"{device:>4} ({name}) {precision}: not measured ({err})")
                     continue

@@ -10,7 +10,7 @@ import torch
 from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.detector import build_network
 from tests.test_detection_model import tiny_detector
-from training.extract import autocast
+from training.extract import precision_context
 
 BF16_CPU = torch.cpu._is_avx512_bf16_supported()
 
@@ -25,13 +25,13 @@ def small_caffe_detector() -> Detector:
 
 
 def test_reduced_precision_is_refused_where_its_drift_was_not_measured() -> None:
-    assert isinstance(autocast(tiny_detector(), "float32"), contextlib.nullcontext), (
+    assert isinstance(precision_context(tiny_detector(), "float32"), contextlib.nullcontext), (
         "float32 works everywhere"
     )
     with pytest.raises(ValueError, match="caffe network"):
-        autocast(tiny_detector(), "bfloat16")
+        precision_context(tiny_detector(), "bfloat16")
     with pytest.raises(ValueError, match="needs a GPU"):
-        autocast(small_caffe_detector(), "float16")
+        precision_context(small_caffe_detector(), "float16")
 
 
 @pytest.mark.skipif(not BF16_CPU, reason="this CPU has no native bfloat16 (AVX512-BF16)")
@@ -41,7 +41,7 @@ def test_bf16_runs_the_layers_but_decodes_boxes_and_averages_features_in_float32
     image = torch.rand(3, 80, 100, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         exact = model.stages(image)
-        with autocast(detector, "bfloat16"):
+        with precision_context(detector, "bfloat16"):
             reduced = model.stages(image)
             # The float32 run's proposals through bf16 layers: the arithmetic's drift, apart from selection.
             pooled = model.roi_heads.pooled_features(model.backbone(exact["inputs"]), exact["proposals"])

@@ -171,7 +171,7 @@ def shard_dir(out: str | Path, rank: int, world_size: int) -> Path:
     return Path(out) / SHARDS / f"rank-{rank:05d}-of-{world_size:05d}"
 
 
-def autocast(detector: Detector, precision: str) -> contextlib.AbstractContextManager:
+def precision_context(detector: Detector, precision: str) -> contextlib.AbstractContextManager:
     """The context ``detector.detect`` runs in for ``precision`` (see the module docstring).
 
     Raises:
@@ -202,7 +202,7 @@ def extract(cfg: ExtractConfig) -> ExtractionSummary:
     try:
         torch.set_num_threads(cfg.num_threads)
         detector = Detector.from_pretrained(cfg.detector, device=place.device, backend=cfg.backend)
-        context = autocast(detector, cfg.precision)
+        context = precision_context(detector, cfg.precision)
         images = list_images(cfg.images)
         renamed = _write_original_names(cfg, images) if place.is_main else {}
         if place.world_size == 1:
@@ -246,6 +246,12 @@ def _extract_single(
     images: list[tuple[str, Path]],
     renamed: dict[str, str],
 ) -> ExtractionSummary:
+    if (Path(cfg.out) / SHARDS).exists():
+        logger.warning(
+            "%s holds shards of an unfinished torchrun extraction; one process does not read them (rerun under "
+            "torchrun with the same number of processes to merge them) and extracts their images again",
+            Path(cfg.out) / SHARDS,
+        )
     writer = _writer(cfg, detector, cfg.out)
     pending = [(img_id, path) for img_id, path in images if not writer.has(img_id)]
     already_present = len(images) - len(pending)
