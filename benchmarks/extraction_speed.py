@@ -1,18 +1,22 @@
-"""Extraction speed: seconds per image of the detector, end to end (PNG on disk -> Regions) and model only.
+"""Extraction speed: seconds per image of the detector, end to end (image on disk -> Regions) and model only.
 
     python -m benchmarks.extraction_speed --detector runs/detector --images 64 --batch-sizes 1,8
-    python -m benchmarks.extraction_speed --preset butd --images 4 --batch-sizes 1   # BUTD layout, random
+    python -m benchmarks.extraction_speed --preset vg --photos tests/data/coco --images 5 --batch-sizes 1 \
+        --precisions float32,bfloat16         # BUTD R101-C4 (the caffe network), random weights, 600 px
 
-Images are synthetic-world scenes written as PNG to a temporary folder. For every device (the CPU, and the GPU
-when one is present) and batch size, one warm-up batch runs first; then all images are timed, once through
-``Detector.__call__`` on the files (decoding and image checks included) and once through ``Detector.detect``
-on images already loaded. Random weights give the same cost as trained ones up to the number of proposals that
-survive NMS, so ``--preset`` measures a layout without a trained checkpoint.
+Images are synthetic-world scenes written as PNG to a temporary folder, or with ``--photos`` the photos of a
+folder (taken in name order, repeated up to ``--images``). For every device (the CPU, and the GPU when one is
+present), precision (``training.extract --precision``) and batch size, one warm-up batch runs first; then all images
+are timed, once through ``Detector.__call__`` on the files (decoding and image checks included) and once through
+``Detector.detect`` on images already loaded. Random weights give the same cost as trained ones up to the number of
+proposals that survive NMS, so ``--preset`` measures a layout without a trained checkpoint; ``vg`` (the published
+weights' network) resizes every image to a 600-pixel shorter side and has the Visual Genome vocabularies.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -24,19 +28,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes
+from lxmert.detection import PRESETS, Detector, DetectorConfig
+from lxmert.detection.convert import VG_VOCAB_DIR
+from lxmert.detection.detector import build_network
+from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from training.extract import PRECISIONS, precision_context
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
 
 
 def build_detector(directory: str, preset: str) -> Detector:
-    """The saved detector at ``directory``, or a random-weight ``preset`` with the world's vocabularies."""
+    """The saved detector at ``directory``, or a random-weight ``preset``: the caffe network with the Visual
+    Genome vocabularies, the torchvision ones with the world's."""
     if directory:
         return Detector.from_pretrained(directory)
     torch.manual_seed(0)
-    config = DetectorConfig.preset(
-        preset, num_classes=len(OBJECT_LABELS), num_attributes=len(ATTRIBUTE_LABELS)
-    )
-    return Detector(FasterRCNNWithAttributes(config), list(OBJECT_LABELS), list(ATTRIBUTE_LABELS))
+    if DetectorConfig.preset(preset).network == "caffe":
+        objects, attributes = (
+            read_vocab(VG_VOCAB_DIR / OBJECTS_FILE),
+            read_vocab(VG_VOCAB_DIR / ATTRIBUTES_FILE),
+        )
+    else:
+        objects, attributes = list(OBJECT_LABELS), list(ATTRIBUTE_LABELS)
+    config = DetectorConfig.preset(preset, num_classes=len(objects), num_attributes=len(attributes))
+    return Detector(build_network(config), objects, attributes)
 
 
 def write_scenes(folder: Path, count: int, size: int, seed: int) -> list[Path]:
@@ -82,6 +96,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--preset", default="small", choices=sorted(PRESETS), help="layout when --detector is empty"
     )
     parser.add_argument("--images", type=int, default=32, help="images timed per setting")
+    parser.add_argument("--photos", default="", help="time the images of this folder instead of scenes")
+    parser.add_argument(
+        "--precisions", default="float32", help=f"comma-separated, of {list(PRECISIONS)} (caffe network only)"
+    )
     parser.add_argument("--image-size", type=int, default=256, help="side of the square synthetic scenes")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
@@ -94,9 +112,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     detector = build_detector(args.detector, args.preset)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    precisions = args.precisions.split(",")
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown:
+        parser.error(f"unknown precisions {unknown}; choose from {list(PRECISIONS)}")
     results = []
     with tempfile.TemporaryDirectory() as scratch:
-        paths = write_scenes(Path(scratch), args.images, args.image_size, args.seed)
+        if args.photos:
+            photos = sorted(p for p in Path(args.photos).iterdir() if p.is_file())
+            if not photos:
+                parser.error(f"{args.photos} holds no files")
+            paths = [photos[index % len(photos)] for index in range(args.images)]
+        else:
+            paths = write_scenes(Path(scratch), args.images, args.image_size, args.seed)
         loaded = [detector.load_image(path) for path in paths]
         for device in devices:
             detector.to(device)
@@ -105,19 +133,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if device == "cuda"
                 else platform.processor() or platform.machine()
             )
-            for batch_size in batch_sizes:
+            for precision, batch_size in itertools.product(precisions, batch_sizes):
+                try:
+                    context = precision_context(detector, precision)
+                except ValueError as err:
+                    print(f"{device:>4} ({name}) {precision}: not measured ({err})")
+                    continue
                 load_average = os.getloadavg()[0]
-                end_to_end, end_to_end_cpu = seconds_per_image(detector, paths, batch_size, device)
-                model_only, model_only_cpu = seconds_per_image(detector.detect, loaded, batch_size, device)
+                with context:
+                    end_to_end, end_to_end_cpu = seconds_per_image(detector, paths, batch_size, device)
+                    model_only, model_only_cpu = seconds_per_image(
+                        detector.detect, loaded, batch_size, device
+                    )
                 results.append(
                     {
                         "device": device,
                         "device_name": name,
                         "threads": torch.get_num_threads(),
+                        "precision": precision,
                         "batch_size": batch_size,
                         "images": args.images,
-                        "image_size": args.image_size,
+                        "image_size": "photos" if args.photos else args.image_size,
+                        "network": detector.config.network,
                         "backbone": detector.config.backbone,
+                        "min_size": detector.config.min_size,
                         "regions": detector.config.num_regions,
                         "seconds_per_image_end_to_end": round(end_to_end, 5),
                         "seconds_per_image_model_only": round(model_only, 5),
@@ -127,9 +166,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     }
                 )
                 print(
-                    f"{device:>4} ({name}) {detector.config.backbone} batch {batch_size:>2}: "
-                    f"end to end {end_to_end * 1000:7.1f} ms/image wall ({1 / end_to_end:6.1f} images/s), "
-                    f"{end_to_end_cpu * 1000:7.1f} ms CPU; model only {model_only * 1000:7.1f} ms wall, "
+                    f"{device:>4} ({name}) {detector.config.network} {detector.config.backbone} {precision} "
+                    f"batch {batch_size:>2}: end to end {end_to_end * 1000:7.1f} ms/image wall "
+                    f"({1 / end_to_end:6.2f} images/s), {end_to_end_cpu * 1000:7.1f} ms CPU; model only "
+                    f"{model_only * 1000:7.1f} ms wall ({1 / model_only:6.2f} images/s), "
                     f"{model_only_cpu * 1000:7.1f} ms CPU; load average {load_average:.1f}"
                 )
     if args.out:

@@ -165,3 +165,84 @@ def test_byo_end_to_end(tmp_path):
     predictions = json.loads((out / "model" / "predictions" / "test_predict.json").read_text())
     assert sorted(p["question_id"] for p in predictions) == [18, 20]  # the two unanswered questions
     assert all(p["answer"] in ("red", "blue", "yes") for p in predictions)
+
+
+def test_byo_stops_before_fine_tuning_when_an_image_cannot_be_extracted(tmp_path):
+    """The question's image is unreadable: the error names it and why, instead of a missing-features error."""
+    from tests.test_detection_model import tiny_detector
+    from training.byo import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    _square_image(images / "good.png", (220, 30, 30), 5)
+    _square_image(images / "fine.png", (30, 30, 220), 9)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (tmp_path / "questions.csv").write_text(
+        "image,question,answer,split\ngood.png,What colour?,red,train\nfine.png,What colour?,blue,valid\n"
+        "broken.jpg,What colour?,red,train\n"
+    )
+    tiny_detector().save_pretrained(tmp_path / "detector")
+    with pytest.raises(ValueError, match=r"1 image of the questions could not be extracted.*broken\.jpg"):
+        main([
+            "--images", str(images), "--questions", str(tmp_path / "questions.csv"), "--out", str(tmp_path / "out"),
+            "--detector", str(tmp_path / "detector"), "--init", str(tmp_path / "no-init"), "--device", "cpu",
+        ])  # fmt: skip
+
+
+@pytest.mark.slow  # writes a 260 MB pickle and a 260 MB detector directory; ResNet-101 on six small images
+def test_byo_runs_on_a_detector_directory_converted_from_the_published_layout(tmp_path):
+    """``lxmert.detection.convert`` on a detectron2 .pkl (random weights) gives a --detector that byo takes."""
+    import pickle
+
+    from butd_layouts import detectron2_weights
+
+    from lxmert.config import LxmertConfig
+    from lxmert.data.store import FeatureStore
+    from lxmert.detection import DetectorConfig
+    from lxmert.detection.convert import main as convert
+    from lxmert.modeling import LxmertForPreTraining
+    from lxmert.tokenization import train_wordpiece
+    from training.byo import main
+
+    (tmp_path / "vg.pkl").write_bytes(pickle.dumps({"model": detectron2_weights(3)}))
+    convert([str(tmp_path / "vg.pkl"), "--out", str(tmp_path / "detector"), "--num-regions", "10"])
+    # Smaller than the published 600 px and 300 proposals, for CPU time; still network="caffe".
+    config = DetectorConfig.from_json_file(tmp_path / "detector" / "config.json")
+    config.min_size, config.max_size, config.rpn_post_nms_top_n_test = 96, 128, 20
+    config.to_json_file(tmp_path / "detector" / "config.json")
+
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = ["image,question,answer"]
+    for i in range(6):
+        answer = "red" if i % 2 == 0 else "blue"
+        _square_image(images / f"{i}.png", (220, 30, 30) if answer == "red" else (30, 30, 220), 5 + 3 * i)
+        lines += [f"{i}.png,What colour is the square?,{answer}", f"{i}.png,Is there a square?,yes" if i < 5
+                  else f"{i}.png,Is there a square?,"]  # fmt: skip
+    (tmp_path / "questions.csv").write_text("\n".join(lines) + "\n")
+    tokenizer = train_wordpiece(
+        ["what colour is the square", "is there a square"] * 5, 40, tmp_path / "vocab.txt"
+    )
+    lxmert = LxmertConfig.preset(
+        "tiny", vocab_size=tokenizer.vocab_size, visual_feat_dim=2048, num_qa_labels=3, l_layers=1, r_layers=1,
+        x_layers=1, num_object_labels=3, num_attr_labels=4,
+    )  # fmt: skip
+    LxmertForPreTraining(lxmert).save_pretrained(
+        tmp_path / "init", tokenizer=tokenizer, answers=["red", "no", "yes"]
+    )
+
+    out = tmp_path / "byo"
+    main([
+        "--images", str(images), "--questions", str(tmp_path / "questions.csv"), "--out", str(out),
+        "--detector", str(tmp_path / "detector"), "--init", str(tmp_path / "init"), "--epochs", "1",
+        "--batch-size", "4", "--valid-fraction", "0.25", "--device", "cpu", "--threads", "1",
+    ])  # fmt: skip
+
+    store = FeatureStore(out / "features")
+    assert sorted(store.ids) == [str(i) for i in range(6)]
+    assert (store.num_boxes, store.feature_dim) == (10, 2048)
+    row = store.get("3")
+    assert row["num_boxes"] == 10 and (row["img_h"], row["img_w"]) == (64, 64)
+    assert 0 <= row["objects_id"].min() and row["objects_id"].max() < 1600
+    predictions = json.loads((out / "model" / "predictions" / "test_predict.json").read_text())
+    assert [p["question_id"] for p in predictions] == [12]

@@ -260,6 +260,13 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
         raise RuntimeError(
             f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
         )
+    failed = sorted({image_id(r["image"]) for r in rows} & set(summary.skipped))
+    if failed:
+        reasons = "; ".join(summary.skipped[img_id] for img_id in failed[:3])
+        raise ValueError(
+            f"{len(failed)} image{'s' if len(failed) > 1 else ''} of the questions could not be extracted "
+            f"({reasons}): replace or drop {'them' if len(failed) > 1 else 'it'} and rerun"
+        )
     print(f"features: {summary.written} images extracted, {summary.already_present} already there")
 
     task_class = get_task("vqa")

@@ -17,31 +17,67 @@ real relative path (JSON keeps the undecodable bytes as ``\\udcXX`` escapes: ``o
 
 The store is finalised (made readable) only once every image is in it or was skipped; ``--max-images`` stops a
 run early, leaving it resumable. The obj36 TSV, if asked for, is written from the finished store.
+
+Many processes, on one node or several, share the work under ``torchrun`` (CPU processes meet over gloo, GPU ones
+over nccl, each on ``cuda:LOCAL_RANK``)::
+
+    torchrun --nproc-per-node 8 -m training.extract --images coco/ --out runs/coco_features \
+        --detector runs/vg-detector --precision bfloat16
+
+Process ``r`` of ``W`` takes every ``W``-th image of the sorted list from the ``r``-th on, and writes them to its
+own store ``OUT/shards/rank-r-of-W`` (as resumable as the single store). When every process is done, rank 0 copies
+the shards' rows into ``OUT`` in image-id order, so the store is the one a single process would have written (same
+ids, rows and order); then it deletes the shards. Every step commits as it goes: rerunning the same command after a
+crash, at any point, finishes the job without extracting an image twice. Rerunning with another number of
+processes extracts again what the old shards held but did not merge yet. On several nodes ``OUT`` must be a folder
+every node sees. ``--max-images`` counts per process.
+
+``--precision bfloat16`` (CPUs with native bf16, GPUs) or ``float16`` (GPUs) runs the convolutions and linear
+layers of the caffe network under autocast; boxes, scores and the averaged features are computed in float32 from
+their outputs. ``python -m benchmarks.extraction_drift`` measures what that changes against float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from PIL import Image
 from tqdm import tqdm
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from lxmert.data.store import FEATURE_DTYPES, FeatureStoreWriter
+from lxmert.data.store import FEATURE_DTYPES, MANIFEST, FeatureStore, FeatureStoreWriter, committed_ids
 from lxmert.data.tsv import write_tsv
 from lxmert.detection import Detector, ImageError
+from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
+from lxmert.precision import cpu_has_bf16
+from training.engine import distributed
 
 logger = logging.getLogger(__name__)
 
 ORIGINAL_NAMES = "original_names.json"
+SHARDS = "shards"
+# Autocast dtype of each --precision (None: float32, no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+# A process that finished its share waits this long for the slowest one (torch's default is minutes).
+SHARD_WAIT = timedelta(hours=48)
+MERGE_COMMIT_ROWS = 256  # rows copied from the shards per commit (a commit syncs every file of the store)
 
 
 @dataclass
@@ -57,7 +93,17 @@ class ExtractConfig:
     feature_dtype: str = field(
         default="float32", metadata={"help": "dtype of the stored features", "choices": list(FEATURE_DTYPES)}
     )
-    device: str = field(default="cpu", metadata={"help": "torch device"})
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto (cuda:LOCAL_RANK when there is a GPU, else cpu), cpu, cuda[:N]"},
+    )
+    precision: str = field(
+        default="float32",
+        metadata={
+            "help": "autocast dtype of the caffe network: bfloat16 (CPU with bf16, GPU), float16 (GPU)",
+            "choices": list(PRECISIONS),
+        },
+    )
     backend: str = field(
         default="torch",
         metadata={
@@ -70,6 +116,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_images < 0 or self.num_threads < 1:
             raise ValueError("batch_size and num_threads must be >= 1 and max_images >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass
@@ -119,18 +167,66 @@ def list_images(folder: str | Path) -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
+def shard_dir(out: str | Path, rank: int, world_size: int) -> Path:
+    """The store process ``rank`` of ``world_size`` writes its share to."""
+    return Path(out) / SHARDS / f"rank-{rank:05d}-of-{world_size:05d}"
+
+
+def precision_context(detector: Detector, precision: str) -> contextlib.AbstractContextManager:
+    """The context ``detector.detect`` runs in for ``precision`` (see the module docstring).
+
+    Raises:
+        ValueError: reduced precision asked for where its drift was not measured (the torchvision network, the
+            detectron2 backend) or where the device has no such arithmetic (float16 on a CPU, bfloat16 on a CPU
+            without native support).
+    """
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if not isinstance(detector.model, CaffeFasterRCNN):
+        raise ValueError(f"precision {precision} is for the caffe network on the torch backend only")
+    device = detector.device
+    if device.type == "cpu" and not (dtype == torch.bfloat16 and cpu_has_bf16()):
+        raise ValueError(
+            f"precision {precision} needs a GPU{'' if dtype == torch.float16 else ' or a CPU with bf16'}"
+        )
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def extract(cfg: ExtractConfig) -> ExtractionSummary:
-    """Run the detector over ``cfg.images`` into the store at ``cfg.out``; see the module docstring."""
-    torch.set_num_threads(cfg.num_threads)
-    detector = Detector.from_pretrained(cfg.detector, device=cfg.device, backend=cfg.backend)
-    images = list_images(cfg.images)
-    writer = FeatureStoreWriter(
-        cfg.out,
+    """Run the detector over ``cfg.images`` into the store at ``cfg.out``; see the module docstring.
+
+    Under torchrun every process calls this; each returns the summary of the whole run.
+    """
+    joined = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized()
+    place = distributed.init_distributed(cfg.device, timeout=SHARD_WAIT)
+    try:
+        torch.set_num_threads(cfg.num_threads)
+        detector = Detector.from_pretrained(cfg.detector, device=place.device, backend=cfg.backend)
+        context = precision_context(detector, cfg.precision)
+        images = list_images(cfg.images)
+        renamed = _write_original_names(cfg, images) if place.is_main else {}
+        if place.world_size == 1:
+            return _extract_single(cfg, detector, context, images, renamed)
+        return _extract_sharded(cfg, detector, context, images, renamed, place.rank, place.world_size)
+    finally:
+        if joined:
+            distributed.cleanup()
+
+
+def _writer(
+    cfg: ExtractConfig, detector: Detector, path: str | Path, commit_every: int = 0
+) -> FeatureStoreWriter:
+    return FeatureStoreWriter(
+        path,
         num_boxes=detector.config.num_regions,
         feature_dim=detector.config.feature_dim,
         feature_dtype=cfg.feature_dtype,
-        commit_every=cfg.batch_size,
+        commit_every=commit_every or cfg.batch_size,
     )
+
+
+def _write_original_names(cfg: ExtractConfig, images: list[tuple[str, Path]]) -> dict[str, str]:
     root = list_root(cfg.images)
     renamed = {
         img_id: path.relative_to(root).as_posix()
@@ -139,37 +235,144 @@ def extract(cfg: ExtractConfig) -> ExtractionSummary:
     }
     if renamed:
         # ensure_ascii keeps undecodable bytes as \\udcXX escapes: the file's name is kept losslessly
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(Path(cfg.out) / ORIGINAL_NAMES, json.dumps(renamed, indent=1).encode())
+    return renamed
+
+
+def _extract_single(
+    cfg: ExtractConfig,
+    detector: Detector,
+    context: contextlib.AbstractContextManager,
+    images: list[tuple[str, Path]],
+    renamed: dict[str, str],
+) -> ExtractionSummary:
+    if (Path(cfg.out) / SHARDS).exists():
+        logger.warning(
+            "%s holds shards of an unfinished torchrun extraction; one process does not read them (rerun under "
+            "torchrun with the same number of processes to merge them) and extracts their images again",
+            Path(cfg.out) / SHARDS,
+        )
+    writer = _writer(cfg, detector, cfg.out)
     pending = [(img_id, path) for img_id, path in images if not writer.has(img_id)]
     already_present = len(images) - len(pending)
+    written, skipped = _extract_into(cfg, detector, context, pending, writer)
+    remaining = sum(1 for img_id, _ in images if not writer.has(img_id) and img_id not in skipped)
+    finalized = remaining == 0
+    if finalized:
+        _finish(cfg, writer)
+    return ExtractionSummary(written, already_present, skipped, remaining, finalized, renamed)
+
+
+def _extract_sharded(
+    cfg: ExtractConfig,
+    detector: Detector,
+    context: contextlib.AbstractContextManager,
+    images: list[tuple[str, Path]],
+    renamed: dict[str, str],
+    rank: int,
+    world_size: int,
+) -> ExtractionSummary:
+    """This process's share into its shard; then rank 0 merges every shard into ``cfg.out``."""
+    # Rank 0 creates (or checks and resumes) the merged store before anyone reads which rows it holds.
+    merged = _writer(cfg, detector, cfg.out, commit_every=MERGE_COMMIT_ROWS) if rank == 0 else None
+    distributed.barrier()
+    in_merged = set(committed_ids(cfg.out))
+    shard = _writer(cfg, detector, shard_dir(cfg.out, rank, world_size))
+    share = [(img_id, path) for img_id, path in images[rank::world_size] if img_id not in in_merged]
+    pending = [(img_id, path) for img_id, path in share if not shard.has(img_id)]
+    written, skipped = _extract_into(cfg, detector, context, pending, shard)
+    shard.finalize()  # readable by rank 0; a rerun reopens and resumes it all the same
+    counts = distributed.all_gather_object((written, len(images[rank::world_size]) - len(pending), skipped))
+    written = sum(count[0] for count in counts)
+    already_present = sum(count[1] for count in counts)
+    skipped = {img_id: reason for count in counts for img_id, reason in count[2].items()}
+    remaining = 0
+    if merged is not None:
+        remaining = _merge_shards(cfg, merged, images, skipped, world_size)
+    remaining = distributed.broadcast_object(remaining)
+    return ExtractionSummary(written, already_present, skipped, remaining, remaining == 0, renamed)
+
+
+def _merge_shards(
+    cfg: ExtractConfig,
+    merged: FeatureStoreWriter,
+    images: list[tuple[str, Path]],
+    skipped: dict[str, str],
+    world_size: int,
+) -> int:
+    """Copy the shards' rows into ``merged`` in image-id order, finalize it if complete, delete the shards.
+
+    Returns:
+        How many images are neither in the merged store nor skipped (left for a rerun).
+    """
+    shards = [FeatureStore(shard_dir(cfg.out, rank, world_size)) for rank in range(world_size)]
+    for img_id, _ in tqdm(images, desc="merge", unit="image", dynamic_ncols=True, mininterval=10):
+        if merged.has(img_id):
+            continue
+        for store in shards:
+            row = store.row_of(img_id)
+            if row is not None:
+                merged.add(store.get_row(row))
+                break
+    merged.commit()
+    # Every shard row is committed in the merged store: the shards are spent. Each manifest goes first, so that a
+    # crash while deleting leaves a folder the next run starts afresh, never a store missing some of its files.
+    for rank in range(world_size):
+        (shard_dir(cfg.out, rank, world_size) / MANIFEST).unlink()
+    shutil.rmtree(Path(cfg.out) / SHARDS)
+    remaining = sum(1 for img_id, _ in images if not merged.has(img_id) and img_id not in skipped)
+    if remaining == 0:
+        _finish(cfg, merged)
+    return remaining
+
+
+def _finish(cfg: ExtractConfig, writer: FeatureStoreWriter) -> None:
+    """Finalize the complete store and write the TSV if one is asked for."""
+    store = writer.finalize()
+    if cfg.tsv:
+        write_tsv(cfg.tsv, (store.get_row(row) for row in range(len(store))))
+
+
+def _extract_into(
+    cfg: ExtractConfig,
+    detector: Detector,
+    context: contextlib.AbstractContextManager,
+    pending: list[tuple[str, Path]],
+    writer: FeatureStoreWriter,
+) -> tuple[int, dict[str, str]]:
+    """Detect ``pending`` (up to ``cfg.max_images`` of them) into ``writer``, committing every batch.
+
+    Returns:
+        How many images were written, and the skipped ones (id -> reason).
+    """
     if cfg.max_images:
         pending = pending[: cfg.max_images]
     paths = dict(pending)
     skipped: dict[str, str] = {}
     written = 0
-    for start in tqdm(
-        range(0, len(pending), cfg.batch_size), desc="extract", unit="batch", dynamic_ncols=True
-    ):
+    for batch_items in _batches(pending, cfg.batch_size):
         batch = []
-        for img_id, path in pending[start : start + cfg.batch_size]:
+        for img_id, path in batch_items:
             try:
                 batch.append((img_id, detector.load_image(path)))
             except ImageError as err:
                 skipped[img_id] = _skip(str(err))
-        for img_id, record in _detected(detector, batch, skipped):
+        with context:
+            detected = _detected(detector, batch, skipped)
+        for img_id, record in detected:
             try:
                 writer.add(record)
                 written += 1
             except ValueError as err:  # the store refuses the row
                 skipped[img_id] = _skip(f"{paths[img_id]}: {err}")
         writer.commit()  # the batch is on disk before the next one starts
-    remaining = sum(1 for img_id, _ in images if not writer.has(img_id) and img_id not in skipped)
-    finalized = remaining == 0
-    if finalized:
-        store = writer.finalize()
-        if cfg.tsv:
-            write_tsv(cfg.tsv, (store.get_row(row) for row in range(len(store))))
-    return ExtractionSummary(written, already_present, skipped, remaining, finalized, renamed)
+    return written, skipped
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in tqdm(range(0, len(items), size), desc="extract", unit="batch", dynamic_ncols=True):
+        yield items[start : start + size]
 
 
 def _detected(detector: Detector, batch: list, skipped: dict[str, str]) -> list[tuple[str, dict]]:
@@ -202,6 +405,8 @@ def main(argv: list[str] | None = None) -> ExtractionSummary:
     add_dataclass_arguments(parser, ExtractConfig, title="extraction")
     cfg = dataclass_from_args(ExtractConfig, parser.parse_args(argv))
     summary = extract(cfg)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return summary  # rank 0 reports for the whole run
     print(
         f"{summary.written} images extracted, {summary.already_present} already in {cfg.out}, "
         f"{len(summary.skipped)} skipped"

@@ -79,6 +79,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def committed_ids(path: str | os.PathLike) -> list[str]:
+    """Ids of the rows a store's manifest records as written, in row order; [] where there is no store yet.
+
+    Reads only: safe beside a writer of the same store, whose uncommitted tail it leaves out.
+
+    Raises:
+        ValueError: the store holds fewer ids than its manifest counts.
+    """
+    path = Path(path)
+    if not (path / MANIFEST).exists():
+        return []
+    count = _read_manifest(path)["count"]
+    ids = (path / IDS_FILE).read_text(encoding="utf-8").splitlines()[:count]
+    if len(ids) != count:
+        raise ValueError(f"feature store {path}: {len(ids)} ids for {count} committed rows")
+    return ids
+
+
 class FeatureStore:
     """Read-only access to a finalized store. Opens its memory maps lazily, in the process that reads.
 
@@ -252,10 +270,7 @@ class FeatureStoreWriter:
         for name, size in manifest["sizes"].items():
             with open(self.path / name, "r+b") as f:
                 f.truncate(size)
-        ids = (self.path / IDS_FILE).read_text(encoding="utf-8").splitlines()
-        if len(ids) != self._count:
-            raise ValueError(f"feature store {self.path}: {len(ids)} ids for {self._count} committed rows")
-        self._ids = set(ids)
+        self._ids = set(committed_ids(self.path))
 
     @property
     def count(self) -> int:

@@ -159,9 +159,11 @@ class RPN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, C, H, W) features -> proposals (P, 4) in resized-image pixels and their logits (P,), best first."""
         hidden = F.relu(self.rpn_head.conv(features))
-        logits = self.rpn_head.objectness_logits(hidden)[0].permute(1, 2, 0).reshape(-1)  # (H W A,)
+        # float(): under autocast (reduced-precision extraction) the convolutions may run in bf16/fp16; proposals
+        # are decoded in float32, where a pixel coordinate keeps its sub-pixel precision.
+        logits = self.rpn_head.objectness_logits(hidden)[0].float().permute(1, 2, 0).reshape(-1)  # (H W A,)
         height, width = features.shape[-2:]
-        deltas = self.rpn_head.anchor_deltas(hidden)[0]  # (A 4, H, W)
+        deltas = self.rpn_head.anchor_deltas(hidden)[0].float()  # (A 4, H, W)
         deltas = deltas.view(-1, 4, height, width).permute(2, 3, 0, 1).reshape(-1, 4)  # (H W A, 4)
         shift_y, shift_x = torch.meshgrid(
             torch.arange(0, height * _STRIDE, _STRIDE, dtype=torch.float32, device=features.device),
@@ -200,7 +202,8 @@ class BoxPredictor(nn.Module):
         class_logits = self.cls_score(features)
         embedded = self.cls_embedding(class_logits.argmax(dim=-1))
         hidden = F.relu(self.fc_attr(torch.cat([features, embedded], dim=-1)))
-        return class_logits, self.bbox_pred(features), self.attr_score(hidden)
+        # float(): scores and box deltas leave in float32 even when autocast ran the layers in bf16/fp16.
+        return class_logits.float(), self.bbox_pred(features).float(), self.attr_score(hidden).float()
 
 
 class Res5ROIHeads(nn.Module):
@@ -219,7 +222,7 @@ class Res5ROIHeads(nn.Module):
             pooled = roi_pool(features, [proposals], size, scale)
         else:
             pooled = roi_align(features, [proposals], size, scale, self.config.roi_sampling_ratio)
-        return self.res5(pooled).mean(dim=(2, 3))
+        return self.res5(pooled).float().mean(dim=(2, 3))  # float(): averaged in float32 under autocast too
 
 
 class BUTDInference(nn.Module, ABC):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 
 @dataclass
@@ -71,13 +71,13 @@ def select_regions(
     if num_proposals < fewest:
         raise ValueError(f"{num_proposals} proposals cannot fill {fewest} regions")
     foreground = class_probs[:, 1:]  # (P, C)
-    num_classes = foreground.shape[1]
-    proposal_of = torch.arange(num_proposals, device=foreground.device).repeat_interleave(num_classes)
-    class_of = torch.arange(num_classes, device=foreground.device).repeat(num_proposals)
-    flat_scores = foreground.reshape(-1)
-    kept = batched_nms(class_boxes[:, 1:].reshape(-1, 4), flat_scores, class_of, nms_threshold)
     max_conf = foreground.new_zeros(num_proposals)
-    max_conf.scatter_reduce_(0, proposal_of[kept], flat_scores[kept], reduce="amax")
+    # One NMS per class on its own column: what batched_nms does with these inputs, without its search of the
+    # flattened P x C arrays for each class, which costs ten times the NMS itself for 1600 classes on a CPU.
+    for column in range(foreground.shape[1]):
+        scores = foreground[:, column]
+        kept = nms(class_boxes[:, column + 1], scores, nms_threshold)
+        max_conf[kept] = torch.maximum(max_conf[kept], scores[kept])
 
     best_prob, best_class = foreground.max(dim=1)
     # Two stable sorts give a lexicographic order: max_conf first, best_prob breaking its ties.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -39,12 +40,13 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return resolved
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto", timeout: timedelta | None = None) -> DistInfo:
     """Join the process group torchrun describes (if any) and pick this process's device.
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under torchrun ``"cuda"`` means
             ``cuda:LOCAL_RANK``.
+        timeout: how long a collective waits for the slowest process (None: torch's default, minutes).
 
     Returns:
         This process's place; ``world_size == 1`` when not launched by torchrun.
@@ -56,7 +58,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
-        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo", timeout=timeout)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
 
