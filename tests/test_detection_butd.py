@@ -19,7 +19,7 @@ from lxmert.detection.butd import CaffeFasterRCNN, cell_anchors, resized_size, s
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import read_detector_config, read_vocab
 from lxmert.detection.selection import select_regions
-from training.extract import ExtractConfig, extract
+from training.detection.extraction import ExtractConfig, extract
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -14,7 +14,7 @@ from lxmert.data.store import FeatureStore
 from lxmert.data.tsv import iter_tsv
 from lxmert.detection import Detector
 from tests.test_detection_model import tiny_detector
-from training.extract import ExtractConfig, extract, list_images, main
+from training.detection.extraction import ExtractConfig, extract, list_images, main
 
 COLUMNS = ("objects_id", "objects_conf", "attrs_id", "attrs_conf", "boxes", "features")
 

@@ -24,7 +24,7 @@ from butd_layouts import golden_detector
 from PIL import Image
 
 from lxmert.data.tsv import FIELDNAMES, iter_tsv
-from training.extract import ExtractConfig, extract
+from training.detection.extraction import ExtractConfig, extract
 
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "coco" / "COCO_train2014_000000573195.jpg"

@@ -14,7 +14,7 @@ from PIL import Image
 from lxmert.data.store import FeatureStore
 from lxmert.data.tsv import iter_tsv
 from tests.test_detection_model import tiny_detector
-from training.extract import ExtractConfig, extract
+from training.detection.extraction import ExtractConfig, extract
 
 ROOT = Path(__file__).parent.parent
 COLUMNS = ("objects_id", "objects_conf", "attrs_id", "attrs_conf", "boxes", "features")

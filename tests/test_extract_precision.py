@@ -11,7 +11,7 @@ from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.detector import build_network
 from lxmert.precision import cpu_has_bf16
 from tests.test_detection_model import tiny_detector
-from training.extract import precision_context
+from training.detection.extraction import precision_context
 
 BF16_CPU = cpu_has_bf16()
 

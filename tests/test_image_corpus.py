@@ -23,7 +23,7 @@ from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError
 from lxmert.detection.files import read_detector_config
 from lxmert.detection.images import DEFAULT_MAX_BYTES, load_detector_image
-from training.extract import ExtractConfig, extract, list_images
+from training.detection.extraction import ExtractConfig, extract, list_images
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_DETECTOR = REPO / "assets" / "default" / "detector"

@@ -17,7 +17,7 @@ from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError, load_image
 from lxmert.detection.images import ImageTooLargeError, UnreadableImageError, decode_bytes
 from tests.test_detection_model import tiny_detector
-from training.extract import ORIGINAL_NAMES, ExtractConfig, extract
+from training.detection.extraction import ORIGINAL_NAMES, ExtractConfig, extract
 
 SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "default" / "detector"
 

@@ -53,10 +53,10 @@ from training.data.vqa_softscore import (
     preprocess_answer,
     soft_label,
 )
+from training.detection.extraction import ExtractConfig, extract
 from training.engine.distributed import resolve_device
 from training.engine.metrics import vqa_answer_type
 from training.engine.trainer import TrainConfig
-from training.extract import ExtractConfig, extract
 from training.tasks import get_task
 from training.tasks.evaluation import EvaluateConfig, evaluate
 from training.tasks.finetuning import FinetuneConfig, finetune

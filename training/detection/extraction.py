@@ -420,7 +420,3 @@ def main(argv: list[str] | None = None) -> ExtractionSummary:
     else:
         print(f"{summary.remaining} images left: rerun the same command to continue")
     return summary
-
-
-if __name__ == "__main__":
-    main()
