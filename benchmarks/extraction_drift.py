@@ -24,14 +24,16 @@ import argparse
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.images import to_tensor
 from tests.butd_layouts import golden_detector
-from training.extract import PRECISIONS, precision_context
+from training.detection.extraction import PRECISIONS, precision_context
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "coco"
 
@@ -82,26 +84,41 @@ def extracted_drift(detector: Detector, photo: Path, precision: str) -> dict[str
     }
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+@dataclass
+class DriftConfig:
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    precisions: str = field(default="bfloat16", metadata={"help": "comma-separated: bfloat16, float16"})
+    photos: str = field(default=str(PHOTOS), metadata={"help": "folder of .jpg photos"})
+    num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    out: str = field(default="", metadata={"help": "also write the results as JSON here"})
+
+    @property
+    def precision_list(self) -> list[str]:
+        return self.precisions.split(",")
+
+
+def parse_args(argv: list[str] | None = None) -> DriftConfig:
+    """The config of a command line; an unknown precision is a usage error."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.extraction_drift", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--precisions", default="bfloat16", help="comma-separated: bfloat16, float16")
-    parser.add_argument("--photos", default=str(PHOTOS), help="folder of .jpg photos")
-    parser.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", default="", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.num_threads)
-    precisions = args.precisions.split(",")
-    unknown = sorted(set(precisions) - set(PRECISIONS) - {"float32"})
+    add_dataclass_arguments(parser, DriftConfig, "extraction drift")
+    cfg = dataclass_from_args(DriftConfig, parser.parse_args(argv))
+    unknown = sorted(set(cfg.precision_list) - set(PRECISIONS) - {"float32"})
     if unknown:
         parser.error(f"unknown precisions {unknown}; choose from {sorted(PRECISIONS)}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    cfg = parse_args(argv)
+    torch.set_num_threads(cfg.num_threads)
+    precisions = cfg.precision_list
     with tempfile.TemporaryDirectory() as scratch:
-        detector = golden_detector(scratch).to(args.device)
+        detector = golden_detector(scratch).to(cfg.device)
     results = []
-    for photo in sorted(Path(args.photos).glob("*.jpg")):
-        image = to_tensor(detector.load_image(photo).image).to(args.device)
+    for photo in sorted(Path(cfg.photos).glob("*.jpg")):
+        image = to_tensor(detector.load_image(photo).image).to(cfg.device)
         for precision in precisions:
             result = {"photo": photo.name, "precision": precision, "device": str(detector.device)}
             result |= same_region_drift(detector, image, precision)
@@ -127,8 +144,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{total('rows_in_same_order_with_same_label')} rows keep their place and label; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if cfg.out:
+        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

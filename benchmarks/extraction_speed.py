@@ -23,11 +23,13 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
@@ -85,46 +87,69 @@ def seconds_per_image(
     return (time.perf_counter() - wall) / len(items), (time.process_time() - cpu) / len(items)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def photo_files(folder: str) -> list[Path]:
+    """The files of ``folder``, in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file())
+
+
+@dataclass
+class ExtractionSpeedConfig:
+    detector: str = field(
+        default="", metadata={"help": "saved detector directory (empty: random weights of --preset)"}
+    )
+    preset: str = field(
+        default="small", metadata={"help": "layout when --detector is empty", "choices": sorted(PRESETS)}
+    )
+    images: int = field(default=32, metadata={"help": "images timed per setting"})
+    photos: str = field(default="", metadata={"help": "time the images of this folder instead of scenes"})
+    precisions: str = field(
+        default="float32", metadata={"help": f"comma-separated, of {list(PRECISIONS)} (caffe network only)"}
+    )
+    image_size: int = field(default=256, metadata={"help": "side of the square synthetic scenes"})
+    batch_sizes: str = field(default="1,8", metadata={"help": "comma-separated batch sizes"})
+    num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    cpu_only: bool = field(default=False, metadata={"help": "skip the GPU even when one is present"})
+    seed: int = field(default=0, metadata={"help": "seed of the scenes"})
+    out: str = field(default="", metadata={"help": "also write the results as JSON here"})
+
+    @property
+    def precision_list(self) -> list[str]:
+        return self.precisions.split(",")
+
+    @property
+    def batch_size_list(self) -> list[int]:
+        return [int(b) for b in self.batch_sizes.split(",")]
+
+
+def parse_args(argv: list[str] | None = None) -> ExtractionSpeedConfig:
+    """The config of a command line; an unknown precision or an empty ``--photos`` folder is a usage error."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.extraction_speed", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--detector", default="", help="saved detector directory (empty: random weights of --preset)"
-    )
-    parser.add_argument(
-        "--preset", default="small", choices=sorted(PRESETS), help="layout when --detector is empty"
-    )
-    parser.add_argument("--images", type=int, default=32, help="images timed per setting")
-    parser.add_argument("--photos", default="", help="time the images of this folder instead of scenes")
-    parser.add_argument(
-        "--precisions", default="float32", help=f"comma-separated, of {list(PRECISIONS)} (caffe network only)"
-    )
-    parser.add_argument("--image-size", type=int, default=256, help="side of the square synthetic scenes")
-    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
-    parser.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even when one is present")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes")
-    parser.add_argument("--out", default="", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.num_threads)
-
-    detector = build_detector(args.detector, args.preset)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    precisions = args.precisions.split(",")
-    unknown = sorted(set(precisions) - set(PRECISIONS))
+    add_dataclass_arguments(parser, ExtractionSpeedConfig, "extraction speed")
+    cfg = dataclass_from_args(ExtractionSpeedConfig, parser.parse_args(argv))
+    unknown = sorted(set(cfg.precision_list) - set(PRECISIONS))
     if unknown:
         parser.error(f"unknown precisions {unknown}; choose from {list(PRECISIONS)}")
+    if cfg.photos and not photo_files(cfg.photos):
+        parser.error(f"{cfg.photos} holds no files")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    cfg = parse_args(argv)
+    torch.set_num_threads(cfg.num_threads)
+
+    detector = build_detector(cfg.detector, cfg.preset)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not cfg.cpu_only else [])
+    batch_sizes, precisions = cfg.batch_size_list, cfg.precision_list
     results = []
     with tempfile.TemporaryDirectory() as scratch:
-        if args.photos:
-            photos = sorted(p for p in Path(args.photos).iterdir() if p.is_file())
-            if not photos:
-                parser.error(f"{args.photos} holds no files")
-            paths = [photos[index % len(photos)] for index in range(args.images)]
+        if cfg.photos:
+            photos = photo_files(cfg.photos)
+            paths = [photos[index % len(photos)] for index in range(cfg.images)]
         else:
-            paths = write_scenes(Path(scratch), args.images, args.image_size, args.seed)
+            paths = write_scenes(Path(scratch), cfg.images, cfg.image_size, cfg.seed)
         loaded = [detector.load_image(path) for path in paths]
         for device in devices:
             detector.to(device)
@@ -152,8 +177,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "threads": torch.get_num_threads(),
                         "precision": precision,
                         "batch_size": batch_size,
-                        "images": args.images,
-                        "image_size": "photos" if args.photos else args.image_size,
+                        "images": cfg.images,
+                        "image_size": "photos" if cfg.photos else cfg.image_size,
                         "network": detector.config.network,
                         "backbone": detector.config.backbone,
                         "min_size": detector.config.min_size,
@@ -172,8 +197,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"{model_only * 1000:7.1f} ms wall ({1 / model_only:6.2f} images/s), "
                     f"{model_only_cpu * 1000:7.1f} ms CPU; load average {load_average:.1f}"
                 )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if cfg.out:
+        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -17,12 +17,14 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.store import FeatureStore, FeatureStoreWriter
 
 GIB = 1024**3
@@ -132,28 +134,35 @@ def store_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader_memory", description=__doc__)
-    parser.add_argument(
-        "--store", default="/tmp/loader_memory_store", help="store directory (built if missing)"
+@dataclass
+class LoaderMemoryConfig:
+    store: str = field(
+        default="/tmp/loader_memory_store", metadata={"help": "store directory (built if missing)"}
     )
-    parser.add_argument("--images", type=int, default=20000, help="images in the store")
-    parser.add_argument("--num-boxes", type=int, default=36, help="boxes per image")
-    parser.add_argument("--feature-dim", type=int, default=2048, help="feature size")
-    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
-    parser.add_argument("--delete", action="store_true", help="delete the store afterwards")
-    args = parser.parse_args(argv)
+    images: int = field(default=20000, metadata={"help": "images in the store"})
+    num_boxes: int = field(default=36, metadata={"help": "boxes per image"})
+    feature_dim: int = field(default=2048, metadata={"help": "feature size"})
+    workers: int = field(default=4, metadata={"help": "DataLoader workers"})
+    batch_size: int = field(default=64, metadata={"help": "images per batch"})
+    delete: bool = field(default=False, metadata={"help": "delete the store afterwards"})
 
-    path = Path(args.store)
+
+def parse_args(argv: list[str] | None = None) -> LoaderMemoryConfig:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader_memory", description=__doc__)
+    add_dataclass_arguments(parser, LoaderMemoryConfig, "loader memory")
+    return dataclass_from_args(LoaderMemoryConfig, parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+
+    path = Path(cfg.store)
     start = time.perf_counter()
-    build_store(path, args.images, args.num_boxes, args.feature_dim)
+    build_store(path, cfg.images, cfg.num_boxes, cfg.feature_dim)
     print(f"store ready: {path} ({store_size(path) / GIB:.2f} GiB) in {time.perf_counter() - start:.0f} s")
 
     store = FeatureStore(path)
-    loader = DataLoader(
-        StoreDataset(store), batch_size=args.batch_size, shuffle=True, num_workers=args.workers
-    )
+    loader = DataLoader(StoreDataset(store), batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers)
     sampler = MemorySampler()
     sampler.start()
     start = time.perf_counter()
@@ -166,11 +175,11 @@ def main(argv: list[str] | None = None) -> None:
 
     size = store_size(path)
     limit = size + GIB
-    print(f"read {seen} images with {args.workers} workers in {elapsed:.0f} s (checksum {checksum:.1f})")
+    print(f"read {seen} images with {cfg.workers} workers in {elapsed:.0f} s (checksum {checksum:.1f})")
     print(f"peak PSS, main + {sampler.peak_workers} workers: {sampler.peak_pss / GIB:.2f} GiB")
     print(f"peak private dirty memory, all processes: {sampler.peak_private / GIB:.2f} GiB")
     print(f"store size + 1 GiB: {limit / GIB:.2f} GiB -> {'OK' if sampler.peak_pss < limit else 'OVER'}")
-    if args.delete:
+    if cfg.delete:
         shutil.rmtree(path)
         print(f"deleted {path}")
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.fileio import atomic_write_text, read_json
 from training.world.generate import PRETRAIN_FILES
 from training.world.language import object_phrase
@@ -41,30 +43,42 @@ def describe(objects: list[dict], rng: np.random.Generator, per_object: int) -> 
     return descriptions
 
 
-def main() -> None:
+@dataclass
+class RegionDescriptionsConfig:
+    world: str = field(
+        metadata={"help": "a directory written by python -m training.world", "positional": True}
+    )
+    out: str = field(
+        metadata={"help": "where the pre-training files with descriptions go", "positional": True}
+    )
+    per_object: int = field(default=2, metadata={"help": "descriptions drawn per visible object"})
+    seed: int = field(default=0, metadata={"help": "seed of the descriptions"})
+    only_regions: bool = field(
+        default=False, metadata={"help": "keep no other sentences (nor QA labels) than the descriptions"}
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> RegionDescriptionsConfig:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("world", type=Path, help="a directory written by python -m training.world")
-    parser.add_argument("out", type=Path, help="where the pre-training files with descriptions go")
-    parser.add_argument("--per-object", type=int, default=2, help="descriptions drawn per visible object")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--only-regions",
-        action="store_true",
-        help="keep no other sentences (nor QA labels) than the descriptions",
-    )
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    add_dataclass_arguments(parser, RegionDescriptionsConfig, "region descriptions")
+    return dataclass_from_args(RegionDescriptionsConfig, parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    world, out = Path(cfg.world), Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     for name, split in PRETRAIN_FILES.items():
-        objects = {a["img_id"]: a["objects"] for a in read_json(args.world / "annotations" / f"{split}.json")}
-        data = read_json(args.world / "lxmert" / f"{name}.json")
+        objects = {a["img_id"]: a["objects"] for a in read_json(world / "annotations" / f"{split}.json")}
+        data = read_json(world / "lxmert" / f"{name}.json")
         for index, datum in enumerate(data):
-            rng = np.random.default_rng([args.seed, REGION_STREAM, index])
-            datum["sentf"][REGION_SOURCE] = describe(objects[datum["img_id"]], rng, args.per_object)
-            if args.only_regions:
+            rng = np.random.default_rng([cfg.seed, REGION_STREAM, index])
+            datum["sentf"][REGION_SOURCE] = describe(objects[datum["img_id"]], rng, cfg.per_object)
+            if cfg.only_regions:
                 datum["sentf"], datum["labelf"] = {REGION_SOURCE: datum["sentf"][REGION_SOURCE]}, {}
-        atomic_write_text(args.out / f"{name}.json", json.dumps(data))
+        atomic_write_text(out / f"{name}.json", json.dumps(data))
         count = sum(len(d["sentf"][REGION_SOURCE]) for d in data)
         print(f"{name}: {len(data)} images, {count} region descriptions")
 
