@@ -86,6 +86,8 @@ def extracted_drift(detector: Detector, photo: Path, precision: str) -> dict[str
 
 @dataclass
 class DriftConfig:
+    """The flags of ``python -m benchmarks.extraction_drift``."""
+
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     precisions: str = field(default="bfloat16", metadata={"help": "comma-separated: bfloat16, float16"})
     photos: str = field(default=str(PHOTOS), metadata={"help": "folder of .jpg photos"})

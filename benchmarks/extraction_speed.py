@@ -94,6 +94,8 @@ def photo_files(folder: str) -> list[Path]:
 
 @dataclass
 class ExtractionSpeedConfig:
+    """The flags of ``python -m benchmarks.extraction_speed``."""
+
     detector: str = field(
         default="", metadata={"help": "saved detector directory (empty: random weights of --preset)"}
     )

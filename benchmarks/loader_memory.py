@@ -136,6 +136,8 @@ def store_size(path: Path) -> int:
 
 @dataclass
 class LoaderMemoryConfig:
+    """The flags of ``python -m benchmarks.loader_memory``."""
+
     store: str = field(
         default="/tmp/loader_memory_store", metadata={"help": "store directory (built if missing)"}
     )
@@ -148,6 +150,7 @@ class LoaderMemoryConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> LoaderMemoryConfig:
+    """The config of a command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loader_memory", description=__doc__)
     add_dataclass_arguments(parser, LoaderMemoryConfig, "loader memory")
     return dataclass_from_args(LoaderMemoryConfig, parser.parse_args(argv))

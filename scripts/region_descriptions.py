@@ -45,6 +45,8 @@ def describe(objects: list[dict], rng: np.random.Generator, per_object: int) -> 
 
 @dataclass
 class RegionDescriptionsConfig:
+    """The arguments of ``python scripts/region_descriptions.py``."""
+
     world: str = field(
         metadata={"help": "a directory written by python -m training.world", "positional": True}
     )
@@ -59,6 +61,7 @@ class RegionDescriptionsConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> RegionDescriptionsConfig:
+    """The config of a command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
