@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.store import FeatureStores
-from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer, train_wordpiece
@@ -213,7 +211,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print_validation(result["valid"], chance)
     distributed.cleanup()
     return summary
-
-
-if __name__ == "__main__":
-    run_cli(main, sys.argv[1:])

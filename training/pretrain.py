@@ -1,0 +1,7 @@
+"""``python -m training.pretrain``: pre-training on image-sentence pairs (:mod:`training.tasks.pretraining_run`)."""
+
+from lxmert.errors import run_cli
+from training.tasks.pretraining_run import main
+
+if __name__ == "__main__":
+    run_cli(main)
