@@ -1,4 +1,4 @@
-"""``python -m training.pretrain``: pre-training on image-sentence pairs (:mod:`training.tasks.pretraining_run`)."""
+"""``python -m training.pretrain``: pre-training LXMERT (:mod:`training.tasks.pretraining_run`)."""
 
 from lxmert.errors import run_cli
 from training.tasks.pretraining_run import main

@@ -297,7 +297,3 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_dataclass_arguments(parser, ByoConfig, "bring your own data")
     print(json.dumps(run(dataclass_from_args(ByoConfig, parser.parse_args(argv))), indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,6 @@
+"""``python -m training.byo``: your own images and questions to a QA model (:mod:`training.tasks.own_data`)."""
+
+from training.tasks.own_data import main
+
+if __name__ == "__main__":
+    main()
