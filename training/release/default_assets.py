@@ -26,7 +26,6 @@ from lxmert.checkpoints import load_checkpoint
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
-from lxmert.errors import run_cli
 from lxmert.fileio import atomic_directory, read_json, read_json_object
 
 RECIPE = "bash scripts/build_default.sh"
@@ -132,7 +131,3 @@ def main(argv: list[str] | None = None) -> None:
     export_samples(world, out / "samples", cfg.gallery, cfg.scenes)
     cached = cache_sample_regions(default / "detector", out / "samples")
     print(f"wrote {default} and {out / 'samples'} (regions of {cached} samples cached)")
-
-
-if __name__ == "__main__":
-    run_cli(main)
