@@ -195,7 +195,3 @@ def main(argv: list[str] | None = None) -> dict[str, float | list[float]]:
     result = train_matching_toy(config)
     print(json.dumps({"config": asdict(config), **result}))
     return result
-
-
-if __name__ == "__main__":
-    main()

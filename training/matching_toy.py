@@ -1,0 +1,6 @@
+"""``python -m training.matching_toy``: a toy matching problem (:mod:`training.experiments.toy_matching`)."""
+
+from training.experiments.toy_matching import main
+
+if __name__ == "__main__":
+    main()
