@@ -17,13 +17,13 @@ from lxmert.answers import AnswerTable
 from lxmert.config import LxmertConfig
 from lxmert.data.store import FeatureStores, FeatureStoreWriter
 from lxmert.tokenization import LxmertTokenizer, train_wordpiece
-from training.pretrain import model_config
 from training.tasks.pretraining import (
     PretrainConfig,
     PretrainDataset,
     PretrainTask,
     read_pretrain_json,
 )
+from training.tasks.pretraining_run import model_config
 
 SHAPES = ("circle", "square", "triangle", "star", "heart")
 COLOURS = ("red", "green", "blue", "white")

@@ -26,7 +26,7 @@ from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, PRECISION_ENV, A
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
 from lxmert.precision import autocast, cpu_has_bf16
-from training.export_default import cache_sample_regions
+from training.release.default_assets import cache_sample_regions
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions", "compare")

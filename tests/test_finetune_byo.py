@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lxmert.data.task_files import load_vqa
-from training.byo import assign_splits, convert, image_id, read_questions, write_data
+from training.tasks.own_data import assign_splits, convert, image_id, read_questions, write_data
 
 CSV = """image,question,answer,split
 a.png,What colour is the ball?,Red|red|red|blue,
@@ -122,7 +122,7 @@ def test_byo_end_to_end(tmp_path):
     from lxmert.modeling import LxmertForPreTraining
     from lxmert.tokenization import train_wordpiece
     from tests.test_detection_model import tiny_detector
-    from training.byo import main
+    from training.tasks.own_data import main
 
     images = tmp_path / "images"
     (images / "more").mkdir(parents=True)
@@ -170,7 +170,7 @@ def test_byo_end_to_end(tmp_path):
 def test_byo_stops_before_fine_tuning_when_an_image_cannot_be_extracted(tmp_path):
     """The question's image is unreadable: the error names it and why, instead of a missing-features error."""
     from tests.test_detection_model import tiny_detector
-    from training.byo import main
+    from training.tasks.own_data import main
 
     images = tmp_path / "images"
     images.mkdir()
@@ -202,7 +202,7 @@ def test_byo_runs_on_a_detector_directory_converted_from_the_published_layout(tm
     from lxmert.detection.convert import main as convert
     from lxmert.modeling import LxmertForPreTraining
     from lxmert.tokenization import train_wordpiece
-    from training.byo import main
+    from training.tasks.own_data import main
 
     (tmp_path / "vg.pkl").write_bytes(pickle.dumps({"model": detectron2_weights(3)}))
     convert([str(tmp_path / "vg.pkl"), "--out", str(tmp_path / "detector"), "--num-regions", "10"])

@@ -51,3 +51,16 @@ def test_no_command_imports_another_command():
                 if where != f"training/{parts[1]}.py":
                     wrong.append(f"{where} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_commands_hold_no_logic():
+    # A command is its docstring, its imports and the ``__main__`` call: what it runs lives in a library.
+    wrong = []
+    for name in sorted(COMMANDS):
+        path = ROOT / "training" / f"{name}.py"
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            main_guard = isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+            if not (docstring or main_guard or isinstance(node, ast.Import | ast.ImportFrom)):
+                wrong.append(f"training/{name}.py:{node.lineno} {type(node).__name__}")
+    assert not wrong, "\n".join(wrong)

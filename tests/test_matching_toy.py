@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.matching_toy import MatchingToyConfig, toy_pairs, toy_sentences, train_matching_toy
+from training.experiments.toy_matching import MatchingToyConfig, toy_pairs, toy_sentences, train_matching_toy
 
 
 def test_toy_pairs_match_exactly_when_the_word_is_among_the_regions_and_half_match_for_every_word():

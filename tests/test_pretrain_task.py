@@ -248,7 +248,7 @@ def test_bert_keys_with_wrong_shapes_are_named(tmp_path):
 def test_evaluate_scores_a_checkpoint_as_its_run_did(world, tmp_path):
     # --evaluate rebuilds the validation pairs from the same seed: the final model scores what the run reported
     # (with the same batches: losses are batch means, and swapped images come from the same batch).
-    from training.pretrain import main
+    from training.tasks.pretraining_run import main
 
     common = ["--world", str(world), "--preset", "tiny", "--device", "cpu", "--threads", "1", "--seed", "3"]
     common += ["--batch-size", "8"]

@@ -1,0 +1,1 @@
+"""Experiment harnesses that measure one question in isolation (docs/matching.md)."""

@@ -1,0 +1,133 @@
+"""Copy the trained default detector and models into ``assets/``, with their recipe and scores, plus sample images.
+
+    python -m training.export_default --detector runs/default/detector --pretrained runs/default/pretrain/best \\
+        --qa runs/default/finetune/gqa-pretrained/best --world runs/world --out assets
+
+Writes ``OUT/default/{detector,pretrained,model}`` (each checkpoint with its ``metrics.jsonl`` so the app can draw
+training curves, and a ``meta.json`` holding the recipe and the measured scores) and ``OUT/samples/`` (a small
+gallery and a pool of scenes, all from the world's held-out ``test`` split, never seen in training). The shipped
+detector's regions of every sample are cached in ``OUT/default/detector/regions/``, so the app answers on a sample
+without loading the detector (``lxmert.detection.files``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from lxmert.checkpoints import load_checkpoint
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.detection import Detector
+from lxmert.detection.files import save_cached_regions
+from lxmert.fileio import atomic_directory, read_json, read_json_object
+
+RECIPE = "bash scripts/build_default.sh"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class ExportConfig:
+    detector: str = field(default="runs/default/detector", metadata={"help": "trained detector directory"})
+    detector_eval: str = field(
+        default="runs/default/detector-train/eval_test.json",
+        metadata={"help": "the detector's held-out evaluation"},
+    )
+    pretrained: str = field(default="runs/default/pretrain/best", metadata={"help": "pre-trained checkpoint"})
+    qa: str = field(
+        default="runs/default/finetune/gqa-pretrained/best", metadata={"help": "QA fine-tuned checkpoint"}
+    )
+    world: str = field(default="runs/world", metadata={"help": "the world both were trained on"})
+    out: str = field(default="assets", metadata={"help": "assets directory to write into"})
+    gallery: int = field(default=6, metadata={"help": "images in the sample gallery"})
+    scenes: int = field(default=40, metadata={"help": "images in the pool of synthetic scenes"})
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return read_json_object(path) if path.is_file() else {}
+
+
+def _run_dir(checkpoint: Path) -> Path:
+    """The training run a checkpoint (``RUN/best`` or ``RUN/final``) belongs to."""
+    return checkpoint.parent if (checkpoint.parent / METRICS_FILE).is_file() else checkpoint
+
+
+def export_checkpoint(source: Path, target: Path, meta: dict[str, Any]) -> None:
+    """Re-save a checkpoint in our format with ``meta`` and its run's metrics file."""
+    loaded = load_checkpoint(source)
+    answers = loaded.answers.label2ans if loaded.answers is not None else None
+    loaded.model.save_pretrained(target, tokenizer=loaded.tokenizer, answers=answers, meta=loaded.meta | meta)
+    metrics = _run_dir(source) / METRICS_FILE
+    if metrics.is_file():
+        shutil.copyfile(metrics, target / METRICS_FILE)
+
+
+def export_samples(world: Path, out: Path, gallery: int, scenes: int, questions_per_image: int = 5) -> None:
+    """Held-out world images: the first ``gallery`` into ``out/``, the next ``scenes`` into ``out/scenes/``.
+
+    Each image gets a sidecar ``<id>.json`` of ``{"questions": [...]}`` from its GQA-style test questions, which the
+    app offers as suggestions.
+    """
+    test_ids = read_json_object(world / "world.json")["splits"]["test"]
+    if len(test_ids) < gallery + scenes:
+        raise ValueError(f"the world's test split has {len(test_ids)} images, {gallery + scenes} are wanted")
+    questions: dict[str, list[str]] = {}
+    for item in read_json(world / "gqa" / "testdev.json"):
+        questions.setdefault(item["img_id"], []).append(item["sent"])
+    with atomic_directory(out) as tmp:
+        (tmp / "scenes").mkdir()
+        for i, img_id in enumerate(test_ids[: gallery + scenes]):
+            dest = tmp if i < gallery else tmp / "scenes"
+            shutil.copyfile(world / "images" / f"{img_id}.png", dest / f"{img_id}.png")
+            suggestions = questions.get(img_id, [])[:questions_per_image]
+            (dest / f"{img_id}.json").write_text(json.dumps({"questions": suggestions}, indent=1) + "\n")
+
+
+def cache_sample_regions(detector_dir: Path, samples: Path) -> int:
+    """Detect every sample image (gallery and scenes) once and cache its regions beside the detector.
+
+    Returns the number of images. The image goes through the same decoding as in the app, so the cached regions are
+    the ones the app would detect.
+    """
+    detector = Detector.from_pretrained(detector_dir)
+    images = sorted(samples.glob("*.png")) + sorted((samples / "scenes").glob("*.png"))
+    for path in images:
+        data = path.read_bytes()
+        regions = detector.detect([detector.load_image(Image.open(io.BytesIO(data)))])[0]
+        save_cached_regions(detector_dir, data, regions)
+    return len(images)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export_default", description=__doc__.split("\n\n")[0]
+    )
+    add_dataclass_arguments(parser, ExportConfig, "export")
+    cfg = dataclass_from_args(ExportConfig, parser.parse_args(argv))
+    out, world = Path(cfg.out), Path(cfg.world)
+    default = out / "default"
+    detector_eval = _json(Path(cfg.detector_eval))
+    with atomic_directory(default / "detector") as tmp:
+        shutil.copytree(cfg.detector, tmp, dirs_exist_ok=True)
+        (tmp / "meta.json").write_text(
+            json.dumps({"recipe": RECIPE, "eval_test": detector_eval}, indent=2) + "\n"
+        )
+    pretrained = Path(cfg.pretrained)
+    export_checkpoint(
+        pretrained,
+        default / "pretrained",
+        {"recipe": RECIPE, "summary": _json(_run_dir(pretrained) / "summary.json")},
+    )
+    qa = Path(cfg.qa)
+    export_checkpoint(
+        qa, default / "model", {"recipe": RECIPE, "summary": _json(_run_dir(qa) / "summary.json")}
+    )
+    export_samples(world, out / "samples", cfg.gallery, cfg.scenes)
+    cached = cache_sample_regions(default / "detector", out / "samples")
+    print(f"wrote {default} and {out / 'samples'} (regions of {cached} samples cached)")

@@ -1,0 +1,299 @@
+"""Bring your own data: a folder of images and a table of questions → features → a fine-tuned QA model.
+
+    python -m training.byo --images my_images/ --questions my_questions.csv --out runs/byo/mine \\
+        --detector runs/detector --init runs/pretrain/final
+
+Three steps; rerunning the same command resumes (extraction skips images already in the store, fine-tuning continues
+from ``<out>/model/last.pt``):
+
+1. **Convert** the questions into the authors' VQA format under ``<out>/data``: ``train.json``, ``valid.json``,
+   ``test.json`` (whichever have questions) and the answer table ``trainval_label2ans.json`` /
+   ``trainval_ans2label.json``. Answers are normalised as VQA's preprocessing does; a question with several
+   annotator answers gets VQA soft scores (0.3 / 0.6 / 0.9 / 1 for 1 / 2 / 3 / 4+ matching annotators), one with a
+   single answer gets that answer at 1.0. The answer table holds every train/valid answer given as the best answer
+   of at least ``min_answer_count`` questions (the real VQA table uses 9).
+2. **Extract** region features for every image of the folder into ``<out>/features``, as
+   ``python -m training.extract`` does (an image's id is its relative path without the suffix).
+3. **Fine-tune** as ``python -m training.finetune vqa`` does (the paper's recipe unless overridden here) into
+   ``<out>/model``, validating on the valid split; then predict the test split, if any, as
+   ``python -m training.evaluate`` does, into ``<out>/model/predictions/test_predict.json``.
+
+The question table is a CSV with a header, or a JSON list of objects, with these fields:
+
+=============  =============================================================================================
+image          the image's path relative to ``--images`` (e.g. ``kitchen/001.jpg``)
+question       the question
+answer         the answer; several annotators' answers separated by ``|`` (CSV) or as a list (JSON); empty
+               for a question to predict but not train on (it goes to the test split)
+split          optional: ``train``, ``valid`` or ``test``; if absent, images are split at random
+               (``valid_fraction`` of them, whole images, so no image is in both)
+question_id    optional integer; file order (1, 2, ...) if absent
+=============  =============================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lxmert.answers import AnswerTable
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.task_files import write_json
+from training.data.vqa_softscore import (
+    answer_vocabulary,
+    multiple_choice_answer,
+    preprocess_answer,
+    soft_label,
+)
+from training.detection.extraction import ExtractConfig, extract
+from training.engine.distributed import resolve_device
+from training.engine.metrics import vqa_answer_type
+from training.engine.trainer import TrainConfig
+from training.tasks import get_task
+from training.tasks.evaluation import EvaluateConfig, evaluate
+from training.tasks.finetuning import FinetuneConfig, finetune
+
+SPLITS = ("train", "valid", "test")
+ANSWER_SEPARATOR = "|"
+
+
+@dataclass
+class ByoConfig:
+    images: str = field(metadata={"help": "folder of the images the questions refer to"})
+    questions: str = field(
+        metadata={"help": "CSV (with a header) or JSON list of image/question/answer rows"}
+    )
+    out: str = field(default="runs/byo", metadata={"help": "output folder: data/, features/, model/"})
+    valid_fraction: float = field(
+        default=0.2, metadata={"help": "share of images held out for validation when rows have no split"}
+    )
+    min_answer_count: int = field(
+        default=1, metadata={"help": "questions an answer must be best for to enter the answer table"}
+    )
+    seed: int = field(default=9595, metadata={"help": "seed of the random image split and of fine-tuning"})
+    detector: str = field(
+        default="runs/detector", metadata={"help": "detector directory for training.extract"}
+    )
+    init: str = field(
+        default="runs/pretrain/final", metadata={"help": "pre-trained checkpoint to start from"}
+    )
+    vocab: str = field(
+        default="", metadata={"help": "WordPiece vocab.txt when the checkpoint has none (an authors' .pth)"}
+    )
+    epochs: int = field(default=4, metadata={"help": "fine-tuning epochs (paper: 4)"})
+    batch_size: int = field(default=32, metadata={"help": "fine-tuning batch size (paper: 32)"})
+    lr: float = field(default=5e-5, metadata={"help": "fine-tuning peak learning rate (paper, VQA: 5e-5)"})
+    device: str = field(
+        default="auto", metadata={"help": "auto, cpu, cuda or cuda:N (extraction and training)"}
+    )
+    threads: int = field(default=0, metadata={"help": "CPU threads (0: PyTorch's default)"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.min_answer_count < 1:
+            raise ValueError(f"min_answer_count must be >= 1, got {self.min_answer_count}")
+
+
+# -- reading the question table -------------------------------------------------------------------------------
+
+
+def _answers_of(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [a.strip() for a in value.split(ANSWER_SEPARATOR) if a.strip()]
+    if isinstance(value, list) and all(isinstance(a, str) for a in value):
+        return [a.strip() for a in value if a.strip()]
+    raise ValueError(f"{where}: 'answer' must be a string or a list of strings, got {value!r}")
+
+
+def read_questions(path: str | Path) -> list[dict[str, Any]]:
+    """Rows ``{image, question, answers: [str], split: str | None, question_id: int}`` of a CSV or JSON table.
+
+    Raises:
+        ValueError: naming the row and field that is missing or malformed.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            raise ValueError(f"{path}: expected a JSON list of objects")
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            raw = list(csv.DictReader(f))
+    else:
+        raise ValueError(f"{path}: questions must be a .csv or .json file")
+    rows, seen_ids = [], set()
+    for number, record in enumerate(raw, start=1):
+        where = f"{path} row {number}"
+        for key in ("image", "question"):
+            if not str(record.get(key) or "").strip():
+                raise ValueError(f"{where}: missing {key!r}")
+        split = str(record.get("split") or "").strip() or None
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"{where}: split must be one of {SPLITS}, got {split!r}")
+        raw_id = record.get("question_id")
+        try:
+            question_id = int(raw_id) if str(raw_id or "").strip() else number
+        except ValueError:
+            raise ValueError(f"{where}: question_id must be an integer, got {raw_id!r}") from None
+        if question_id in seen_ids:
+            raise ValueError(f"{where}: question_id {question_id} appears twice")
+        seen_ids.add(question_id)
+        answers = _answers_of(record.get("answer"), where)
+        if not answers and split in ("train", "valid"):
+            raise ValueError(f"{where}: a {split} question needs an answer")
+        rows.append(
+            {
+                "image": str(record["image"]).strip(),
+                "question": str(record["question"]).strip(),
+                "answers": answers,
+                "split": split,
+                "question_id": question_id,
+            }
+        )
+    if not rows:
+        raise ValueError(f"{path} holds no questions")
+    return rows
+
+
+# -- conversion -----------------------------------------------------------------------------------------------
+
+
+def image_id(image: str) -> str:
+    """The feature-store id of an image path relative to the image folder: the path without its suffix."""
+    return Path(image).with_suffix("").as_posix()
+
+
+def assign_splits(rows: list[dict[str, Any]], valid_fraction: float, seed: int) -> None:
+    """Fill in missing splits in place: unanswered rows → test; whole images at random → valid, the rest train."""
+    images = sorted({r["image"] for r in rows if r["split"] is None and r["answers"]})
+    order = np.random.default_rng(seed).permutation(len(images))
+    held_out = min(math.ceil(valid_fraction * len(images)), len(images) - 1) if images else 0
+    valid = {images[i] for i in order[:held_out]}
+    for row in rows:
+        if row["split"] is None:
+            row["split"] = "test" if not row["answers"] else ("valid" if row["image"] in valid else "train")
+
+
+def question_type(question: str) -> str:
+    """VQA's question type is the question's opening words; here its first two, lower-cased."""
+    return " ".join(question.lower().rstrip("?").split()[:2])
+
+
+def convert(rows: list[dict[str, Any]], min_answer_count: int) -> tuple[dict[str, list[dict]], AnswerTable]:
+    """VQA-format items per split and the answer table (see the module docstring)."""
+    labelled = [r for r in rows if r["answers"] and r["split"] in ("train", "valid")]
+    best = {r["question_id"]: multiple_choice_answer(r["answers"]) for r in rows if r["answers"]}
+    table = AnswerTable(
+        answer_vocabulary(((r["question_id"], best[r["question_id"]]) for r in labelled), min_answer_count)
+    )
+    if not len(table):
+        raise ValueError(
+            f"no answer is the best answer of {min_answer_count} training questions: lower min_answer_count"
+        )
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for row in rows:
+        item = {
+            "question_id": row["question_id"],
+            "img_id": image_id(row["image"]),
+            "sent": row["question"],
+            "question_type": question_type(row["question"]),
+        }
+        if row["answers"]:
+            if len(row["answers"]) == 1:  # one answer is ground truth, not one annotator of ten
+                answer = preprocess_answer(row["answers"][0])
+                label = {answer: 1.0} if answer in table.ans2label else {}
+            else:
+                label = soft_label(row["answers"], table.ans2label)
+            item["label"] = label
+            item["answer_type"] = vqa_answer_type({"label": {best[row["question_id"]]: 1.0}})
+        else:
+            item["answer_type"] = "other"  # unknown without an answer; VQA's test files carry it too
+        splits[row["split"]].append(item)
+    return splits, table
+
+
+def write_data(out: Path, splits: dict[str, list[dict]], table: AnswerTable) -> None:
+    """The VQA-format folder ``training.finetune vqa --data`` reads."""
+    for name, items in splits.items():
+        if items:
+            write_json(out / f"{name}.json", items)
+    table.save(out / "trainval_label2ans.json")
+    table.save_ans2label(out / "trainval_ans2label.json")
+
+
+# -- the pipeline ---------------------------------------------------------------------------------------------
+
+
+def run(cfg: ByoConfig) -> dict[str, Any]:
+    """Convert, extract, fine-tune and predict (see the module docstring); returns what was written."""
+    out = Path(cfg.out)
+    rows = read_questions(cfg.questions)
+    missing = sorted({r["image"] for r in rows if not (Path(cfg.images) / r["image"]).is_file()})
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images are not in {cfg.images} (e.g. {missing[:3]})")
+    assign_splits(rows, cfg.valid_fraction, cfg.seed)
+    splits, table = convert(rows, cfg.min_answer_count)
+    if not splits["train"]:
+        raise ValueError("no training questions: give some rows an answer (and split train, or none)")
+    write_data(out / "data", splits, table)
+    print(f"data: {', '.join(f'{len(v)} {k}' for k, v in splits.items())} questions, {len(table)} answers")
+
+    device = str(resolve_device(cfg.device))
+    summary = extract(
+        ExtractConfig(
+            images=cfg.images, out=str(out / "features"), detector=cfg.detector, device=device,
+            num_threads=cfg.threads or torch.get_num_threads(),
+        )
+    )  # fmt: skip
+    if not summary.finalized:
+        raise RuntimeError(
+            f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
+        )
+    failed = sorted({image_id(r["image"]) for r in rows} & set(summary.skipped))
+    if failed:
+        reasons = "; ".join(summary.skipped[img_id] for img_id in failed[:3])
+        raise ValueError(
+            f"{len(failed)} image{'s' if len(failed) > 1 else ''} of the questions could not be extracted "
+            f"({reasons}): replace or drop {'them' if len(failed) > 1 else 'it'} and rerun"
+        )
+    print(f"features: {summary.written} images extracted, {summary.already_present} already there")
+
+    task_class = get_task("vqa")
+    data = task_class.default_config(
+        data=str(out / "data"), features=str(out / "features"), train="train",
+        valid="valid" if splits["valid"] else "",
+    )  # fmt: skip
+    train = TrainConfig(**{
+        **task_class.train_defaults, "output": str(out / "model"), "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
+    })  # fmt: skip
+    finetune("vqa", FinetuneConfig(init=cfg.init, vocab=cfg.vocab), data, train)
+    model = out / "model" / ("best" if splits["valid"] else "final")
+    result = {"data": str(out / "data"), "features": str(out / "features"), "model": str(model)}
+    if splits["test"]:
+        predicted = evaluate(
+            EvaluateConfig(checkpoint=str(model), split="test", device=cfg.device, threads=cfg.threads)
+        )
+        result["predictions"] = predicted["predictions"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.byo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataclass_arguments(parser, ByoConfig, "bring your own data")
+    print(json.dumps(run(dataclass_from_args(ByoConfig, parser.parse_args(argv))), indent=1))
