@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from .config import ATTENTION_FAMILIES, LxmertConfig
 
+# The label the losses skip (a word not masked, a question without an answer): torch's default ignore_index.
+IGNORE = -100
 VISUAL_LOSS_DIMS = {"obj": "num_object_labels", "attr": "num_attr_labels", "feat": "visual_feat_dim"}
 
 
@@ -642,7 +644,7 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         losses: dict[str, Tensor] = {}
         if labels is not None and c.task_mask_lm:
             losses["mask_lm"] = F.cross_entropy(
-                lm_logits.reshape(-1, c.vocab_size), labels.flatten(), ignore_index=-100
+                lm_logits.reshape(-1, c.vocab_size), labels.flatten(), ignore_index=IGNORE
             )
         if matched_label is not None and c.task_matched:
             losses["matched"] = F.cross_entropy(match_logits, matched_label)
@@ -657,7 +659,7 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
                 losses[key] = (per_region.flatten() * weight.flatten()).mean() * c.visual_loss_normalizer
         if ans is not None and c.task_qa:
             # Every answer ignored (a batch of mismatched pairs) would be a NaN mean; count it as zero loss.
-            valid = ans != -100
+            valid = ans != IGNORE
             losses["qa"] = (
                 F.cross_entropy(qa_logits[valid], ans[valid]) if valid.any() else qa_logits.sum() * 0.0
             )

@@ -20,8 +20,6 @@ from torch.utils.data import default_collate
 MetricSums = dict[str, tuple[float, float]]
 Losses = dict[str, Tensor]
 Stats = dict[str, tuple[Tensor, Tensor]]
-# The label the model's losses skip (a word not masked, a question without an answer): torch's ignore_index.
-IGNORE = -100
 
 
 def add_sums(total: MetricSums, name: str, numerator: float, count: float) -> None:

@@ -39,10 +39,11 @@ from lxmert.answers import AnswerTable
 from lxmert.checkpoints import PRETRAIN_CONFIG_FILE
 from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json
+from lxmert.modeling import IGNORE
 from lxmert.tokenization import LxmertTokenizer
 from training.engine import distributed
 
-from .base import IGNORE, Losses, Stats, Task
+from .base import Losses, Stats, Task
 
 MASK_TO_TOKEN, MASK_TO_RANDOM = 0.8, 0.9  # cumulative: 80% [MASK], 10% random, 10% unchanged
 MATCH_NEGATIVE_RATE = 0.5

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import load_pretrained, qa_head_trained, read_config
-from lxmert.modeling import LxmertForQuestionAnswering
+from lxmert.modeling import IGNORE, LxmertForQuestionAnswering
 
-from .base import IGNORE, Losses, Stats, scalar
+from .base import Losses, Stats, scalar
 from .finetune_base import FinetuneDataConfig, FinetuneTask
 from .finetune_data import QADataset, pad_regions
 
