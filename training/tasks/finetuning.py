@@ -79,7 +79,7 @@ def build_parser(task_name: str) -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> tuple[str, FinetuneConfig, object, TrainConfig]:
     """Task name and the three configs of a command line (the task name decides the flags and defaults)."""
-    first = argparse.ArgumentParser(add_help=False)
+    first = argparse.ArgumentParser(prog="python -m training.finetune", add_help=False)
     first.add_argument("task", choices=FINETUNE_TASKS, help="the task to fine-tune on")
     if not argv or argv[0].startswith("-"):
         first.print_usage(sys.stderr)
