@@ -2,8 +2,9 @@
 
 It starts the server on a free port, uploads an image, asks a question, checks the answer against ``analysis`` and
 that the attention figure rendered, and screenshots every page. It runs on the repository's ``assets/`` when the
-default model is there (then the screenshots go to ``docs/screenshots/``), else on the tiny random assets (then they
-go to a temporary directory). It times the path a visitor takes: server start → first answer on screen.
+default model is there, else on the tiny random assets. Screenshots go to a temporary directory, so a test run leaves
+the tree as it was; ``LXMERT_SCREENSHOTS=1`` writes them to ``docs/screenshots/`` instead (the repository's assets
+only), to refresh the docs. It times the path a visitor takes: server start → first answer on screen.
 
 Skipped where ``/usr/bin/chromium`` or Playwright is missing; ``.ci/run`` installs Chromium. No browser is ever
 downloaded.
@@ -39,6 +40,7 @@ from lxmert.detection import Detector  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 REPO_ASSETS = REPO / "assets"
 SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS_ENV = "LXMERT_SCREENSHOTS"  # "1": refresh the docs' screenshots
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -84,7 +86,8 @@ def assets(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def screenshots(assets, tmp_path_factory) -> Path:
-    directory = SCREENSHOTS if assets == REPO_ASSETS else tmp_path_factory.mktemp("screenshots")
+    refresh = os.environ.get(SCREENSHOTS_ENV) == "1" and assets == REPO_ASSETS
+    directory = SCREENSHOTS if refresh else tmp_path_factory.mktemp("screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 
