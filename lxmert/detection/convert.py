@@ -23,6 +23,7 @@ from lxmert.detection.config import REGION_SELECTIONS
 from lxmert.detection.detector import Detector
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
 from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
+from lxmert.errors import run_cli
 
 VG_VOCAB_DIR = Path(__file__).resolve().parents[2] / "assets" / "vg"
 
@@ -96,4 +97,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,8 +8,8 @@ Two layouts exist, and this module turns either into the state dict of ``Detecto
   while loading, so :class:`NumpyUnpickler` admits only what numpy arrays are rebuilt from and refuses anything
   else before it runs.
 - the transformers LXMERT demo's ``pytorch_model.bin`` (``unc-nlp/frcnn-vg-finetuned``): the same names plus a
-  ``num_batches_tracked`` per batch norm and the RPN's ``cell_anchors.0``; read with ``torch.load(weights_only=
-  True)``. The anchors are checked against the config's, then dropped, as are the batch counters.
+  ``num_batches_tracked`` per batch norm and the RPN's ``cell_anchors.0``; read by
+  :func:`lxmert.checkpoints.read_torch_file` (``weights_only=True``). The anchors are checked against the config's, then dropped, as are the batch counters.
 
 A ``.safetensors`` file of either naming is read as well. The layout is recognised by the keys, not the file name.
 """
@@ -24,15 +24,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from lxmert.checkpoints import read_torch_file
 from lxmert.detection.butd import cell_anchors
 from lxmert.detection.config import DetectorConfig
+from lxmert.errors import UnreadableFileError
 
 DEMO_ANCHORS_KEY = "proposal_generator.anchor_generator.cell_anchors.0"
 _BATCH_COUNTER = "num_batches_tracked"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(UnreadableFileError):
     """A pickle asked for a global that weights never need; nothing it asked for was called."""
 
 
@@ -65,8 +67,9 @@ class NumpyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise UnsafePickleError(
-                f"{self.name}: refused to load the global {module}.{name}; a weights pickle holds only dicts of "
-                "numpy arrays, and this one asks to build or call something else"
+                self.name,
+                f"refused to load the global {module}.{name}; a weights pickle holds only dicts of "
+                "numpy arrays, and this one asks to build or call something else",
             )
         return super().find_class(module, name)
 
@@ -79,7 +82,9 @@ def read_pickle(path: str | Path) -> Any:
         except UnsafePickleError:
             raise
         except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
-            raise ValueError(f"{path}: not a readable weights pickle ({type(err).__name__}: {err})") from err
+            raise UnreadableFileError(
+                path, f"not a readable weights pickle ({type(err).__name__}: {err})"
+            ) from err
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -97,10 +102,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return load_file(path)
     if head.startswith(_ZIP_MAGIC) or path.suffix in {".bin", ".pth", ".pt"}:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: torch refused it as weights-only ({err})") from err
+        loaded = read_torch_file(path)
     else:
         loaded = read_pickle(path)
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
