@@ -35,7 +35,7 @@ from lxmert import LxmertConfig, LxmertForPreTraining
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.regions import Regions
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
-from lxmert.tokenization import train_wordpiece
+from lxmert.wordpiece import train_wordpiece
 
 CORPUS = (
     "what colour is the small ball left of the big cube",

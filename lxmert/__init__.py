@@ -14,7 +14,8 @@ from .modeling import (
     LxmertModelOutput,
     LxmertTaskOutput,
 )
-from .tokenization import LxmertTokenizer, train_wordpiece
+from .tokenization import LxmertTokenizer
+from .wordpiece import train_wordpiece
 
 __all__ = [
     "ATTENTION_FAMILIES",

@@ -19,7 +19,7 @@ import torch
 from .config import LxmertConfig
 from .config_cli import add_dataclass_arguments, dataclass_from_args
 from .modeling import LxmertForPreTraining
-from .tokenization import train_wordpiece
+from .wordpiece import train_wordpiece
 
 CORPUS = (
     "a red cube sits left of a small blue sphere",

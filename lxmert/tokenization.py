@@ -2,7 +2,7 @@
 
 The authors tokenise with BERT-base-uncased's WordPiece and cut sentences to 20 tokens, [CLS] and [SEP] included
 (``max_seq_length=20``, paper §4.1). Nothing is fetched from a hub: a tokenizer is built from a ``vocab.txt`` on disk,
-either BERT's own or one trained here with :func:`train_wordpiece`.
+either BERT's own or one trained here with :func:`lxmert.wordpiece.train_wordpiece`.
 """
 
 from __future__ import annotations
@@ -155,40 +155,4 @@ class LxmertTokenizer:
         return cls(Path(directory) / VOCAB_FILE, max_length=max_length)
 
 
-def train_wordpiece(
-    texts: Iterable[str], vocab_size: int, out_path: str | Path, min_frequency: int = 1
-) -> LxmertTokenizer:
-    """Train an uncased WordPiece vocabulary on a corpus and return its tokenizer.
-
-    The special tokens take ids 0-4 (``[PAD]`` = 0, as the model's padding index expects), then the corpus
-    alphabet, then merged pieces until ``vocab_size`` is reached or nothing is left to merge.
-
-    Args:
-        texts: the corpus, one sentence (or document) per item.
-        vocab_size: the largest vocabulary to build.
-        out_path: where to write ``vocab.txt`` (a file path; a directory gets ``vocab.txt`` inside it).
-        min_frequency: pieces seen fewer times than this are not merged.
-
-    Returns:
-        A tokenizer reading the written vocabulary.
-    """
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
-    out_path = Path(out_path)
-    if out_path.is_dir():
-        out_path = out_path / VOCAB_FILE
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(
-        iter(texts),
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        show_progress=False,
-    )
-    tokens = sorted(trainer.get_vocab().items(), key=lambda item: item[1])
-    atomic_write_text(out_path, "".join(token + "\n" for token, _ in tokens))
-    return LxmertTokenizer(out_path)
-
-
-__all__ = ["DEFAULT_MAX_LENGTH", "LxmertTokenizer", "SPECIAL_TOKENS", "train_wordpiece"]
+__all__ = ["DEFAULT_MAX_LENGTH", "LxmertTokenizer", "SPECIAL_TOKENS", "VOCAB_FILE"]

@@ -15,7 +15,7 @@ from lxmert.config import LxmertConfig
 from lxmert.data.store import FeatureStoreWriter
 from lxmert.data.task_files import write_json
 from lxmert.modeling import LxmertForPreTraining
-from lxmert.tokenization import train_wordpiece
+from lxmert.wordpiece import train_wordpiece
 
 FEATURE_DIM = 8
 PRETRAIN_ANSWERS = ["no", "yes", "red", "green", "2"]  # the checkpoint's QA head rows

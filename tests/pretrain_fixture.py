@@ -16,7 +16,8 @@ import numpy as np
 from lxmert.answers import AnswerTable
 from lxmert.config import LxmertConfig
 from lxmert.data.store import FeatureStores, FeatureStoreWriter
-from lxmert.tokenization import LxmertTokenizer, train_wordpiece
+from lxmert.tokenization import LxmertTokenizer
+from lxmert.wordpiece import train_wordpiece
 from training.tasks.pretraining import (
     PretrainConfig,
     PretrainDataset,

@@ -19,7 +19,7 @@ from lxmert.checkpoints import (
     to_canonical,
     transfer_answer_head,
 )
-from lxmert.tokenization import train_wordpiece
+from lxmert.wordpiece import train_wordpiece
 
 
 def test_round_trip_is_exact_and_keeps_the_tie(tmp_path, tiny_config):

@@ -120,7 +120,7 @@ def test_byo_end_to_end(tmp_path):
     from lxmert.config import LxmertConfig
     from lxmert.data.store import FeatureStore
     from lxmert.modeling import LxmertForPreTraining
-    from lxmert.tokenization import train_wordpiece
+    from lxmert.wordpiece import train_wordpiece
     from tests.test_detection_model import tiny_detector
     from training.tasks.own_data import main
 
@@ -201,7 +201,7 @@ def test_byo_runs_on_a_detector_directory_converted_from_the_published_layout(tm
     from lxmert.detection import DetectorConfig
     from lxmert.detection.convert import main as convert
     from lxmert.modeling import LxmertForPreTraining
-    from lxmert.tokenization import train_wordpiece
+    from lxmert.wordpiece import train_wordpiece
     from training.tasks.own_data import main
 
     (tmp_path / "vg.pkl").write_bytes(pickle.dumps({"model": detectron2_weights(3)}))

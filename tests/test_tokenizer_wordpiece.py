@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lxmert.tokenization import LxmertTokenizer, train_wordpiece
+from lxmert.tokenization import LxmertTokenizer
+from lxmert.wordpiece import train_wordpiece
 
 CORPUS = [
     "A red cube is left of the blue sphere.",

@@ -32,7 +32,8 @@ from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
-from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer, train_wordpiece
+from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
+from lxmert.wordpiece import train_wordpiece
 from training.engine import distributed
 from training.engine.trainer import SUMMARY_FILE, TrainConfig, Trainer
 from training.tasks.pretraining import (
