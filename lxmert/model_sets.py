@@ -1,0 +1,187 @@
+"""Model sets: one detector, the LXMERT checkpoints that read its features, and the world they know.
+
+LXMERT only means something on the features of the detector it was trained with, so the app runs on a *set*: a
+directory holding ``model_set.json``::
+
+    {
+      "format": "lxmert-model-set", "version": 1,
+      "name": "LXMERT (transformers' published weights)",
+      "world": "real",                     # or "synthetic": what the detector and the models have seen
+      "detector": "frcnn-vg-finetuned",    # a saved detector directory (lxmert.detection)
+      "checkpoints": {                     # name shown in the app -> where its files are
+        "vqa": {"path": "lxmert-vqa-uncased", "answers": "lxmert-vqa-uncased/trainval_label2ans.json"},
+        "authors": {"path": "authors/model_LXRT.pth", "vocab": "authors/vocab.txt"}
+      },
+      "default": "vqa"                     # optional: the checkpoint selected first
+    }
+
+Every path is relative to the set's directory and must stay inside it once symlinks are resolved: a manifest is
+untrusted input and cannot point the app at other files. ``path`` is any checkpoint ``lxmert.checkpoints`` reads (a
+directory or a ``.pth`` file); ``vocab`` and ``answers`` name a ``vocab.txt`` and an answer table (a JSON list of
+answers in label order, as the authors' ``trainval_label2ans.json``) for checkpoints that do not hold their own.
+Whether the files are there and agree with each other is checked when the set is opened, not here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UnreadableFileError
+from .fileio import atomic_write_text, read_json_object
+
+MODEL_SET_FILE = "model_set.json"
+FORMAT_NAME = "lxmert-model-set"
+FORMAT_VERSION = 1
+WORLDS = ("real", "synthetic")
+_ENTRY_FIELDS = ("path", "vocab", "answers")
+
+
+class ModelSetError(UnreadableFileError):
+    """A ``model_set.json`` that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint of a set, its paths resolved.
+
+    Attributes:
+        path: the checkpoint (a directory or a file).
+        vocab: a ``vocab.txt`` for a checkpoint without one, or None.
+        answers: an answer table for a checkpoint without one, or None.
+    """
+
+    path: Path
+    vocab: Path | None = None
+    answers: Path | None = None
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """A detector and the checkpoints that read its features.
+
+    Attributes:
+        root: the set's directory, resolved.
+        name: how the app names the set.
+        world: ``"real"`` (photos) or ``"synthetic"`` (our synthetic world only).
+        detector: the saved detector's directory.
+        checkpoints: name → entry, in the manifest's order.
+        default: the checkpoint selected first (the first one when the manifest names none).
+    """
+
+    root: Path
+    name: str
+    world: str
+    detector: Path
+    checkpoints: dict[str, CheckpointEntry] = field(default_factory=dict)
+    default: str | None = None
+
+
+def _inside(root: Path, value: Any, where: str, manifest: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ModelSetError(manifest, f"{where} must be a non-empty relative path, got {value!r}")
+    if Path(value).is_absolute():
+        raise ModelSetError(manifest, f"{where} must be relative to the set's directory, got {value!r}")
+    resolved = (root / value).resolve()
+    if not resolved.is_relative_to(root):
+        raise ModelSetError(manifest, f"{where} leads outside the set's directory {root} (to {resolved})")
+    return resolved
+
+
+def read_model_set(directory: str | Path) -> ModelSet:
+    """The set described by ``directory/model_set.json``.
+
+    Raises:
+        ModelSetError: the manifest is missing, not a JSON object, of another format or version, lacks a field,
+            has a field of the wrong type, or a path that leads outside the directory; the message names the field.
+    """
+    root = Path(directory).resolve()
+    manifest = root / MODEL_SET_FILE
+    try:
+        values = read_json_object(manifest)
+    except (OSError, ValueError) as err:
+        raise ModelSetError(manifest, str(err)) from err
+    if values.get("format") != FORMAT_NAME or values.get("version") != FORMAT_VERSION:
+        raise ModelSetError(
+            manifest,
+            f"is not a {FORMAT_NAME} version {FORMAT_VERSION} manifest "
+            f"(format {values.get('format')!r}, version {values.get('version')!r})",
+        )
+    unknown = sorted(
+        set(values) - {"format", "version", "name", "world", "detector", "checkpoints", "default"}
+    )
+    if unknown:
+        raise ModelSetError(manifest, f"has unknown fields {unknown}")
+    name = values.get("name", root.name)
+    if not isinstance(name, str) or not name.strip():
+        raise ModelSetError(manifest, f"name must be a non-empty string, got {name!r}")
+    world = values.get("world")
+    if world not in WORLDS:
+        raise ModelSetError(manifest, f"world must be one of {WORLDS}, got {world!r}")
+    detector = _inside(root, values.get("detector"), "detector", manifest)
+    entries = values.get("checkpoints")
+    if not isinstance(entries, dict) or not entries:
+        raise ModelSetError(
+            manifest, "checkpoints must be a non-empty object: name -> {path, vocab?, answers?}"
+        )
+    checkpoints = {}
+    for key, entry in entries.items():
+        where = f"checkpoints[{key!r}]"
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise ModelSetError(manifest, f"{where} must be an object with a path, got {entry!r}")
+        if set(entry) - set(_ENTRY_FIELDS):
+            raise ModelSetError(
+                manifest, f"{where} has unknown fields {sorted(set(entry) - set(_ENTRY_FIELDS))}"
+            )
+        paths = {f: _inside(root, entry[f], f"{where}.{f}", manifest) for f in _ENTRY_FIELDS if f in entry}
+        checkpoints[key] = CheckpointEntry(**paths)
+    default = values.get("default", next(iter(checkpoints)))
+    if default not in checkpoints:
+        raise ModelSetError(
+            manifest, f"default {default!r} is not one of the checkpoints {list(checkpoints)}"
+        )
+    return ModelSet(root, name.strip(), world, detector, checkpoints, default)
+
+
+def _relative(root: Path, path: Path) -> str:
+    return Path(path).resolve().relative_to(root).as_posix()
+
+
+def write_model_set(model_set: ModelSet) -> Path:
+    """Write ``model_set.json`` into ``model_set.root`` (atomically) and return its path.
+
+    Raises:
+        ValueError: a path of the set lies outside its root, or its world is unknown.
+    """
+    root = Path(model_set.root).resolve()
+    if model_set.world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {model_set.world!r}")
+    checkpoints = {
+        name: {f: _relative(root, getattr(entry, f)) for f in _ENTRY_FIELDS if getattr(entry, f) is not None}
+        for name, entry in model_set.checkpoints.items()
+    }
+    values = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "name": model_set.name,
+        "world": model_set.world,
+        "detector": _relative(root, model_set.detector),
+        "checkpoints": checkpoints,
+        "default": model_set.default or next(iter(checkpoints)),
+    }
+    path = root / MODEL_SET_FILE
+    atomic_write_text(path, json.dumps(values, indent=2) + "\n")
+    return path
+
+
+__all__ = [
+    "MODEL_SET_FILE",
+    "WORLDS",
+    "CheckpointEntry",
+    "ModelSet",
+    "ModelSetError",
+    "read_model_set",
+    "write_model_set",
+]
