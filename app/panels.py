@@ -15,8 +15,9 @@ import streamlit as st
 from analysis.attention import FAMILY_SIDES, AttentionMaps, HeadStats
 from analysis.forward import AnswerScore
 from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
-from app import render
+from app import render, selection
 from app.loading import Checkpoint, Scene
+from app.selection import Pick
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]")
 # Attention families in the order the model computes them, with the names the page shows (query → key).
@@ -55,13 +56,32 @@ def plot(figure, *, key: str, on_select=None) -> None:
         )
 
 
+def _clicked(key: str, read, on_pick) -> None:
+    """A figure's click callback: ``read`` turns the selected points into a pick, which goes to ``on_pick``."""
+    picked = read(st.session_state[key].selection.points)
+    if picked is not None:
+        on_pick(picked)
+
+
+def plot_regions(figure, scene: Scene, selected: Sequence[int], *, on_pick=None, key: str) -> None:
+    """Draw a figure over the scene's image with the ``selected`` regions outlined; with ``on_pick``, a click on a
+    box calls ``on_pick(region)`` before the rerun."""
+    render.mark_regions(figure, scene.image_boxes[list(selected)])
+    if on_pick is None:
+        plot(figure, key=key)
+        return
+    render.clickable_regions(figure, scene.image_boxes, scene.labels)
+    plot(figure, key=key, on_select=functools.partial(_clicked, key, selection.clicked_region, on_pick))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Image and regions
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def show_detections(scene: Scene, *, key: str) -> None:
-    """The image with every region the model sees, labelled with attribute, object and confidences."""
+def show_detections(scene: Scene, *, selected: Sequence[int] = (), on_pick=None, key: str) -> None:
+    """The image with every region the model sees, labelled with attribute, object and confidences; ``selected``
+    regions outlined, and with ``on_pick`` a click on a box calls ``on_pick(region)``."""
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
@@ -72,7 +92,19 @@ def show_detections(scene: Scene, *, key: str) -> None:
         num_labelled=regions.num_real,
         title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
     )
-    plot(figure, key=key)
+    plot_regions(figure, scene, selected, on_pick=on_pick, key=key)
+
+
+def show_region(scene: Scene, region: int, *, key: str) -> None:
+    """One region in a line: what the detector says it is, how sure it is, where it is, and what kind it is."""
+    regions = scene.regions
+    x1, y1, x2, y2 = regions.boxes[region].tolist()
+    kind = "a detection" if region < regions.num_real else "a fill proposal (below the detector's threshold)"
+    st.markdown(
+        f"**Region {region}**: {scene.attr_names[int(regions.attr_ids[region])]} "
+        f"({float(regions.attr_conf[region]):.2f}) {scene.object_names[int(regions.object_ids[region])]} "
+        f"({float(regions.object_conf[region]):.2f}), box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}), {kind}"
+    )
 
 
 def show_region_table(scene: Scene, *, key: str) -> None:
@@ -289,9 +321,15 @@ def show_attention_map(
     hide_special: bool,
     stretch: bool,
     *,
+    selected: Pick | None = None,
+    on_pick=None,
     key: str,
 ) -> None:
-    """One family's query × key map for a layer and head (None = averaged), words and regions named."""
+    """One family's query × key map for a layer and head (None = averaged), words and regions named.
+
+    The ``selected`` word and region are outlined on the rows and columns of their side; with ``on_pick``, a click
+    on a cell calls ``on_pick(Pick)`` with the word and region it selects (:func:`app.selection.cell_pick`).
+    """
     matrix = maps.select(family, layer, head)
     query_side, key_side = FAMILY_SIDES[family]
     rows = kept_positions(query_side, maps.tokens, matrix.shape[0], hide_special)
@@ -311,16 +349,41 @@ def show_attention_map(
         row_ticks=names(query_side, rows, scene.short_labels),
         column_ticks=names(key_side, columns, scene.short_labels),
         stretch=stretch,
+        clickable=on_pick is not None,
     )
-    plot(figure, key=key)
+    if selected is not None:
+
+        def marked(side: str, positions: list[int]) -> list[int]:
+            chosen = selected.token if side == "lang" else selected.region
+            return [positions.index(chosen)] if chosen in positions else []
+
+        render.mark_lines(figure, marked(query_side, rows), marked(key_side, columns))
+    if on_pick is None:
+        plot(figure, key=key)
+    else:
+
+        def read(points) -> Pick | None:
+            cell = selection.clicked_cell(points)
+            return None if cell is None else selection.cell_pick((query_side, key_side), rows, columns, cell)
+
+        plot(figure, key=key, on_select=functools.partial(_clicked, key, read, on_pick))
     if hide_special and (query_side == "lang" or key_side == "lang"):
         st.caption("[CLS] and [SEP] are hidden from the picture only; rows still sum to 1 with them.")
 
 
 def show_word_on_image(
-    scene: Scene, maps: AttentionMaps, token: int, layer: int | None, head: int | None, *, key: str
+    scene: Scene,
+    maps: AttentionMaps,
+    token: int,
+    layer: int | None,
+    head: int | None,
+    *,
+    selected_region: int | None = None,
+    on_pick=None,
+    key: str,
 ) -> None:
-    """Where one word looks: its language → vision attention painted on the regions."""
+    """Where one word looks: its language → vision attention painted on the regions; the selected region outlined,
+    and with ``on_pick`` a click on a box calls ``on_pick(region)``."""
     scores = maps.token_to_regions(token, layer, head)
     figure = render.region_scores_figure(
         scene.image,
@@ -330,7 +393,9 @@ def show_word_on_image(
         title=f"“{maps.tokens[token]}” → regions",
         colorbar_title="attention",
     )
-    plot(figure, key=key)
+    plot_regions(
+        figure, scene, [] if selected_region is None else [selected_region], on_pick=on_pick, key=key
+    )
 
 
 def show_region_to_words(
@@ -459,9 +524,15 @@ def show_explanation(
     title: str,
     score_name: str,
     hide_special: bool,
+    selected_region: int | None = None,
+    on_pick=None,
     key: str,
 ) -> None:
-    """One explanation on both inputs: regions as heat on the image, words as coloured chips, the top regions listed."""
+    """One explanation on both inputs: regions as heat on the image, words as coloured chips, the top regions listed.
+
+    The selected region is outlined and its score and rank given; with ``on_pick``, a click on a box calls
+    ``on_pick(region)``.
+    """
     token_scores = np.asarray(token_scores, dtype=float)
     region_scores = np.asarray(region_scores, dtype=float)
     image_column, words_column = st.columns([3, 2], gap="large")
@@ -474,7 +545,8 @@ def show_explanation(
             title=title,
             colorbar_title=score_name,
         )
-        plot(figure, key=key)
+        chosen = [] if selected_region is None else [selected_region]
+        plot_regions(figure, scene, chosen, on_pick=on_pick, key=key)
     with words_column:
         shown = [i for i, t in enumerate(tokens) if not (hide_special and t in SPECIAL_TOKENS)]
         st.markdown(
@@ -483,12 +555,18 @@ def show_explanation(
             ),
             unsafe_allow_html=True,
         )
-        ranked = np.argsort(-np.abs(region_scores), kind="stable")[:8]
+        ranked = np.argsort(-np.abs(region_scores), kind="stable")
         st.dataframe(
-            [{"region": scene.labels[r], score_name: float(region_scores[r])} for r in ranked],
+            [{"region": scene.labels[r], score_name: float(region_scores[r])} for r in ranked[:8]],
             column_config={score_name: st.column_config.NumberColumn(format="%.3g")},
             key=f"{key}_top_regions",
         )
+        if selected_region is not None:
+            rank = int(np.flatnonzero(ranked == selected_region)[0])
+            st.markdown(
+                f"**{scene.labels[selected_region]}**: {score_name} {region_scores[selected_region]:.3g}, "
+                f"rank {rank + 1} of {len(region_scores)} by magnitude"
+            )
 
 
 def show_curves(
@@ -502,6 +580,7 @@ def show_curves(
 __all__ = [
     "FAMILY_NAMES",
     "STATISTICS",
+    "plot_regions",
     "show_answers",
     "show_attention_map",
     "show_checkpoint_card",
@@ -515,6 +594,7 @@ __all__ = [
     "show_masked_regions",
     "show_masked_words",
     "show_match",
+    "show_region",
     "show_region_table",
     "show_region_to_words",
     "show_word_on_image",

@@ -20,6 +20,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.colors import sample_colorscale
 
+from app.selection import CELL, REGION
+
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
 # Distinct box colours for plain detections (plotly's qualitative "Dark24", enough for 24 boxes, then repeated).
@@ -238,12 +240,14 @@ def matrix_heatmap(
     row_ticks: Sequence[str] | None = None,
     column_ticks: Sequence[str] | None = None,
     stretch: bool = False,
+    clickable: bool = False,
 ) -> go.Figure:
     """A rows × columns heatmap, hover naming both; for attention the rows are queries and the columns keys.
 
     Args:
         row_ticks, column_ticks: shorter axis labels than the hover's (e.g. ``"3 heart"`` for 36 regions).
         stretch: colours span the matrix's own [min, max] instead of [0, max] (contrast for near-uniform maps).
+        clickable: every cell answers a click, as a point tagged ``["cell", row, column]`` (``app/selection.py``).
     """
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(column_labels)):
@@ -285,7 +289,31 @@ def matrix_heatmap(
         tickfont=small,
     )
     figure.update_layout(title=title, height=max(320, 140 + 22 * len(row_labels)), **_LAYOUT)
+    if clickable:
+        _clickable_cells(figure, row_labels, column_labels)
     return figure
+
+
+def _clickable_cells(figure: go.Figure, row_labels: Sequence[str], column_labels: Sequence[str]) -> None:
+    """Move the heatmap's hover onto a click target per cell; with no hover cutoff, a click anywhere in a cell
+    selects that cell's target (the nearest one)."""
+    heatmap = figure.data[0]
+    matrix = np.asarray(heatmap.z, dtype=float)
+    rows, columns = np.meshgrid(range(matrix.shape[0]), range(matrix.shape[1]), indexing="ij")
+    customdata = [
+        [CELL, r, c, row_labels[r], column_labels[c], float(matrix[r, c])]
+        for r, c in zip(rows.ravel().tolist(), columns.ravel().tolist(), strict=True)
+    ]
+    heatmap.update(hoverinfo="skip", hovertemplate=None)
+    figure.add_trace(
+        _click_targets(
+            columns.ravel().tolist(),
+            rows.ravel().tolist(),
+            customdata,
+            "%{customdata[3]} → %{customdata[4]}<br>%{customdata[5]:.3f}<extra>click to select</extra>",
+        )
+    )
+    figure.update_layout(hoverdistance=-1)
 
 
 def head_grid_figure(
@@ -323,17 +351,14 @@ def head_grid_figure(
             colorbar=dict(title=colorbar_title, thickness=12),
         )
     )
-    # Plotly reports no clicks on heatmap cells; an invisible marker on each cell makes the grid clickable.
+    # Plotly reports no clicks on heatmap cells: a click target on each makes the grid clickable.
     rows, cols = np.meshgrid(range(len(row_labels)), range(len(columns)), indexing="ij")
     figure.add_trace(
-        go.Scatter(
-            x=[columns[c] for c in cols.ravel()],
-            y=[row_labels[r] for r in rows.ravel()],
-            customdata=np.stack([rows.ravel(), cols.ravel(), table.ravel()], axis=1),
-            mode="markers",
-            marker=dict(size=16, symbol="square", opacity=0.0),
-            hovertemplate="%{y}, %{x}: %{customdata[2]:.3f}<extra>click to show this head</extra>",
-            showlegend=False,
+        _click_targets(
+            [columns[c] for c in cols.ravel()],
+            [row_labels[r] for r in rows.ravel()],
+            np.stack([rows.ravel(), cols.ravel(), table.ravel()], axis=1),
+            "%{y}, %{x}: %{customdata[2]:.3f}<extra>click to show this head</extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", type="category")
@@ -350,6 +375,73 @@ def head_grid_figure(
         )
     figure.update_layout(title=title, height=max(320, 100 + 24 * len(row_labels)), **_LAYOUT)
     figure.update_layout(margin=dict(t=90))  # the head labels sit on top, under the title
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Click targets and selection marks (app/selection.py reads the clicks)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _click_targets(
+    x: Sequence, y: Sequence, customdata: Sequence, hovertemplate: str, marker: dict | None = None
+) -> go.Scatter:
+    """Markers that answer clicks where plotly reports none (heatmap cells, box fills, shapes): invisible unless
+    ``marker`` says otherwise."""
+    return go.Scatter(
+        x=list(x),
+        y=list(y),
+        customdata=customdata,
+        mode="markers",
+        marker=marker or dict(size=16, symbol="square", opacity=0.0),
+        hovertemplate=hovertemplate,
+        showlegend=False,
+    )
+
+
+def clickable_regions(figure: go.Figure, boxes: np.ndarray, labels: Sequence[str]) -> go.Figure:
+    """A small dot at the centre of every box: a click on it selects the region, tagged ``["region", r]``.
+
+    Plotly reports no clicks on box outlines or their fills, hence the dots; they are drawn over every box, so the
+    region under a label can always be reached.
+    """
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    figure.add_trace(
+        _click_targets(
+            ((boxes[:, 0] + boxes[:, 2]) / 2).tolist(),
+            ((boxes[:, 1] + boxes[:, 3]) / 2).tolist(),
+            [[REGION, r, label] for r, label in enumerate(labels)],
+            "%{customdata[2]}<extra>click to select</extra>",
+            marker=dict(size=9, color="rgba(255,255,255,0.55)", line=dict(color="rgba(0,0,0,0.7)", width=1)),
+        )
+    )
+    return figure
+
+
+def mark_regions(figure: go.Figure, boxes: np.ndarray) -> go.Figure:
+    """Outline the selected boxes: black dashes on white, visible on any image and over any box colour."""
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=float).reshape(-1, 4).tolist():
+        for line in (dict(color="white", width=6), dict(color="black", width=3, dash="dash")):
+            figure.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line=line, layer="above")
+    return figure
+
+
+def mark_lines(figure: go.Figure, rows: Sequence[int] = (), columns: Sequence[int] = ()) -> go.Figure:
+    """Outline whole rows and columns of a heatmap (positions among those drawn): the selected word or region."""
+    height, width = np.asarray(figure.data[0].z).shape
+    for row in rows:
+        figure.add_shape(
+            type="rect", x0=-0.5, x1=width - 0.5, y0=row - 0.5, y1=row + 0.5, line=dict(color="red", width=2)
+        )
+    for column in columns:
+        figure.add_shape(
+            type="rect",
+            x0=column - 0.5,
+            x1=column + 0.5,
+            y0=-0.5,
+            y1=height - 0.5,
+            line=dict(color="red", width=2),
+        )
     return figure
 
 
@@ -422,10 +514,13 @@ def curves_figure(
 __all__ = [
     "DIVERGING",
     "SEQUENTIAL",
+    "clickable_regions",
     "curves_figure",
     "detections_figure",
     "head_grid_figure",
     "heat_image",
+    "mark_lines",
+    "mark_regions",
     "matrix_heatmap",
     "ranking_figure",
     "region_labels",

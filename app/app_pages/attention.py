@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import panels, results
 from app.context import page_context, reported
+from app.selection import Pick
 from app.state import widget_key
 
 
@@ -40,6 +41,28 @@ page = page_context()
 with reported("Collecting attention", stop=True):
     result = results.attention(page.query)
 maps, heads = result.maps, page.checkpoint.model.config.num_attention_heads
+# The word and the region the cross-attention views show: set by their dropdowns, or by a click on the map or a box
+# (the click's callback writes the dropdowns' keys before they are drawn, so both stay in step).
+token_key = widget_key("attention_token", maps.tokens)
+region_key = widget_key("attention_region", page.scene.labels)
+words = [i for i, t in enumerate(maps.tokens) if t.isalpha()]
+# The last word is often the object asked about.
+st.session_state.setdefault(token_key, words[-1] if words else 0)
+st.session_state.setdefault(region_key, 0)
+selected = Pick(token=st.session_state[token_key], region=st.session_state[region_key])
+
+
+def select(pick: Pick) -> None:
+    """A click on the map or on a box: show its word and its region in the cross-attention views."""
+    if pick.token is not None:
+        st.session_state[token_key] = pick.token
+    if pick.region is not None:
+        st.session_state[region_key] = pick.region
+
+
+def select_region(region: int) -> None:
+    select(Pick(region=region))
+
 
 map_column, image_column = st.columns([3, 2], gap="large")
 with map_column:
@@ -61,8 +84,18 @@ with map_column:
         help="Colours span the map's [min, max], not [0, max].",
     )
     panels.show_attention_map(
-        maps, family, layer, head, page.scene, hide_special, stretch, key="attention_map"
+        maps,
+        family,
+        layer,
+        head,
+        page.scene,
+        hide_special,
+        stretch,
+        selected=selected,
+        on_pick=select,
+        key="attention_map",
     )
+    st.caption("Click a cell to show its word and region in the views beside; outlined: the ones shown.")
 
 with image_column:
     st.subheader("Cross-attention on the image")
@@ -73,22 +106,21 @@ with image_column:
         cross_layer, cross_head = layer_head_pickers(
             cross_layers, heads, key="cross", default_layer=cross_layers - 1
         )
-        words = [
-            i for i, t in enumerate(maps.tokens) if t.isalpha()
-        ]  # the last word is often the object asked about
         token = st.selectbox(
-            "Word",
-            range(len(maps.tokens)),
-            index=words[-1] if words else 0,
-            format_func=lambda i: f"{i} {maps.tokens[i]}",
-            key=widget_key("attention_token", maps.tokens),
+            "Word", range(len(maps.tokens)), format_func=lambda i: f"{i} {maps.tokens[i]}", key=token_key
         )
-        panels.show_word_on_image(page.scene, maps, token, cross_layer, cross_head, key="word_on_image")
+        panels.show_word_on_image(
+            page.scene,
+            maps,
+            token,
+            cross_layer,
+            cross_head,
+            selected_region=selected.region,
+            on_pick=select_region,
+            key="word_on_image",
+        )
         region = st.selectbox(
-            "Region",
-            range(maps.num_regions),
-            format_func=lambda i: page.scene.labels[i],
-            key=widget_key("attention_region", page.scene.labels),
+            "Region", range(maps.num_regions), format_func=lambda i: page.scene.labels[i], key=region_key
         )
         panels.show_region_to_words(
             maps, region, page.scene.labels[region], cross_layer, cross_head, key="region_words"

@@ -38,7 +38,23 @@ against = contrast_column.selectbox(
     key=widget_key("contrast", names, choice),
 )
 method = method_column.selectbox("Method", list(METHODS), format_func=METHODS.get, key="attribution_method")
-hide_special = st.toggle("Hide [CLS] and [SEP]", value=True, key="attribution_hide_special")
+hide_column, region_column = st.columns([1, 2])
+hide_special = hide_column.toggle("Hide [CLS] and [SEP]", value=True, key="attribution_hide_special")
+labels = page.scene.labels
+region_key = widget_key("attribution_region", labels)
+region = region_column.selectbox(
+    "Region",
+    [None, *range(len(labels))],
+    format_func=lambda r: "— (click a box, or pick one here)" if r is None else labels[r],
+    key=region_key,
+)
+
+
+def select(region: int) -> None:
+    """A click on a box selects its region in the dropdown (callbacks run before it is drawn)."""
+    st.session_state[region_key] = region
+
+
 target = ranked[choice].index
 contrast = None if against is None else ranked[against].index
 if method in ANSWER_FREE and (choice != 0 or contrast is not None):
@@ -88,6 +104,8 @@ with reported(METHODS[method]):
         title=f"{METHODS[method]}: {explained}",
         score_name=score_name,
         hide_special=hide_special,
+        selected_region=region,
+        on_pick=select,
         key="explanation",
     )
 

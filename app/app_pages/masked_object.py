@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import panels, render, results
+from app import panels, results
 from app.context import page_context, reported
+from app.selection import toggled
 from app.state import widget_key
 
 st.title("Masked object")
@@ -13,26 +14,27 @@ st.caption(
 )
 page = page_context("masked_objects")
 labels = page.scene.labels
+chosen_key = widget_key("masked_regions", labels)
+st.session_state.setdefault(chosen_key, [0])
+
+
+def toggle(region: int) -> None:
+    """A click on a box masks its region, or unmasks it (callbacks run before the chooser is drawn)."""
+    st.session_state[chosen_key] = toggled(st.session_state[chosen_key], region)
+
+
 chosen = st.multiselect(
-    "Regions to mask",
-    range(len(labels)),
-    default=[0],
-    format_func=lambda i: labels[i],
-    key=widget_key("masked_regions", labels),
+    "Regions to mask", range(len(labels)), format_func=lambda i: labels[i], key=chosen_key
 )
 top_k = st.slider("Guesses per head", 3, 15, 5, key="masked_object_top_k")
-if not chosen:
-    st.info("Select at least one region.")
-    st.stop()
 regions = tuple(sorted(chosen))
-boxes = page.scene.regions.boxes.numpy()[list(regions)]
-confidences = page.scene.regions.object_conf.numpy()[list(regions)]
 image_column, guesses_column = st.columns([1, 2], gap="large")
 with image_column:
-    figure = render.detections_figure(
-        page.scene.image, boxes, [labels[r] for r in regions], confidences, title="Masked regions"
-    )
-    panels.plot(figure, key="masked_boxes")
+    panels.show_detections(page.scene, selected=regions, on_pick=toggle, key="masked_boxes")
+    st.caption("Click the dot at a box's centre to mask or unmask its region; dashed outlines: masked.")
+if not regions:
+    guesses_column.info("Select at least one region.")
+    st.stop()
 with guesses_column, reported("Masked-object prediction"):
     panels.show_masked_regions(
         page.scene,
