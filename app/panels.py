@@ -70,7 +70,7 @@ def plot_regions(figure, scene: Scene, selected: Sequence[int], *, on_pick=None,
     if on_pick is None:
         plot(figure, key=key)
         return
-    render.clickable_regions(figure, scene.image_boxes, scene.labels)
+    render.clickable_regions(figure, scene.image_boxes, scene.labels, num_labelled=scene.regions.num_real)
     plot(figure, key=key, on_select=functools.partial(_clicked, key, selection.clicked_region, on_pick))
 
 

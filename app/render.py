@@ -399,20 +399,30 @@ def _click_targets(
     )
 
 
-def clickable_regions(figure: go.Figure, boxes: np.ndarray, labels: Sequence[str]) -> go.Figure:
-    """A small dot at the centre of every box: a click on it selects the region, tagged ``["region", r]``.
+def clickable_regions(
+    figure: go.Figure, boxes: np.ndarray, labels: Sequence[str], *, num_labelled: int | None = None
+) -> go.Figure:
+    """A dot at the centre of every box: a click on it selects the region, tagged ``["region", r]``.
 
-    Plotly reports no clicks on box outlines or their fills, hence the dots; they are drawn over every box, so the
-    region under a label can always be reached.
+    Plotly reports no clicks on box outlines or their fills, hence the dots. Where dots of one size overlap, plotly
+    gives the click to the one drawn last (a smaller dot would win over a larger one), so the detections (the first
+    ``num_labelled`` boxes, all when None) are drawn after the fill proposals, whose dots are fainter, and the best
+    detection last of all.
     """
     boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    labelled = len(labels) if num_labelled is None else num_labelled
+    order = [*reversed(range(labelled, len(labels))), *reversed(range(labelled))]
     figure.add_trace(
         _click_targets(
-            ((boxes[:, 0] + boxes[:, 2]) / 2).tolist(),
-            ((boxes[:, 1] + boxes[:, 3]) / 2).tolist(),
-            [[REGION, r, label] for r, label in enumerate(labels)],
+            [(boxes[r, 0] + boxes[r, 2]) / 2 for r in order],
+            [(boxes[r, 1] + boxes[r, 3]) / 2 for r in order],
+            [[REGION, r, labels[r]] for r in order],
             "%{customdata[2]}<extra>click to select</extra>",
-            marker=dict(size=9, color="rgba(255,255,255,0.55)", line=dict(color="rgba(0,0,0,0.7)", width=1)),
+            marker=dict(
+                size=9,
+                color=[f"rgba(255,255,255,{0.6 if r < labelled else 0.25})" for r in order],
+                line=dict(color=[f"rgba(0,0,0,{0.7 if r < labelled else 0.3})" for r in order], width=1),
+            ),
         )
     )
     return figure

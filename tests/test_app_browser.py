@@ -218,8 +218,48 @@ def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, sc
             )
         screenshot(page, screenshots / f"{name}.png")
         if title == "Attention":
+            click_a_cell_of_the_map_then_a_box(page)
             click_first_head_of_the_grid(page)
     page.close()
+
+
+def click_point(page, chart: int, tag: list) -> None:
+    """Click the point of the ``chart``-th figure whose customdata starts with ``tag`` (e.g. ``["region", 3]``)."""
+    figure = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(chart)
+    figure.scroll_into_view_if_needed()
+    # Plotly binds each drawn point to its index and each trace group to its trace (d3's __data__).
+    box = figure.evaluate(
+        """(figure, tag) => {
+            for (const point of figure.querySelectorAll('.scatterlayer .point')) {
+                const trace = point.closest('.trace').__data__[0].trace;
+                const data = (trace.customdata || [])[point.__data__.i];
+                if (Array.isArray(data) && tag.every((value, k) => data[k] === value)) {
+                    const r = point.getBoundingClientRect();
+                    return {x: r.x + r.width / 2, y: r.y + r.height / 2};
+                }
+            }
+            return null;
+        }""",
+        tag,
+    )
+    assert box is not None, f"figure {chart} has no point tagged {tag}"
+    page.mouse.move(box["x"], box["y"])  # plotly picks the clicked point from the hover
+    page.mouse.click(box["x"], box["y"])
+    wait_until_idle(page)
+
+
+def shown(page, label: str) -> str:
+    """What the selectbox labelled ``label`` shows."""
+    return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def click_a_cell_of_the_map_then_a_box(page) -> None:
+    """A click on the language → vision map's cell (word 1, region 2) selects that word and region in their
+    dropdowns; a click on region 3's dot over the image selects region 3 and keeps the word."""
+    click_point(page, 0, ["cell", 1, 2])
+    assert shown(page, "Word").startswith("1 ") and shown(page, "Region").startswith("2 ")
+    click_point(page, 1, ["region", 3])
+    assert shown(page, "Word").startswith("1 ") and shown(page, "Region").startswith("3 ")
 
 
 def click_first_head_of_the_grid(page) -> None:

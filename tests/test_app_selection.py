@@ -4,6 +4,7 @@ selection marks the renderer adds for them, on hand-made cases."""
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
@@ -73,8 +74,20 @@ def test_every_box_gets_a_click_target_at_its_centre_tagged_with_its_region():
     )
     render.clickable_regions(figure, BOXES, ["0 red circle", "1 blue square"])
     targets = figure.data[-1]
-    assert list(targets.x) == [5.0, 40.0] and list(targets.y) == [10.0, 42.0]
-    assert [clicked_region([point(list(c))]) for c in targets.customdata] == [0, 1]
+    centres = {
+        clicked_region([point(list(c))]): (x, y)
+        for x, y, c in zip(targets.x, targets.y, targets.customdata, strict=True)
+    }
+    assert centres == {0: (5.0, 10.0), 1: (40.0, 42.0)}
+
+
+def test_where_dots_overlap_the_click_goes_to_the_best_detection():
+    # Plotly gives a click on overlapping markers to the one drawn last; three boxes share a centre here.
+    boxes = np.array([[0, 0, 10, 10], [2, 2, 8, 8], [1, 1, 9, 9], [40, 40, 50, 50]], dtype=float)
+    figure = render.clickable_regions(go.Figure(), boxes, ["a", "b", "c", "d"], num_labelled=2)
+    drawn = [clicked_region([point(list(c))]) for c in figure.data[-1].customdata]
+    assert drawn == [3, 2, 1, 0]  # fill proposals first, then the detections, the best one last
+    assert figure.data[-1].marker.size == 9  # plotly would give a tie to a smaller dot, whatever the order
 
 
 def test_a_clickable_heatmap_has_one_target_per_cell_with_its_value_and_names():
