@@ -2,7 +2,7 @@
 
     python -m benchmarks.extraction_speed --detector runs/detector --images 64 --batch-sizes 1,8
     python -m benchmarks.extraction_speed --preset vg --photos tests/data/coco --images 5 --batch-sizes 1 \
-        --precisions float32,bfloat16         # BUTD R101-C4 (the caffe network), random weights, 600 px
+        --precisions fp32,bf16         # BUTD R101-C4 (the caffe network), random weights, 600 px
 
 Images are synthetic-world scenes written as PNG to a temporary folder, or with ``--photos`` the photos of a
 folder (taken in name order, repeated up to ``--images``). For every device (the CPU, and the GPU when one is
@@ -34,7 +34,7 @@ from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
-from training.detection.extraction import PRECISIONS, precision_context
+from training.detection.extraction import PRECISIONS
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
 
 
@@ -105,7 +105,7 @@ class ExtractionSpeedConfig:
     images: int = field(default=32, metadata={"help": "images timed per setting"})
     photos: str = field(default="", metadata={"help": "time the images of this folder instead of scenes"})
     precisions: str = field(
-        default="float32", metadata={"help": f"comma-separated, of {list(PRECISIONS)} (caffe network only)"}
+        default="fp32", metadata={"help": f"comma-separated, of {list(PRECISIONS)} (caffe network only)"}
     )
     image_size: int = field(default=256, metadata={"help": "side of the square synthetic scenes"})
     batch_sizes: str = field(default="1,8", metadata={"help": "comma-separated batch sizes"})
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             for precision, batch_size in itertools.product(precisions, batch_sizes):
                 try:
-                    context = precision_context(detector, precision)
+                    context = detector.autocast(precision)
                 except ValueError as err:
                     print(f"{device:>4} ({name}) {precision}: not measured ({err})")
                     continue

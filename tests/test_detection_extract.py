@@ -130,11 +130,11 @@ def test_crash_inside_the_loop_resumes_to_the_same_store(
     real_detect = Detector.detect
     calls = []
 
-    def crash_on_third_batch(self, images):
+    def crash_on_third_batch(self, images, **kwargs):
         calls.append(len(images))
         if len(calls) == 3:
             raise KeyboardInterrupt("simulated interruption")
-        return real_detect(self, images)
+        return real_detect(self, images, **kwargs)
 
     monkeypatch.setattr(Detector, "detect", crash_on_third_batch)
     with pytest.raises(KeyboardInterrupt):

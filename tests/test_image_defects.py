@@ -118,10 +118,10 @@ def test_extract_skips_an_image_the_detector_fails_on_and_keeps_the_batch(
     Image.new("RGB", (77, 33), (1, 2, 3)).save(images / "cursed.png")
     detect = Detector.detect
 
-    def fail_on_cursed(self, loaded):
+    def fail_on_cursed(self, loaded, **kwargs):
         if any(image.original_size == (77, 33) for image in loaded):
             raise RuntimeError("something inside the model broke")
-        return detect(self, loaded)
+        return detect(self, loaded, **kwargs)
 
     monkeypatch.setattr(Detector, "detect", fail_on_cursed)
     summary = extract(
