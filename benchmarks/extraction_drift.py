@@ -20,7 +20,6 @@ are compared with the float32 run:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.images import to_tensor
 from tests.butd_layouts import golden_detector
@@ -101,9 +100,7 @@ class DriftConfig:
 
 def parse_args(argv: list[str] | None = None) -> DriftConfig:
     """The config of a command line; an unknown precision is a usage error."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.extraction_drift", description=__doc__.split("\n\n")[0]
-    )
+    parser = command_parser("python -m benchmarks.extraction_drift", __doc__)
     add_dataclass_arguments(parser, DriftConfig, "extraction drift")
     cfg = dataclass_from_args(DriftConfig, parser.parse_args(argv))
     unknown = sorted(set(cfg.precision_list) - set(PRECISIONS) - {"fp32"})

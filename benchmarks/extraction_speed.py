@@ -15,7 +15,6 @@ weights' network) resizes every image to a 600-pixel shorter side and has the Vi
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
@@ -125,9 +124,7 @@ class ExtractionSpeedConfig:
 
 def parse_args(argv: list[str] | None = None) -> ExtractionSpeedConfig:
     """The config of a command line; an unknown precision or an empty ``--photos`` folder is a usage error."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.extraction_speed", description=__doc__.split("\n\n")[0]
-    )
+    parser = command_parser("python -m benchmarks.extraction_speed", __doc__)
     add_dataclass_arguments(parser, ExtractionSpeedConfig, "extraction speed")
     cfg = dataclass_from_args(ExtractionSpeedConfig, parser.parse_args(argv))
     unknown = sorted(set(cfg.precision_list) - set(PRECISIONS))

@@ -111,4 +111,20 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**values)
 
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a ``python -m`` command: its module docstring as the description, laid out as written."""
+    return argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def parse_config(
+    cls: type[T], argv: list[str] | None, *, prog: str, doc: str | None, title: str | None = None
+) -> T:
+    """The ``cls`` config of a command line whose flags are exactly the fields of ``cls``."""
+    parser = command_parser(prog, doc)
+    add_dataclass_arguments(parser, cls, title)
+    return dataclass_from_args(cls, parser.parse_args(argv))
+
+
+__all__ = ["add_dataclass_arguments", "command_parser", "dataclass_from_args", "parse_config"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args, parse_config
 
 
 @dataclass
@@ -52,3 +52,13 @@ def test_a_positional_field_is_read_by_position():
     parser = argparse.ArgumentParser()
     add_dataclass_arguments(parser, Named)
     assert dataclass_from_args(Named, parser.parse_args(["in.pkl", "--out", "x"])) == Named("in.pkl", "x")
+
+
+def test_a_command_parses_its_config_and_shows_its_docstring_as_written(capsys):
+    doc = "Do a thing.\n\n    python -m thing in.pkl --out x\n"
+    assert parse_config(Named, ["in.pkl"], prog="python -m thing", doc=doc) == Named("in.pkl", "o")
+    with pytest.raises(SystemExit):
+        parse_config(Named, ["--help"], prog="python -m thing", doc=doc, title="naming")
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: python -m thing") and "\n    python -m thing in.pkl --out x\n" in shown
+    assert "naming:" in shown and "--out OUT" in shown

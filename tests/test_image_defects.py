@@ -16,17 +16,9 @@ from PIL import Image
 from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError, load_image
 from lxmert.detection.images import ImageTooLargeError, UnreadableImageError, decode_bytes
-from tests.test_detection_model import tiny_detector
 from training.detection.extraction import ORIGINAL_NAMES, ExtractConfig, extract
 
 SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "default" / "detector"
-
-
-@pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("detector")
-    tiny_detector().save_pretrained(path)
-    return path
 
 
 def _good_images(folder: Path, count: int) -> None:

@@ -39,7 +39,6 @@ their outputs. ``python -m benchmarks.extraction_drift`` measures what that chan
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -54,7 +53,7 @@ import torch.distributed as dist
 from PIL import Image
 from tqdm import tqdm
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.store import FEATURE_DTYPES, MANIFEST, FeatureStore, FeatureStoreWriter, committed_ids
 from lxmert.data.tsv import write_tsv
 from lxmert.detection import Detector, ImageError
@@ -370,9 +369,9 @@ def _skip(reason: str) -> str:
 
 def main(argv: list[str] | None = None) -> ExtractionSummary:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m training.extract", description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ExtractConfig, title="extraction")
-    cfg = dataclass_from_args(ExtractConfig, parser.parse_args(argv))
+    cfg = parse_config(
+        ExtractConfig, argv, prog="python -m training.extract", doc=__doc__, title="extraction"
+    )
     summary = extract(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return summary  # rank 0 reports for the whole run
