@@ -78,7 +78,8 @@ def cached_checkpoint(repo_id: str, cache_dir: str | Path | None = None) -> Path
         )
         raise MissingCheckpointFileError(
             repo_cache_folder(repo_id, cache_dir),
-            f"{repo_id!r} is read as a Hugging Face hub id, and the local cache has no {' and no '.join(missing)} "
+            f"{repo_id!r} names no file or directory here, so it is read as a Hugging Face hub id, and the "
+            f"local cache has no {' and no '.join(missing)} "
             f"of it. Loading never downloads: fetch it with {download_hint(repo_id)} and load "
             f"DIR/{repo_id.split('/')[1]}, or fill the cache ({hub_cache_dir(cache_dir)}, set by HF_HUB_CACHE or "
             "HF_HOME) with the repo's files",
