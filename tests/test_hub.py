@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -21,11 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from lxmert_helpers import transformers_config
+from lxmert_helpers import perturb_, transformers_config
 
 import lxmert
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import MissingCheckpointFileError
+from lxmert.config import LxmertConfig
 from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes
 from lxmert.errors import EXIT_UNREADABLE_FILE, run_cli
 from lxmert.hub import main
@@ -64,8 +66,8 @@ def _files(model, directory: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def stand_ins() -> dict[str, object]:
-    """Tiny random models in transformers' layout, by item: base (pre-training), vqa and gqa (QA)."""
-    from lxmert.config import LxmertConfig
+    """Tiny random models in transformers' layout, by item: base (pre-training), vqa and gqa (QA); every
+    parameter perturbed, so that no zero bias matches another model's by chance."""
 
     def config(labels: int):
         return transformers_config(
@@ -77,9 +79,9 @@ def stand_ins() -> dict[str, object]:
 
     torch.manual_seed(5)
     return {
-        "base": transformers.LxmertForPreTraining(config(13)).eval(),
-        "vqa": transformers.LxmertForQuestionAnswering(config(len(ANSWERS["vqa"]))).eval(),
-        "gqa": transformers.LxmertForQuestionAnswering(config(len(ANSWERS["gqa"]))).eval(),
+        "base": perturb_(transformers.LxmertForPreTraining(config(13))).eval(),
+        "vqa": perturb_(transformers.LxmertForQuestionAnswering(config(len(ANSWERS["vqa"])))).eval(),
+        "gqa": perturb_(transformers.LxmertForQuestionAnswering(config(len(ANSWERS["gqa"])))).eval(),
     }
 
 
@@ -119,21 +121,17 @@ class Tables:
         self.url = f"http://127.0.0.1:{self.server.server_port}/data"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
-    def serve(self, task: str, body: bytes | str | list) -> None:
+    def serve(self, task: str, body: str | list | dict) -> None:
+        """Serve ``body`` (text as is, anything else as JSON) as the task's table."""
         path = self.root / "data" / task / "trainval_label2ans.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(
-            body
-            if isinstance(body, bytes)
-            else (body if isinstance(body, str) else json.dumps(body)).encode()
-        )
+        path.write_text(body if isinstance(body, str) else json.dumps(body))
 
 
 @pytest.fixture
 def tables(tmp_path: Path, monkeypatch) -> Tables:
-    monkeypatch.setenv(
-        "no_proxy", "127.0.0.1"
-    )  # an environment's proxy must not take the local server's requests
+    # An environment's proxy must not take the requests meant for the local server.
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
     server = Tables(tmp_path / "www")
     for task, answers in ANSWERS.items():
         server.serve(task, answers)
@@ -212,6 +210,31 @@ def test_a_bad_or_missing_table_is_refused_by_name_and_nothing_is_written(
     assert err.startswith(f"error: {target}: ") and len(err.strip().splitlines()) == 1
     assert re.search(reason, err), err
     assert not target.exists() and no_temporaries(out) == []
+
+
+def test_an_unreachable_or_non_http_tables_url_is_named_with_where_the_table_goes(
+    tmp_path, cache, capsys
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/data"
+    target = tmp_path / "real" / "lxmert-vqa-uncased" / "trainval_label2ans.json"
+    for url, reason in ((closed, "it cannot be reached"), ("file:///etc", "is not an http(s) URL")):
+        argv = [
+            "download",
+            "vqa",
+            "--to",
+            str(tmp_path / "real"),
+            "--cache-dir",
+            str(cache),
+            "--tables-url",
+            url,
+        ]
+        with pytest.raises(SystemExit):
+            run_cli(main, argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {target}: ") and reason in err, err
+        assert not target.exists()
 
 
 def test_an_invalid_table_already_there_is_fetched_again(tmp_path, cache, tables) -> None:
