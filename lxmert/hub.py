@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import CONFIG_FILE, TORCH_WEIGHTS_FILE, read_config
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
@@ -110,9 +113,6 @@ def hub_file(repo_id: str, filename: str, cache_dir: str | None, item: str) -> P
         DownloadError: naming the repo's cache folder, when the file is neither cached nor fetchable (offline,
             no network, no such repo or file); the message says where to put it.
     """
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
     try:
         return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir))
     except LocalEntryNotFoundError as err:
