@@ -57,6 +57,7 @@ from .answers import AnswerTable, normalize_answer
 from .config import LxmertConfig
 from .errors import UnreadableFileError
 from .fileio import atomic_directory, atomic_write_text, read_json_object, read_json_record
+from .hub_cache import resolve_checkpoint_path
 from .modeling import (
     LxmertForNLVR2,
     LxmertForPreTraining,
@@ -705,7 +706,9 @@ def load_pretrained(
 
     Args:
         cls: the model class to build.
-        path: our or transformers' directory, or an authors' ``.pth`` (or ``.bin``/``.safetensors``) file.
+        path: our or transformers' directory, or an authors' ``.pth`` (or ``.bin``/``.safetensors``) file; or a
+            hub id (``"unc-nlp/lxmert-gqa-uncased"``), read from the local Hugging Face cache
+            (:mod:`lxmert.hub_cache`).
         config: an ``LxmertConfig`` used as is, or a dict of fields overriding the checkpoint's ``config.json``
             (or, without one, the config inferred from tensor shapes: :func:`infer_config`).
         source_answers, target_answers, backbone_only, strict: as in :func:`load_state_into`. With
@@ -718,8 +721,9 @@ def load_pretrained(
         CheckpointError: naming the file and the field or tensor, when a file is unreadable or malformed, or the
             weights do not fit the config (checked before the model is allocated).
     """
+    path = resolve_checkpoint_path(path)
     source = _read_source(path)
-    with _checkpoint_errors(Path(path)):
+    with _checkpoint_errors(path):
         resolved = _resolve_config(source, config)
     if target_answers is not None:
         resolved = dataclasses.replace(resolved, num_qa_labels=len(target_answers))
@@ -808,7 +812,7 @@ def load_checkpoint(
     """Load a model with its tokenizer, answer table and notes, whatever the checkpoint's layout.
 
     Args:
-        path: a checkpoint directory or file (see :func:`load_pretrained`).
+        path: a checkpoint directory or file, or a hub id in the local cache (see :func:`load_pretrained`).
         model_class: the class to build; by default the one whose heads the checkpoint holds (NLVR2, pre-training,
             QA, or the bare encoder).
         config: as in :func:`load_pretrained`.
@@ -820,9 +824,10 @@ def load_checkpoint(
     Raises:
         CheckpointError: naming the file and the field or tensor, when any file is unreadable or malformed, the
             files disagree (answers and QA head, vocabulary and embeddings, config and tensor shapes), or the
-            weights lack a parameter of the model.
+            weights lack a parameter of the model; a MissingCheckpointFileError for a hub id the local cache
+            lacks, saying how to fetch it.
     """
-    path = Path(path)
+    path = resolve_checkpoint_path(path)
     source = _read_source(path)
     cls = model_class or model_class_for(source.canonical)
     with _checkpoint_errors(path):
