@@ -530,9 +530,14 @@ def outline_checkpoint(
 ) -> CheckpointOutline:
     """What the checkpoint at ``path`` needs and holds, without reading its weights (see :func:`load_checkpoint`).
 
+    The vocabulary and the answer table are read and checked against the tensor shapes as loading checks them:
+    every id of the vocabulary must index a word embedding, and the answer table must have one answer per row of
+    the QA head.
+
     Raises:
-        CheckpointError: naming the file, when a file is missing, unreadable or malformed, or the tensors lack the
-            word embeddings or the region feature projection.
+        CheckpointError: naming the file, when a file is missing, unreadable or malformed, the vocabulary or the
+            answer table does not fit the tensors, or the tensors lack the word embeddings or the region feature
+            projection.
     """
     path = Path(path)
     weights = _find_weights(path) if path.is_dir() else path
@@ -551,15 +556,22 @@ def outline_checkpoint(
     for key in (WORD_EMBEDDINGS, VISUAL_FEATURES):
         if key not in canonical or canonical[key].dim() != 2:
             raise CheckpointError(weights, f"has no 2-d {key!r}: not an LXMERT checkpoint")
+    vocab_size = canonical[WORD_EMBEDDINGS].shape[0]
+    if vocab_file is not None:
+        _read_tokenizer(vocab_file, vocab_size)
+    table = None
+    if answers_file is not None:
+        table = _read_answers(answers_file)
+        _check_answer_count(table, canonical, answers_file)
     rows = canonical.get(ANSWER_ROWS + "weight")
     return CheckpointOutline(
         weights=weights,
         layout=layout,
         visual_feat_dim=canonical[VISUAL_FEATURES].shape[1],
-        vocab_size=canonical[WORD_EMBEDDINGS].shape[0],
+        vocab_size=vocab_size,
         qa_rows=None if rows is None or rows.dim() < 1 else rows.shape[0],
         vocab=vocab_file,
-        answers=None if answers_file is None else _read_answers(answers_file),
+        answers=table,
     )
 
 
@@ -963,9 +975,9 @@ def load_checkpoint(
         resolved = _resolve_config(source, config)
     tokenizer, meta = None, {}
     if vocab is not None:
-        tokenizer = _read_tokenizer(_given_file(vocab, "vocabulary"), resolved)
+        tokenizer = _read_tokenizer(_given_file(vocab, "vocabulary"), resolved.vocab_size)
     elif path.is_dir() and (path / VOCAB_FILE).exists():
-        tokenizer = _read_tokenizer(path / VOCAB_FILE, resolved)
+        tokenizer = _read_tokenizer(path / VOCAB_FILE, resolved.vocab_size)
     model = _build(cls, resolved, source, complete=True)
     if path.is_dir() and (path / META_FILE).exists():
         with _checkpoint_errors(path / META_FILE):
@@ -973,14 +985,14 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model.eval(), tokenizer=tokenizer, answers=source.answers, meta=meta)
 
 
-def _read_tokenizer(vocab_file: Path, config: LxmertConfig) -> LxmertTokenizer:
-    """The checkpoint's tokenizer, whose every id must index the model's word embeddings."""
+def _read_tokenizer(vocab_file: Path, vocab_size: int) -> LxmertTokenizer:
+    """The checkpoint's tokenizer, whose every id must index the model's ``vocab_size`` word embeddings."""
     with _checkpoint_errors(vocab_file):
         tokenizer = LxmertTokenizer(vocab_file)
     largest = max(tokenizer.vocab.values())
-    if largest >= config.vocab_size:
+    if largest >= vocab_size:
         raise CheckpointError(
-            vocab_file, f"has ids up to {largest}, beyond the model's vocab_size {config.vocab_size}"
+            vocab_file, f"has ids up to {largest}, beyond the model's vocab_size {vocab_size}"
         )
     return tokenizer
 

@@ -25,6 +25,8 @@ from lxmert.checkpoints import (
     load_checkpoint,
     outline_checkpoint,
 )
+from lxmert.model_set_checks import checkpoint_problem
+from lxmert.model_sets import CheckpointEntry
 from lxmert.tokenization import SPECIAL_TOKENS
 
 HEADS = {"num_attention_heads": 4}  # the one field an authors' file does not show in its shapes
@@ -191,3 +193,24 @@ def test_the_outline_refuses_what_is_no_lxmert_checkpoint(tmp_path):
     torch.save({"bert.pooler.dense.weight": torch.zeros(2, 2)}, tmp_path / "half.pth")
     with pytest.raises(CheckpointError, match=r"half\.pth: has no 2-d 'lxmert.embeddings.word_embeddings"):
         outline_checkpoint(tmp_path / "half.pth")
+
+
+def test_a_checkpoint_that_cannot_run_on_the_detector_is_named_with_its_reason(
+    tmp_path, tiny_config, question_answering
+):
+    torch.save(authors_task_state(question_answering), tmp_path / "BEST.pth")
+    vocab, _ = write_vocab(tmp_path / "vocab.txt", tiny_config.vocab_size)
+    answers, _ = write_label2ans(tmp_path / AUTHORS_ANSWERS_FILE, tiny_config.num_qa_labels)
+    wrong, _ = write_label2ans(tmp_path / "wrong.json", 3)
+    fits = CheckpointEntry(tmp_path / "BEST.pth", vocab=vocab, answers=answers)
+    assert checkpoint_problem(fits, feature_dim=24) is None
+    assert checkpoint_problem(fits, feature_dim=256) == (
+        "needs 24-d region features; this set's detector gives 256-d"
+    )
+    assert "has no vocabulary" in checkpoint_problem(CheckpointEntry(tmp_path / "BEST.pth"), 24)
+    mismatch = checkpoint_problem(CheckpointEntry(tmp_path / "BEST.pth", vocab=vocab, answers=wrong), 24)
+    assert (
+        "wrong.json" in mismatch and "holds 3 answers but the QA head" in mismatch and "13 rows" in mismatch
+    )
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "BEST.pth").read_bytes()[:500])
+    assert "cut.pth" in checkpoint_problem(CheckpointEntry(tmp_path / "cut.pth", vocab=vocab), 24)
