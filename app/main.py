@@ -38,8 +38,8 @@ if not found.sets:
     st.error(
         "  \n".join(
             [
-                f"No usable model set (a directory holding model_set.json) under {config.assets_dir} "
-                f"or {config.checkpoints_dir}.",
+                "No usable model set (a directory whose model_set.json names a detector and its checkpoints) "
+                f"under {config.assets_dir} or {config.checkpoints_dir}.",
                 *found.refused,
             ]
         )

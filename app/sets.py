@@ -56,19 +56,22 @@ class SetsFound:
     refused: list[str] = field(default_factory=list)
 
 
-def _unsafe(entry: CheckpointEntry, root: Path, bases: list[Path]) -> str | None:
+def _unsafe(entry: CheckpointEntry, root: Path) -> str | None:
     """Why a checkpoint directory of a set cannot be opened safely (an entry unreadable or leading outside)."""
     if not entry.path.is_dir():
         return None  # a file: read_model_set resolved it inside the set
     skipped = directories.problems(entry.path, root, depth=1)
-    return directories.describe_skipped(skipped, bases) if skipped else None
+    if not skipped:
+        return None
+    return "its files cannot be opened safely: " + "; ".join(
+        f"`{Path(s.path).relative_to(root) if Path(s.path).is_relative_to(root) else s.path}` ({s.reason})"
+        for s in skipped
+    )
 
 
-def _named(model_set: ModelSet, prefix: str, bases: list[Path]) -> AppSet:
+def _named(model_set: ModelSet, prefix: str) -> AppSet:
     names = {f"{prefix}/{key}": entry for key, entry in model_set.checkpoints.items()}
-    problems = {
-        name: reason for name, entry in names.items() if (reason := _unsafe(entry, model_set.root, bases))
-    }
+    problems = {name: reason for name, entry in names.items() if (reason := _unsafe(entry, model_set.root))}
     named = dataclasses.replace(model_set, checkpoints=names, default=f"{prefix}/{model_set.default}")
     return AppSet(str(model_set.root), model_set.name, named, problems)
 
@@ -96,7 +99,7 @@ def find_sets(config: AppConfig) -> SetsFound:
             if directory in found:
                 continue  # the same set under both directories
             try:
-                found[directory] = _named(read_model_set(directory), prefix, bases)
+                found[directory] = _named(read_model_set(directory), prefix)
             except ModelSetError as err:
                 refused.append(f"Model set `{prefix}` cannot be used: {err}")
     default = found.pop(str(default_dir), None)
