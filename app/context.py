@@ -42,7 +42,7 @@ def try_load(inputs: state.Inputs, name: str, *, quiet: bool = False) -> Checkpo
     if name in inputs.problems:
         if not quiet:
             st.error(
-                f"Checkpoint `{name}` cannot run on this model set: {inputs.problems[name]}.",
+                f"Checkpoint `{name}` cannot be loaded: {inputs.problems[name]}",
                 icon=":material/block:",
             )
         return None

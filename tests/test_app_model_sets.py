@@ -124,9 +124,7 @@ def test_a_mismatched_checkpoint_is_marked_and_named_with_both_sizes_never_a_ten
     assert any(m.value.startswith("### Answer: ") for m in app.markdown)
     picker.set_value("mismatched/wide").run()
     assert_no_exception(app)
-    assert [e.value for e in app.error] == [
-        f"Checkpoint `mismatched/wide` cannot run on this model set: {reason}."
-    ]
+    assert [e.value for e in app.error] == [f"Checkpoint `mismatched/wide` cannot be loaded: {reason}"]
     picker.set_value("mismatched/fits").run()
     app.switch_page("app_pages/compare.py").run()
     app.multiselect(key="compare_checkpoints").set_value(["mismatched/fits", "mismatched/wide"]).run()
