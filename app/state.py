@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 SOURCES = ("Gallery", "Random scene", "Upload")
 # Used only when an image comes without suggestions; the synthetic world's questions look like this.
 FALLBACK_TEXT = "What color is the circle?"
+CANNOT_RUN = " (cannot run here)"  # marks a checkpoint in the picker that cannot run on the set's detector
 SYNTHETIC_UPLOAD_NOTICE = (
     "This model set knows only the synthetic world (flat coloured shapes). On a photo, its regions and answers say "
     "nothing about what is in it: its detector names only shapes, and its models answer from the synthetic world's "
@@ -248,7 +249,7 @@ def show_sidebar(
             names,
             index=names.index(first),
             key="checkpoint",
-            format_func=lambda n: f"{n} (cannot run here)" if n in problems else n,
+            format_func=lambda n: n + CANNOT_RUN if n in problems else n,
             help=f"The model set's checkpoints, and those found under {config.checkpoints_dir}.",
         )
         if problems:
@@ -279,6 +280,7 @@ def current() -> Inputs:
 
 
 __all__ = [
+    "CANNOT_RUN",
     "FALLBACK_TEXT",
     "IMAGE_SUFFIXES",
     "ImageInput",
