@@ -25,7 +25,8 @@ from app.sets import SYNTHETIC_CAPTION, find_sets
 from app.state import SYNTHETIC_UPLOAD_NOTICE
 from lxmert import LxmertConfig, LxmertForQuestionAnswering
 from lxmert.checkpoints import AUTHORS_ANSWERS_FILE, save_pretrained
-from lxmert.model_sets import CheckpointEntry, ModelSet, write_model_set
+from lxmert.model_sets import CheckpointEntry, ModelSet, read_model_set, write_model_set
+from training.release.default_assets import write_default_set
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "main.py"
@@ -289,3 +290,13 @@ def test_a_set_whose_files_lead_outside_is_refused_or_its_checkpoint_marked(asse
     assert_no_exception(app)
     assert app.sidebar.selectbox(key="checkpoint").options == ["inside/fits (cannot run here)"]
     assert any("leads outside" in e.value and "inside/fits" in e.value for e in app.error)
+
+
+def test_the_shipped_default_set_is_the_one_export_default_writes(tmp_path):
+    (tmp_path / "default").mkdir()
+    written = write_default_set(tmp_path / "default")
+    shipped = REPO / "assets" / "default" / "model_set.json"
+    assert json.loads(written.read_text()) == json.loads(shipped.read_text())
+    default = read_model_set(shipped.parent)
+    assert default.world == "synthetic" and default.detector == SHIPPED_DETECTOR.resolve()
+    assert list(default.checkpoints) == ["model", "pretrained"] and default.default == "model"
