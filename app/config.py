@@ -23,9 +23,11 @@ class AppConfig:
     """Locations and device of one running app.
 
     Attributes:
-        assets_dir: holds ``default/detector`` and the default model checkpoint(s) under ``default/``, plus
-            ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes).
-        checkpoints_dir: searched (a few levels deep) for checkpoints to compare.
+        assets_dir: holds the default model set ``default/`` (``model_set.json``, ``default/detector`` and the
+            default checkpoints), plus ``samples/`` (the gallery and the pool of pre-rendered synthetic scenes);
+            searched for other model sets too (``app/sets.py``).
+        checkpoints_dir: searched (a few levels deep) for model sets, and for checkpoints outside them, which join
+            the default set.
         device: "cuda" when a GPU is present, else "cpu"; ``LXMERT_DEVICE`` overrides.
         precision: what the models compute in: ``LXMERT_PRECISION``, ``auto`` (the default: bf16 autocast where
             the device runs it natively and the checkpoint is large enough for it to pay, see
@@ -43,6 +45,7 @@ class AppConfig:
 
     @property
     def detector_dir(self) -> Path:
+        """The default set's detector (a page uses its chosen set's: ``Inputs.detector_dir``)."""
         return self.default_dir / "detector"
 
     @property
