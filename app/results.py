@@ -34,6 +34,7 @@ from analysis.masked import (
 )
 from analysis.relevancy import Relevancy
 from analysis.session import AttentionResult, Occlusion
+from app import datasets
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
 from lxmert.precision import autocast
 
@@ -64,6 +65,8 @@ class Query:
         image_name: its name, for messages.
         num_regions: how many of the best regions the model sees.
         text: the question or sentence.
+        stored: (dataset directory, image id) when the regions come from a dataset's feature store instead of
+            the detector.
     """
 
     detector: str
@@ -75,8 +78,11 @@ class Query:
     image_name: str
     num_regions: int
     text: str
+    stored: tuple[str, str] | None = None
 
     def scene(self) -> Scene:
+        if self.stored is not None:
+            return datasets.stored_scene(*self.stored, self.num_regions)
         return scene(self.detector, self.device, self.image, self.image_name, self.num_regions)
 
     def model(self) -> Checkpoint:
