@@ -101,21 +101,21 @@ class Regions:
         Raises:
             ValueError: an attribute id outside ``[0, num_attributes)``, or columns that disagree in length.
         """
-        attrs = torch.as_tensor(np.asarray(record["attrs_id"]), dtype=torch.int64)
+        attrs = torch.tensor(np.asarray(record["attrs_id"]), dtype=torch.int64)
         if attrs.numel() and (attrs.min() < 0 or attrs.max() >= num_attributes):
             raise ValueError(
                 f"image {record.get('img_id', '?')}: attribute ids {attrs.min()}..{attrs.max()} outside "
                 f"a vocabulary of {num_attributes}"
             )
         attr_probs = torch.zeros(len(attrs), num_attributes)
-        attr_probs[torch.arange(len(attrs)), attrs] = torch.as_tensor(
+        attr_probs[torch.arange(len(attrs)), attrs] = torch.tensor(
             np.asarray(record["attrs_conf"]), dtype=torch.float32
         )
         return cls(
-            boxes=torch.as_tensor(np.asarray(record["boxes"]), dtype=torch.float32),
-            features=torch.as_tensor(np.asarray(record["features"]), dtype=torch.float32),
-            object_ids=torch.as_tensor(np.asarray(record["objects_id"]), dtype=torch.int64),
-            object_conf=torch.as_tensor(np.asarray(record["objects_conf"]), dtype=torch.float32),
+            boxes=torch.tensor(np.asarray(record["boxes"]), dtype=torch.float32),
+            features=torch.tensor(np.asarray(record["features"]), dtype=torch.float32),
+            object_ids=torch.tensor(np.asarray(record["objects_id"]), dtype=torch.int64),
+            object_conf=torch.tensor(np.asarray(record["objects_conf"]), dtype=torch.float32),
             attr_probs=attr_probs,
             image_height=int(record["img_h"]),
             image_width=int(record["img_w"]),
