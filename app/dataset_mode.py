@@ -26,6 +26,7 @@ THUMBNAIL_COLUMNS = 3
 # Questions of one image answered and scored at most (GQA has dozens on some images).
 MAX_QUESTIONS = 30
 IMAGE_KEY = "dataset_image"
+_ROOT_KEY = "_dataset_of_image"
 METRICS = {
     "vqa": "VQA score: the answer's soft score in the file's label (min(1, annotators/3)-style)",
     "gqa": "GQA exact match with the gold answer",
@@ -38,11 +39,15 @@ def _pick(img_id: str, on_change: Callable[[], None]) -> None:
     on_change()
 
 
-def _choose_id(opened: datasets.OpenedDataset, on_change: Callable[[], None]) -> str | None:
+def _choose_id(root: str, opened: datasets.OpenedDataset, on_change: Callable[[], None]) -> str | None:
     ids = opened.store.ids
-    if st.session_state.get(IMAGE_KEY) not in opened.store:  # a new dataset, or none picked yet
+    listed = len(ids) <= MAX_LISTED
+    value = st.session_state.get(IMAGE_KEY)
+    # A new dataset, or none picked yet, starts on the first image; a typed id that is not there is kept (and named).
+    if st.session_state.get(_ROOT_KEY) != root or value is None or (listed and value not in opened.store):
         st.session_state[IMAGE_KEY] = ids[0]
-    if len(ids) <= MAX_LISTED:
+        st.session_state[_ROOT_KEY] = root
+    if listed:
         return st.selectbox(
             "Image id", ids, key=IMAGE_KEY, on_change=on_change, help="Type to filter the store's image ids."
         )
@@ -110,7 +115,7 @@ def choose_image(config: AppConfig, on_change: Callable[[], None]) -> ImageInput
     if not opened.store.ids:
         st.warning(f"The feature store of `{name}` holds no image.")
         return None
-    img_id = _choose_id(opened, on_change)
+    img_id = _choose_id(root, opened, on_change)
     _thumbnails(root, opened.store.ids, on_change)
     if img_id is None:
         return None

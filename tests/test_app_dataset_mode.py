@@ -188,3 +188,50 @@ def test_without_datasets_the_source_says_where_to_put_one(tmp_path, monkeypatch
     app = start(assets, monkeypatch, tmp_path / "none")
     assert not app.exception
     assert any("dataset.json" in i.value for i in app.sidebar.info)
+
+
+def test_a_large_store_takes_the_image_id_typed(assets, monkeypatch):
+    monkeypatch.setattr("app.dataset_mode.MAX_LISTED", 1)  # the sample's two images count as many
+    app = start(assets, monkeypatch)
+    assert app.sidebar.text_input(key="dataset_image").value == PHOTOS[0]
+    app.sidebar.text_input(key="dataset_image").set_value(PHOTOS[1]).run()
+    assert_clean(app)
+    open_page(app, "regions")
+    assert list(app.dataframe[0].value["object"])[:3] == ["sky", "tree", "tree"]  # the authors' first regions
+    app.sidebar.text_input(key="dataset_image").set_value("COCO_nothere").run()
+    assert not app.exception
+    assert any("COCO_nothere" in w.value for w in app.sidebar.warning)
+
+
+GQA = [
+    {"question_id": "g1", "img_id": PHOTOS[0], "sent": "What animal is it?", "label": {"cat": 1.0}},
+    {"question_id": "g2", "img_id": PHOTOS[0], "sent": "Is it red?", "label": {"no": 1.0}},
+]
+NLVR2 = [
+    {
+        "identifier": "dev-1-0-0",
+        "img0": PHOTOS[0],
+        "img1": PHOTOS[1],
+        "sent": "One image shows a cat.",
+        "uid": "u1",
+        "label": 1,
+    },
+]
+
+
+@pytest.mark.parametrize(("task", "items"), [("gqa", GQA), ("nlvr2", NLVR2)])
+def test_gqa_and_nlvr2_questions_are_listed_with_their_own_ground_truth(tmp_path, monkeypatch, task, items):
+    assets = build_assets(tmp_path / "assets", detector=vg_detector())
+    build_dataset(assets / "datasets" / "coco", questions=items, task=task)
+    app = start(assets, monkeypatch)
+    open_page(app, "ask")
+    assert_clean(app)
+    table = next(d.value for d in app.dataframe if "ground truth" in d.value.columns)
+    assert list(table["question"]) == [q["sent"] for q in items]
+    if task == "gqa":
+        assert list(table["ground truth"]) == ["cat", "no"]
+        for answer, score, item in zip(table["model's answer"], table["score"], items, strict=True):
+            assert score == (1.0 if answer in item["label"] else 0.0)  # exact match
+    else:
+        assert list(table["ground truth"]) == ["true"]
+        assert list(table["model's answer"]) == ["—"]  # a pair task: no one-image answer is invented
