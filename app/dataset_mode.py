@@ -128,6 +128,22 @@ def choose_image(config: AppConfig, on_change: Callable[[], None]) -> ImageInput
     return ImageInput(data, img_id, tuple(q["sent"] for q in questions), dataset=(root, img_id))
 
 
+def show_region_source(page: PageContext) -> None:
+    """Say where a dataset image's regions come from (its feature store, not the detector); nothing otherwise."""
+    image = page.inputs.image
+    if image is None or image.dataset is None:
+        return
+    root, img_id = image.dataset
+    opened = datasets.open_dataset(root)
+    st.info(
+        f"The regions of `{img_id}` are read from the feature store of the dataset `{opened.dataset.name}`, not "
+        f"detected: {opened.store.feature_dim}-d features, boxes and labels as stored (for the authors' obj36 "
+        "files, their Faster R-CNN's), named with "
+        f"`{opened.dataset.objects_vocab.name}` and `{opened.dataset.attributes_vocab.name}`.",
+        icon=":material/dataset:",
+    )
+
+
 def ground_truth(task: str, item: dict[str, Any]) -> str:
     """The item's label as the table shows it: VQA answers with their soft scores, GQA's gold answer, NLVR2's truth
     value; ``—`` for an unlabelled item (a test split)."""
@@ -206,4 +222,11 @@ def show_questions(page: PageContext) -> None:
         )
 
 
-__all__ = ["MAX_LISTED", "choose_image", "ground_truth", "question_rows", "show_questions"]
+__all__ = [
+    "MAX_LISTED",
+    "choose_image",
+    "ground_truth",
+    "question_rows",
+    "show_questions",
+    "show_region_source",
+]

@@ -13,15 +13,18 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from app_toy_assets import build_assets
 from dataset_sample import PHOTOS, QUESTIONS, build_dataset
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from analysis.forward import predict_answers
 from analysis.inputs import example_from_regions
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DATASETS_ENV, DEVICE_ENV
+from app.datasets import stored_scene
 from lxmert.checkpoints import load_checkpoint
 from lxmert.data.tsv import iter_tsv
 from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes, Regions
@@ -115,6 +118,9 @@ def test_regions_page_shows_the_authors_boxes_and_vg_labels(app, tmp_path):
     text = json.dumps(figure)
     first = f"0 {ATTRIBUTES[row['attrs_id'][0]]} {OBJECTS[row['objects_id'][0]]}"
     assert first in text, f"{first!r} is not drawn on the photo"
+    assert any(
+        "not detected" in i.value and "2048-d" in i.value for i in app.info
+    )  # says where they come from
 
 
 def test_an_image_picked_from_the_thumbnails_becomes_the_input(app):
@@ -235,3 +241,23 @@ def test_gqa_and_nlvr2_questions_are_listed_with_their_own_ground_truth(tmp_path
     else:
         assert list(table["ground truth"]) == ["true"]
         assert list(table["model's answer"]) == ["—"]  # a pair task: no one-image answer is invented
+
+
+def test_a_rescaled_photo_gets_the_stored_boxes_scaled_onto_it(tmp_path):
+    root = build_dataset(tmp_path / "d", questions=[])
+    photo = root / "images" / f"{PHOTOS[1]}.jpg"  # 500x333
+    Image.open(photo).resize((250, 167)).save(photo)
+    scene = stored_scene(str(root), PHOTOS[1], None)
+    row = authors_row(PHOTOS[1], tmp_path)
+    assert scene.image.size == (250, 167)
+    np.testing.assert_allclose(
+        scene.image_boxes, row["boxes"] * np.array([0.5, 167 / 333, 0.5, 167 / 333]), atol=1e-3
+    )
+
+
+def test_a_photo_of_another_shape_is_refused_naming_both_sizes(tmp_path):
+    root = build_dataset(tmp_path / "d", questions=[])
+    photo = root / "images" / f"{PHOTOS[1]}.jpg"
+    Image.open(photo).crop((0, 0, 400, 333)).save(photo)
+    with pytest.raises(ValueError, match="400x333 but the feature store records 500x333"):
+        stored_scene(str(root), PHOTOS[1], None)
