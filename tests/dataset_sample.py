@@ -23,7 +23,11 @@ ALL_TOY_ANSWERS = {"red": 0.3, "green": 0.6, "blue": 0.9, "yes": 1.0, "no": 0.3,
 QUESTIONS = [
     {"img_id": PHOTOS[0], "sent": "What animal is in the car window?", "label": {"cat": 1.0, "kitten": 0.3}},
     {"img_id": PHOTOS[0], "sent": "Is the car rusty?", "label": {"yes": 1.0}},
-    {"img_id": PHOTOS[0], "sent": "Which toy answer? (a test item crediting every one)", "label": ALL_TOY_ANSWERS},
+    {
+        "img_id": PHOTOS[0],
+        "sent": "Which toy answer? (a test item crediting every one)",
+        "label": ALL_TOY_ANSWERS,
+    },
     {"img_id": PHOTOS[1], "sent": "What is flying over the field?", "label": {"birds": 1.0, "bird": 0.6}},
     {"img_id": PHOTOS[1], "sent": "Is it sunny?", "label": {"no": 0.9, "yes": 0.3}},
 ]
