@@ -111,6 +111,7 @@ def query_for(inputs: state.Inputs, checkpoint: Checkpoint) -> Query:
         text=inputs.text,
         vocab=vocab,
         answers=answers,
+        stored=inputs.image.dataset,
     )
 
 
@@ -121,7 +122,12 @@ def scene_or_stop(query: Query) -> Scene:
         st.error(f"This image cannot be used: {err}", icon=":material/broken_image:")
         st.stop()
     except Exception as err:  # noqa: BLE001 - the detector loads here, on the first image to detect
-        st.error(f"The detector cannot be loaded or run: {err}", icon=":material/error:")
+        what = (
+            "The dataset's regions of this image cannot be used"
+            if query.stored
+            else "The detector cannot be loaded or run"
+        )
+        st.error(f"{what}: {err}", icon=":material/error:")
         st.stop()
 
 
@@ -142,7 +148,17 @@ def page_context(capability: str | None = None, *, needs_text: bool = True) -> P
     checkpoint = checkpoint_with(inputs, capability)
     query = query_for(inputs, checkpoint)
     st.sidebar.caption(f"Model precision: {describe(query.precision, query.device)}")
-    return PageContext(query, scene_or_stop(query), checkpoint, inputs)
+    scene = scene_or_stop(query)
+    size, wanted = scene.regions.features.shape[1], checkpoint.model.config.visual_feat_dim
+    if size != wanted:
+        source = "the dataset's feature store holds" if query.stored else "the detector gives"
+        st.error(
+            f"`{checkpoint.name}` reads {wanted}-d region features, but {source} {size}-d ones: "
+            "pick a checkpoint made for these features.",
+            icon=":material/error:",
+        )
+        st.stop()
+    return PageContext(query, scene, checkpoint, inputs)
 
 
 @contextmanager

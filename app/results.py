@@ -34,6 +34,7 @@ from analysis.masked import (
 )
 from analysis.relevancy import Relevancy
 from analysis.session import AttentionResult, Occlusion
+from app import datasets
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
 from lxmert.precision import autocast
 
@@ -66,6 +67,8 @@ class Query:
         text: the question or sentence.
         vocab: the vocabulary given for a checkpoint without its own (a model set's), or None.
         answers: the answer table given for a checkpoint without its own, or None.
+        stored: (dataset directory, image id) when the regions come from a dataset's feature store instead of
+            the detector.
     """
 
     detector: str
@@ -79,8 +82,11 @@ class Query:
     text: str
     vocab: str | None = None
     answers: str | None = None
+    stored: tuple[str, str] | None = None
 
     def scene(self) -> Scene:
+        if self.stored is not None:
+            return datasets.stored_scene(*self.stored, self.num_regions)
         return scene(self.detector, self.device, self.image, self.image_name, self.num_regions)
 
     def model(self) -> Checkpoint:

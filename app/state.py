@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import loading
+from app import datasets, loading
 from app.config import AppConfig
 from app.directories import inside, scanner
 from lxmert.detection import ImageError
@@ -27,7 +27,7 @@ from lxmert.fileio import read_json_object
 from lxmert.model_sets import CheckpointEntry, ModelSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-SOURCES = ("Gallery", "Random scene", "Upload")
+SOURCES = ("Gallery", "Random scene", "Upload", "Dataset")
 # Used only when an image comes without suggestions; the synthetic world's questions look like this.
 FALLBACK_TEXT = "What color is the circle?"
 CANNOT_RUN = " (cannot run here)"  # marks a checkpoint in the picker that cannot run on the set's detector
@@ -42,11 +42,17 @@ THUMBNAIL_SIDE = 320
 
 @dataclass(frozen=True)
 class ImageInput:
-    """An image as bytes, with its name and the sentences suggested for it."""
+    """An image as bytes, with its name and the sentences suggested for it.
+
+    Attributes:
+        dataset: for a dataset's photo, (dataset directory, image id): its regions are read from the dataset's
+            feature store instead of detected (``app/dataset_mode.py``); None for every other image.
+    """
 
     data: bytes
     name: str
     suggestions: tuple[str, ...] = ()
+    dataset: tuple[str, str] | None = None
 
     @property
     def digest(self) -> str:
@@ -153,6 +159,10 @@ def _choose_image(config: AppConfig) -> ImageInput | None:
             _pick_scene(pool)
         st.button("New random scene", on_click=_pick_scene, args=(pool,), icon=":material/casino:")
         return read_sample(st.session_state["scene"])
+    if source == "Dataset":
+        from app import dataset_mode  # it imports this module
+
+        return dataset_mode.choose_image(config, _suggest_text)
     upload = st.file_uploader(
         "Upload an image",
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
@@ -232,13 +242,19 @@ def show_sidebar(
             ):
                 st.info(SYNTHETIC_UPLOAD_NOTICE, icon=":material/info:")
         text = _choose_text(image)
+        if image is not None and image.dataset is not None:
+            max_regions = datasets.region_count(*image.dataset) or max_regions
+        if (
+            st.session_state.get("_max_regions") != max_regions
+        ):  # a new region source starts with all its regions
+            st.session_state["_max_regions"] = st.session_state["num_regions"] = max_regions
         num_regions = st.slider(
             "Regions",
             min_value=1,
             max_value=max_regions,
-            value=max_regions,
             key="num_regions",
-            help="How many of the detector's best regions the model sees (the model was trained with all of them).",
+            help="How many of the best regions (the detector's, or a dataset's stored ones) the model sees "
+            "(the model was trained with all of them).",
         )
         st.subheader("Model")
         names = list(checkpoints)

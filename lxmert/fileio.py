@@ -237,6 +237,25 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     return value
 
 
+def path_inside(root: str | Path, value: Any) -> Path:
+    """``root / value`` resolved, where ``value`` is a manifest's relative path that must stay inside ``root``
+    once every symlink is resolved (a manifest is untrusted input and may not point anywhere else).
+
+    Raises:
+        ValueError: ``value`` is not a non-empty string, is absolute, or leads outside ``root`` (the message says
+            which, and where it leads).
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty relative path, got {value!r}")
+    if Path(value).is_absolute():
+        raise ValueError(f"must be relative to {root}, got {value!r}")
+    base = Path(root).resolve()
+    resolved = (base / value).resolve()
+    if not resolved.is_relative_to(base):
+        raise ValueError(f"leads outside {base} (to {resolved})")
+    return resolved
+
+
 __all__ = [
     "atomic_directory",
     "atomic_file",
@@ -246,6 +265,7 @@ __all__ = [
     "atomic_write_text",
     "durable_append",
     "is_temp_name",
+    "path_inside",
     "read_json",
     "read_json_object",
     "read_json_record",

@@ -8,8 +8,8 @@ import re
 import pytest
 from finetune_toy import build
 
+from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
-from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from training.tasks import answer_priors as baselines
 from training.tasks import evaluation as evaluate
 from training.tasks import finetuning as finetune

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import panels
+from app import dataset_mode, panels
 from app.context import page_context
 
 st.title("Image & regions")
@@ -11,5 +11,6 @@ st.caption(
     "These are the regions it reads for this image, best first; the sidebar sets how many."
 )
 page = page_context(needs_text=False)
+dataset_mode.show_region_source(page)
 panels.show_detections(page.scene, key="detections")
 panels.show_region_table(page.scene, key="region_table")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.engine.metrics import nlvr2_label
+from lxmert.data.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits

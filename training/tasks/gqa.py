@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lxmert.data.metrics import gqa_is_open, gqa_scores, gqa_structural_type
 from lxmert.data.task_files import load_gqa, write_gqa_predictions
-from training.engine.metrics import gqa_is_open, gqa_scores, gqa_structural_type
 
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS
 from .qa import QATask

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from lxmert.checkpoints import load_pretrained, read_config
+from lxmert.data.metrics import nlvr2_group, nlvr2_scores
 from lxmert.data.task_files import load_nlvr2, write_nlvr2_predictions
 from lxmert.modeling import LxmertForNLVR2
 from training.engine import distributed
-from training.engine.metrics import nlvr2_group, nlvr2_scores
 
 from .base import Losses, MetricSums, Stats, add_sums, scalar
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS, FinetuneTask

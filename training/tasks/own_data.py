@@ -46,6 +46,7 @@ import torch
 
 from lxmert.answers import AnswerTable
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.metrics import vqa_answer_type
 from lxmert.data.task_files import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
@@ -55,7 +56,6 @@ from training.data.vqa_softscore import (
 )
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.distributed import resolve_device
-from training.engine.metrics import vqa_answer_type
 from training.engine.trainer import TrainConfig
 from training.tasks import get_task
 from training.tasks.evaluation import EvaluateConfig, evaluate

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lxmert.data.metrics import vqa_answer_type, vqa_scores
 from lxmert.data.task_files import load_vqa, write_vqa_predictions
-from training.engine.metrics import vqa_answer_type, vqa_scores
 
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS
 from .qa import QATask
