@@ -13,9 +13,11 @@ import pytest
 from training.tasks import default_layout
 from training.tasks import finetuning as finetune
 from training.tasks.finetune_schedule import (
+    PRIOR_MARGIN,
     STILL_LEARNING_GAIN,
     finetune_lr,
     last_epoch_gain,
+    no_better_than_prior_warning,
     still_learning_warning,
 )
 
@@ -111,3 +113,11 @@ def test_last_epoch_gain_reads_validation_records():
     assert "+0.080 in the last epoch" in warning and "--epochs / --lr" in warning
     assert still_learning_warning(STILL_LEARNING_GAIN, "accuracy", 5e-5, "") is None
     assert still_learning_warning(None, "accuracy", 5e-5, "") is None
+
+
+def test_a_score_at_the_prior_is_flagged():
+    assert "no better than the question-only prior's 0.491" in no_better_than_prior_warning(
+        0.463, 0.491, "--lr"
+    )
+    assert no_better_than_prior_warning(0.491 + PRIOR_MARGIN / 2, 0.491, "--lr") is not None
+    assert no_better_than_prior_warning(0.491 + 2 * PRIOR_MARGIN, 0.491, "--lr") is None

@@ -12,7 +12,7 @@ layout (:mod:`training.tasks.default_layout`: the shipped ``assets/default/pretr
 ``scripts/build_default.sh`` writes it); a bare command that lacks any of it names what is missing and the command
 that makes it. Without ``--lr`` the learning rate suits the model's width (:mod:`training.tasks.finetune_schedule`):
 the paper's (5e-5 VQA and NLVR2, 1e-5 GQA) for the 768-wide base model, 1e-3 for the 64-wide tiny one; a run whose
-last epoch still raised the validation score by more than a point says so. Point ``--data`` / ``--features`` at the
+last epoch still raised the validation score by more than two points says so. Point ``--data`` / ``--features`` at the
 authors' files for the real tasks. Every trainer flag works here too (``--precision``, ``--resume``, ``--threads``
 ...); see ``--help`` after the task name. The task, its data settings and the tokenizer are saved beside ``best/``
 and ``final/``, so ``python -m training.evaluate`` rebuilds everything from a checkpoint directory alone.

@@ -43,6 +43,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ from training.tasks import get_task
 from training.tasks.answer_priors import prior_predictions
 from training.tasks.default_layout import DETECTOR, PRETRAINED
 from training.tasks.evaluation import EvaluateConfig, evaluate
+from training.tasks.finetune_schedule import no_better_than_prior_warning
 from training.tasks.finetuning import AUTO_LR, LR_HELP, FinetuneConfig, finetune
 
 SPLITS = ("train", "valid", "test")
@@ -361,6 +363,9 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
     if splits["valid"]:
         prior = prior_predictions("vqa", splits["train"], splits["valid"])
         result["prior"] = task_class.score(prior, splits["valid"])
+        warning = no_better_than_prior_warning(result["best"], result["prior"]["accuracy"], "--epochs / --lr")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     if splits["test"]:
         predicted = evaluate(
             EvaluateConfig(checkpoint=str(model), split="test", device=cfg.device, threads=cfg.threads)
