@@ -78,6 +78,11 @@ def test_byo_resume_refusal_names_its_own_flags(toy, tmp_path):
     message = str(refused.value)
     assert "--no-resume" in message and "another --out with --features" in message
     assert "--output" not in message  # the trainer's own flag, which byo does not have
+    # Another start point cannot continue the run either (it would quietly resume the pre-trained weights).
+    with pytest.raises(
+        ValueError, match=r"started from another point .*'from_scratch': \(False, True\).*--no-resume"
+    ):
+        byo(toy, out, "--features", str(toy["features"]), "--lr", "1e-3", "--from-scratch")
     # What the message says works: the same --out trains again from the start.
     byo(toy, out, "--features", str(toy["features"]), "--lr", "3e-3", "--no-resume")
     saved = json.loads((out / "model" / "final" / "meta.json").read_text())

@@ -31,15 +31,23 @@ from typing import Any
 import torch
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from lxmert.fileio import atomic_write_text
+from lxmert.fileio import atomic_write_text, read_json_object
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
-from training.engine.trainer import METRICS_FILE, RESTART_ADVICE, SUMMARY_FILE, TrainConfig, Trainer
+from training.engine.trainer import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RESTART_ADVICE,
+    SUMMARY_FILE,
+    TrainConfig,
+    Trainer,
+)
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.default_layout import PRETRAINED, command_making
 from training.tasks.finetune_base import FinetuneDataConfig, FinetuneTask
 from training.tasks.finetune_data import split_names
 from training.tasks.finetune_schedule import finetune_lr, last_epoch_gain, still_learning_warning
 
+FINETUNE_CONFIG_FILE = "finetune_config.json"  # the task and start point of a run, beside its last.pt
 AUTO_LR = 0.0  # --lr's default: chosen by the model's width
 LR_HELP = (
     "peak learning rate (0: chosen by the model's width: the paper's task rate at 768, 1e-3 at 64 and below)"
@@ -99,6 +107,25 @@ def require_inputs(name: str, start: FinetuneConfig, data: FinetuneDataConfig) -
             f"{'are' if len(lines) > 1 else 'is'} not there:\n" + "\n".join(lines) + "\n"
             "(bash scripts/build_default.sh makes them all and more, in about 2 hours on a 2-core CPU; or point the "
             "flags at your own)"
+        )
+
+
+def check_same_start(output: str | Path, record: dict[str, Any], restart_advice: str) -> None:
+    """Refuse to resume ``output/last.pt`` from another task or start point than the one it was started from.
+
+    The trainer checks the schedule; the start point (``--init``, ``--from-scratch``, ``--vocab``) is the fine-tuning
+    run's own, recorded in ``output/finetune_config.json`` when it starts. Without the check, a rerun with
+    ``--from-scratch`` would quietly continue the pre-trained run.
+    """
+    saved_path = Path(output, FINETUNE_CONFIG_FILE)
+    if not (Path(output, CHECKPOINT_FILE).exists() and saved_path.is_file()):
+        return
+    saved = read_json_object(saved_path)
+    changed = {key: (saved.get(key), value) for key, value in record.items() if saved.get(key) != value}
+    if changed:
+        raise ValueError(
+            f"cannot resume {Path(output, CHECKPOINT_FILE)}: it started from another point (saved, now): "
+            f"{changed}; {restart_advice}"
         )
 
 
@@ -190,6 +217,12 @@ def finetune(
         f"{len(frozen)} parameter tensors the loss cannot reach are frozen"
     )
     trainer = Trainer(model, task, train, restart_advice)
+    start_record = {"task": name, **dataclasses.asdict(start)}
+    if train.resume:
+        check_same_start(train.output, start_record, restart_advice)
+    if trainer.dist.is_main:
+        Path(train.output).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(train.output, FINETUNE_CONFIG_FILE), json.dumps(start_record, indent=2) + "\n")
     summary = {**trainer.fit(train_set, valid_set), "lr": train.lr}
     if trainer.dist.is_main:
         records = [json.loads(line) for line in Path(train.output, METRICS_FILE).read_text().splitlines()]
@@ -197,8 +230,6 @@ def finetune(
         warning = still_learning_warning(gain, task.main_metric, train.lr, lr_flags)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-        payload = {"task": name, **dataclasses.asdict(start)}
-        atomic_write_text(Path(train.output, "finetune_config.json"), json.dumps(payload, indent=2) + "\n")
         # The scores export_default and the app quote, as pre-training writes its own summary.json.
         record = {**summary, "train_seconds": trainer.state.train_time}
         atomic_write_text(Path(train.output, SUMMARY_FILE), json.dumps(record, indent=2) + "\n")
