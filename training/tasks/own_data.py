@@ -22,7 +22,8 @@ resumes (extraction skips images already in the store, fine-tuning continues fro
    ``<out>/model``, validating on the valid split; then predict the test split, if any, as
    ``python -m training.evaluate`` does, into ``<out>/model/predictions/test_predict.json``. The run ends by
    printing the validation accuracy beside the question-only prior's (the most frequent training answer to the same
-   question, :mod:`training.tasks.answer_priors`), and warns when the last epoch still raised it steeply.
+   question, :mod:`training.tasks.answer_priors`); it warns when the best score is no better than the prior's or
+   the last epoch still raised it steeply.
 
 The question table is a CSV with a header, or a JSON list of objects, with these fields:
 
