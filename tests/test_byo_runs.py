@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +102,35 @@ def test_byo_from_scratch_does_not_start_from_the_checkpoint(toy, tmp_path):
     assert not torch.allclose(ends["scratch"], start, atol=1e-2)
     saved = json.loads((tmp_path / "scratch" / "model" / "finetune_config.json").read_text())
     assert saved["from_scratch"] is True
+
+
+def test_world_to_byo_table_reads_back_as_byo_rows(tmp_path):
+    """scripts/world_to_byo.py: each answered VQA question with its annotators' answers, which byo reads back."""
+    import importlib.util
+    import sys
+
+    from lxmert.data.task_files import write_json
+    from training.tasks.own_data import read_questions
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "world_to_byo.py"
+    spec = importlib.util.spec_from_file_location("world_to_byo", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass looks its module up while it is built
+    spec.loader.exec_module(module)
+
+    def item(qid: int, img: str, sent: str, answer: str) -> dict:
+        return {"question_id": qid, "img_id": img, "sent": sent, "answer_type": "other", "question_type": "what",
+                "label": {answer: 1.0}}  # fmt: skip
+
+    for number, split in enumerate(("train", "nominival", "minival")):
+        write_json(
+            tmp_path / "vqa" / f"{split}.json", [item(number, f"synth_{number}", f"What is {split}?", "a")]
+        )
+        raw = [{"question_id": number, "answers": ["a", "a|b", "B"]}]
+        write_json(tmp_path / "vqa" / f"{split}_raw_answers.json", raw)
+    module.main([str(tmp_path), str(tmp_path / "q.csv")])
+    rows = read_questions(tmp_path / "q.csv")
+    assert [(r["image"], r["question"], r["answers"], r["split"]) for r in rows] == [
+        (f"synth_{n}.png", f"What is {s}?", ["a", "a b", "B"], None)
+        for n, s in enumerate(("train", "nominival", "minival"))
+    ]
