@@ -26,6 +26,7 @@ from lxmert.modeling import LxmertForNLVR2
 from training.engine import distributed
 
 from .base import Losses, MetricSums, Stats, add_sums, scalar
+from .default_layout import NLVR2_FEATURES, NLVR2_WORLD
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS, FinetuneTask
 from .finetune_data import NLVR2Dataset, pad_regions
 from .qa import model_inputs
@@ -34,8 +35,8 @@ from .qa import model_inputs
 class NLVR2Task(FinetuneTask):
     name = "nlvr2"
     data_defaults = {
-        "data": "runs/world/nlvr2",
-        "features": "runs/features/world",
+        "data": f"{NLVR2_WORLD}/nlvr2",
+        "features": NLVR2_FEATURES,
         "train": "train",
         "valid": "valid",
     }
