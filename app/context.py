@@ -37,10 +37,18 @@ class PageContext:
 
 
 def try_load(inputs: state.Inputs, name: str, *, quiet: bool = False) -> Checkpoint | None:
-    """The checkpoint ``name``, or None (and, unless ``quiet``, a message naming it and the fault) if it fails to
-    load."""
+    """The checkpoint ``name``, or None (and, unless ``quiet``, a message naming it and the fault) if it cannot run
+    on the set's detector or fails to load."""
+    if name in inputs.problems:
+        if not quiet:
+            st.error(
+                f"Checkpoint `{name}` cannot be loaded: {inputs.problems[name]}",
+                icon=":material/block:",
+            )
+        return None
     try:
-        return loading.load_model(inputs.checkpoints[name], name, inputs.config.device)
+        path, vocab, answers = loading.entry_files(inputs.checkpoints[name])
+        return loading.load_model(path, name, inputs.config.device, vocab, answers)
     except Exception as err:  # noqa: BLE001 - any file of a checkpoint may be broken, and torch or safetensors say so
         if not quiet:
             # CheckpointError and the OS's errors explain themselves; anything else is named by its type.
@@ -90,9 +98,10 @@ def checkpoint_with(
 def query_for(inputs: state.Inputs, checkpoint: Checkpoint) -> Query:
     """The cache key of the inputs on one checkpoint (the image must be present)."""
     config = inputs.config
+    path, vocab, answers = checkpoint.files
     return Query(
-        detector=str(config.detector_dir),
-        checkpoint=str(checkpoint.path),
+        detector=str(inputs.detector_dir),
+        checkpoint=path,
         checkpoint_name=checkpoint.name,
         device=config.device,
         precision=resolve_precision(config.precision, config.device, checkpoint.model.config.hidden_size),
@@ -100,6 +109,9 @@ def query_for(inputs: state.Inputs, checkpoint: Checkpoint) -> Query:
         image_name=inputs.image.name,
         num_regions=inputs.num_regions,
         text=inputs.text,
+        vocab=vocab,
+        answers=answers,
+        stored=inputs.image.dataset,
     )
 
 
@@ -110,7 +122,12 @@ def scene_or_stop(query: Query) -> Scene:
         st.error(f"This image cannot be used: {err}", icon=":material/broken_image:")
         st.stop()
     except Exception as err:  # noqa: BLE001 - the detector loads here, on the first image to detect
-        st.error(f"The detector cannot be loaded or run: {err}", icon=":material/error:")
+        what = (
+            "The dataset's regions of this image cannot be used"
+            if query.stored
+            else "The detector cannot be loaded or run"
+        )
+        st.error(f"{what}: {err}", icon=":material/error:")
         st.stop()
 
 
@@ -131,7 +148,17 @@ def page_context(capability: str | None = None, *, needs_text: bool = True) -> P
     checkpoint = checkpoint_with(inputs, capability)
     query = query_for(inputs, checkpoint)
     st.sidebar.caption(f"Model precision: {describe(query.precision, query.device)}")
-    return PageContext(query, scene_or_stop(query), checkpoint, inputs)
+    scene = scene_or_stop(query)
+    size, wanted = scene.regions.features.shape[1], checkpoint.model.config.visual_feat_dim
+    if size != wanted:
+        source = "the dataset's feature store holds" if query.stored else "the detector gives"
+        st.error(
+            f"`{checkpoint.name}` reads {wanted}-d region features, but {source} {size}-d ones: "
+            "pick a checkpoint made for these features.",
+            icon=":material/error:",
+        )
+        st.stop()
+    return PageContext(query, scene, checkpoint, inputs)
 
 
 @contextmanager

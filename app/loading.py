@@ -25,7 +25,7 @@ from PIL import Image
 from analysis.capabilities import Capabilities, capabilities_of
 from analysis.inputs import Example, example_from_regions
 from app.directories import MAX_ENTRIES, Skipped, inside, scanner
-from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
+from lxmert.checkpoints import CONFIG_FILE, TORCH_WEIGHTS_FILE, WEIGHTS_FILE, load_checkpoint
 from lxmert.detection import DetectorConfig, ImageError, LoadedImage, Regions
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -35,6 +35,8 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
+from lxmert.model_set_checks import checkpoint_problem
+from lxmert.model_sets import MODEL_SET_FILE, CheckpointEntry
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ class Checkpoint:
         answers: the QA head's answers in label order, or None.
         meta: ``meta.json`` (recipe, scores), empty when absent.
         capabilities: which heads it has.
+        source: its files: the checkpoint, and the vocabulary and answer table given for it, if any.
     """
 
     name: str
@@ -68,12 +71,37 @@ class Checkpoint:
     answers: list[str] | None
     meta: dict = field(default_factory=dict)
     capabilities: Capabilities = field(default_factory=lambda: Capabilities(False, False, False, False))
+    source: CheckpointEntry | None = None
+
+    @property
+    def files(self) -> tuple[str, str | None, str | None]:
+        """The checkpoint, its given vocabulary and its given answer table, as :func:`load_model` takes them."""
+        if self.source is None:
+            return str(self.path), None, None
+        return str(self.source.path), _text(self.source.vocab), _text(self.source.answers)
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
+
+
+def entry_files(entry: CheckpointEntry) -> tuple[str, str | None, str | None]:
+    """A set's checkpoint as :func:`load_model` and :func:`problem` take it: plain strings, the cache keys."""
+    return str(entry.path), _text(entry.vocab), _text(entry.answers)
 
 
 def holds_checkpoint(file_names: set[str]) -> bool:
-    """Whether a directory's files are our checkpoint format with a tokenizer (a saved detector has the same two
-    files, plus vocabs)."""
-    return {CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE} <= file_names and OBJECTS_FILE not in file_names
+    """Whether a directory's files are a checkpoint with a tokenizer: ours, or transformers' with
+    ``pytorch_model.bin`` (a saved detector has our two files too, plus vocabs)."""
+    return (
+        {CONFIG_FILE, VOCAB_FILE} <= file_names
+        and bool({WEIGHTS_FILE, TORCH_WEIGHTS_FILE} & file_names)
+        and OBJECTS_FILE not in file_names
+    )
 
 
 @dataclass(frozen=True)
@@ -84,18 +112,22 @@ class CheckpointScan:
         found: checkpoint name (its path below the scanned directory) → its resolved directory.
         skipped: entries not used (unreadable, or leading outside the directory), with the reason.
         truncated: whether the scan stopped at its entry budget, so that checkpoints beyond it are missing.
+        sets: model set name (its path below the scanned directory) → its resolved directory, which holds a
+            ``model_set.json``.
     """
 
     found: dict[str, str]
     skipped: tuple[Skipped, ...] = ()
     truncated: bool = False
+    sets: dict[str, str] = field(default_factory=dict)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def find_checkpoints(
     root: str, depth: int = SEARCH_DEPTH, max_entries: int = MAX_ENTRIES, within: str | None = None
 ) -> CheckpointScan:
-    """Checkpoint directories at most ``depth`` levels below ``root`` that stay inside it (see ``app/directories.py``).
+    """Checkpoint directories, and model set directories, at most ``depth`` levels below ``root`` that stay inside
+    it (see ``app/directories.py``).
 
     A checkpoint is listed only when every entry of its directory is readable and inside ``root``, since loading
     it opens its files by name. Re-scanned at most once a minute, so checkpoints written while the app runs appear
@@ -113,13 +145,17 @@ def find_checkpoints(
     if within is not None and not inside(scan.root, within):
         return CheckpointScan({}, (Skipped(root, f"leads outside {within} (to {scan.root})"),))
     found: dict[str, str] = {}
+    sets: dict[str, str] = {}
     seen = {scan.root}
     frontier = [("", scan.root)]
     for level in range(depth + 1):
         next_frontier = []
         for name, directory in frontier:
             listing = scan.listing(directory)
-            if holds_checkpoint({e.name for e in listing.entries if not e.is_dir}):
+            files = {e.name for e in listing.entries if not e.is_dir}
+            if MODEL_SET_FILE in files:
+                sets[name or scan.root.name] = str(directory)
+            if holds_checkpoint(files):
                 if listing.complete:
                     found[name or scan.root.name] = str(directory)
                 elif not scan.truncated:
@@ -129,7 +165,9 @@ def find_checkpoints(
                     seen.add(entry.path)
                     next_frontier.append((f"{name}/{entry.name}" if name else entry.name, entry.path))
         frontier = next_frontier
-    return CheckpointScan(dict(sorted(found.items())), tuple(scan.skipped), scan.truncated)
+    return CheckpointScan(
+        dict(sorted(found.items())), tuple(scan.skipped), scan.truncated, dict(sorted(sets.items()))
+    )
 
 
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=4)
@@ -147,10 +185,20 @@ def detector_config(path: str) -> DetectorConfig:
     return read_detector_config(path)
 
 
+@st.cache_data(ttl=60, show_spinner=False, max_entries=256)
+def problem(path: str, vocab: str | None, answers: str | None, feature_dim: int) -> str | None:
+    """Why the checkpoint cannot run on a detector of ``feature_dim``-d features, or None (read from its headers,
+    never its weights; re-read at most once a minute)."""
+    return checkpoint_problem(CheckpointEntry(Path(path), _path(vocab), _path(answers)), feature_dim)
+
+
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
-def load_model(path: str, name: str, device: str) -> Checkpoint:
-    """The checkpoint at ``path`` with its tokenizer, answers and notes, on ``device``."""
-    loaded = load_checkpoint(path)
+def load_model(
+    path: str, name: str, device: str, vocab: str | None = None, answers: str | None = None
+) -> Checkpoint:
+    """The checkpoint at ``path`` with its tokenizer, answers and notes, on ``device``; ``vocab`` and ``answers``
+    name the files of a checkpoint that lacks its own (see :func:`lxmert.checkpoints.load_checkpoint`)."""
+    loaded = load_checkpoint(path, vocab=vocab, answers=answers)
     if loaded.tokenizer is None:
         raise FileNotFoundError(f"{path} has no {VOCAB_FILE}: the app needs the checkpoint's tokenizer")
     model = loaded.model.to(device).eval()
@@ -162,6 +210,7 @@ def load_model(path: str, name: str, device: str) -> Checkpoint:
         answers=None if loaded.answers is None else list(loaded.answers.label2ans),
         meta=loaded.meta,
         capabilities=capabilities_of(model),
+        source=CheckpointEntry(Path(path), _path(vocab), _path(answers)),
     )
 
 
@@ -273,11 +322,13 @@ __all__ = [
     "decoded_image",
     "detect",
     "detector_config",
+    "entry_files",
     "example_for",
     "find_checkpoints",
     "holds_checkpoint",
     "load_detector",
     "load_model",
     "preview",
+    "problem",
     "scene",
 ]

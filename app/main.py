@@ -2,8 +2,9 @@
 
     streamlit run app/main.py
 
-Opens on the embedded default detector and model in ``assets/default/`` (no download). ``LXMERT_ASSETS_DIR`` and
-``LXMERT_CHECKPOINTS_DIR`` point it elsewhere (see ``app/config.py``).
+Opens on the embedded default model set in ``assets/default/`` (no download): the synthetic world's detector and
+models. ``LXMERT_ASSETS_DIR`` and ``LXMERT_CHECKPOINTS_DIR`` point it elsewhere (see ``app/config.py``); every model
+set found there (``app/sets.py``) can be picked in the sidebar.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 
 import streamlit as st
 
-from app import directories, loading, state
+from app import directories, loading, sets, state
 from app.config import AppConfig
 
 st.set_page_config(page_title="LXMERT lab", page_icon=":material/visibility:", layout="wide")
@@ -28,63 +29,57 @@ PAGES = [
 ]
 
 
-def default_checkpoint(names: list[str]) -> str:
-    """The embedded default model (``default/model``) if present, else the first default, else the first found."""
-    for preferred in ("default/model", *(n for n in names if n.startswith("default/"))):
-        if preferred in names:
-            return preferred
-    return names[0]
-
-
-def available_checkpoints(config: AppConfig) -> tuple[dict[str, str], list[str]]:
-    """Checkpoints of the default assets and of the comparison directory, named by their relative paths, and notes
-    on what the scans skipped or left unvisited."""
-    defaults = loading.find_checkpoints(str(config.default_dir), within=str(config.assets_dir))
-    others = loading.find_checkpoints(str(config.checkpoints_dir))
-    found = {f"default/{name}": path for name, path in defaults.found.items()}
-    for name, path in others.found.items():
-        if path not in found.values():
-            found[name] = path
-    skipped = list(dict.fromkeys(defaults.skipped + others.skipped))  # the default dir may lie in both
-    notes = (
-        [directories.describe_skipped(skipped, [config.checkpoints_dir, config.assets_dir])]
-        if skipped
-        else []
-    )
-    for directory, scan in ((config.default_dir, defaults), (config.checkpoints_dir, others)):
-        if scan.truncated:
-            notes.append(
-                f"The search of {directory} stopped after {directories.MAX_ENTRIES} entries: "
-                "checkpoints beyond them are not listed."
-            )
-    return found, notes
-
-
 config = AppConfig.from_env()
 navigation = st.navigation(PAGES)
-checkpoints, scan_notes = available_checkpoints(config)
-detector_config = None
-# A missing detector is explained below; one that is there must not lead outside the assets (its regions included).
-detector_problems = directories.problems(config.detector_dir, config.assets_dir, depth=2)
-if os.path.exists(config.detector_dir) and detector_problems:
-    reasons = directories.describe_skipped(detector_problems, [config.detector_dir])
-    st.error(f"The default detector cannot be loaded: {reasons}")
-else:
-    try:
-        detector_config = loading.detector_config(str(config.detector_dir))
-    except (FileNotFoundError, ValueError) as err:
-        st.error(f"The default detector cannot be loaded: {err}")
-if scan_notes:
-    st.sidebar.warning("  \n".join(scan_notes), icon=":material/folder_off:")
-if not checkpoints:
-    st.error(f"No model checkpoint (config.json, model.safetensors, vocab.txt) under {config.default_dir}.")
-if detector_config is None or not checkpoints:
+found = sets.find_sets(config)
+if found.notes:
+    st.sidebar.warning("  \n".join(found.notes), icon=":material/folder_off:")
+if not found.sets:
+    st.error(
+        "  \n".join(
+            [
+                "No usable model set (a directory whose model_set.json names a detector and its checkpoints) "
+                f"under {config.assets_dir} or {config.checkpoints_dir}.",
+                *found.refused,
+            ]
+        )
+    )
     st.info(
         "The app runs on the models in `assets/default/`, which the repository ships. "
         "If they are missing, restore them from git or rebuild them with `bash scripts/build_default.sh`; "
         "`LXMERT_ASSETS_DIR` points the app to another copy."
     )
     st.stop()
-
-state.show_sidebar(config, checkpoints, default_checkpoint(list(checkpoints)), detector_config.num_regions)
+chosen = sets.choose_set(found.sets)
+detector = chosen.model_set.detector
+detector_config = None
+# A detector that is there must not lead outside its set (its cached regions included).
+detector_problems = directories.problems(detector, chosen.model_set.root, depth=2)
+if os.path.exists(detector) and detector_problems:
+    reasons = directories.describe_skipped(detector_problems, [detector])
+    st.error(f"The detector of `{chosen.label}` cannot be loaded: {reasons}")
+else:
+    try:
+        detector_config = loading.detector_config(str(detector))
+    except (FileNotFoundError, ValueError) as err:
+        st.error(f"The detector of `{chosen.label}` cannot be loaded: {err}")
+if detector_config is None:
+    st.stop()
+checkpoints = chosen.model_set.checkpoints
+problems = {
+    name: reason
+    for name, entry in checkpoints.items()
+    if (
+        reason := chosen.problems.get(name)
+        or loading.problem(*loading.entry_files(entry), detector_config.feature_dim)
+    )
+}
+state.show_sidebar(
+    config,
+    checkpoints,
+    chosen.model_set.default,
+    detector_config.num_regions,
+    model_set=chosen.model_set,
+    problems=problems,
+)
 navigation.run()

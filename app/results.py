@@ -34,6 +34,7 @@ from analysis.masked import (
 )
 from analysis.relevancy import Relevancy
 from analysis.session import AttentionResult, Occlusion
+from app import datasets
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
 from lxmert.precision import autocast
 
@@ -64,6 +65,10 @@ class Query:
         image_name: its name, for messages.
         num_regions: how many of the best regions the model sees.
         text: the question or sentence.
+        vocab: the vocabulary given for a checkpoint without its own (a model set's), or None.
+        answers: the answer table given for a checkpoint without its own, or None.
+        stored: (dataset directory, image id) when the regions come from a dataset's feature store instead of
+            the detector.
     """
 
     detector: str
@@ -75,12 +80,17 @@ class Query:
     image_name: str
     num_regions: int
     text: str
+    vocab: str | None = None
+    answers: str | None = None
+    stored: tuple[str, str] | None = None
 
     def scene(self) -> Scene:
+        if self.stored is not None:
+            return datasets.stored_scene(*self.stored, self.num_regions)
         return scene(self.detector, self.device, self.image, self.image_name, self.num_regions)
 
     def model(self) -> Checkpoint:
-        return load_model(self.checkpoint, self.checkpoint_name, self.device)
+        return load_model(self.checkpoint, self.checkpoint_name, self.device, self.vocab, self.answers)
 
     def example(self) -> Example:
         return example_for(self.model(), self.scene(), self.text, self.device)
@@ -240,14 +250,19 @@ def faithfulness(query: Query, target: int | None, ig_steps: int) -> ExampleFait
 @st.cache_data(show_spinner="Comparing checkpoints…", max_entries=16)
 @in_precision
 def comparison(
-    query: Query, checkpoints: tuple[tuple[str, str], ...], cka_images: tuple[tuple[str, bytes], ...]
+    query: Query,
+    checkpoints: tuple[tuple[str, tuple[str, str | None, str | None]], ...],
+    cka_images: tuple[tuple[str, bytes], ...],
 ) -> CheckpointComparison:
-    """The checkpoints (name, directory), the first the reference, on the query's input.
+    """The checkpoints (name, their files: :attr:`Checkpoint.files`), the first the reference, on the query's input.
 
     Every checkpoint reads the reference's tokens. ``cka_images`` (name, bytes) with the same text make up the
     items of the CKA between hidden states; none skips it.
     """
-    models = {name: load_model(path, name, query.device) for name, path in checkpoints}
+    models = {
+        name: load_model(path, name, query.device, vocab, answers)
+        for name, (path, vocab, answers) in checkpoints
+    }
     reference = next(iter(models.values()))
     cka_examples = [
         example_for(

@@ -14,32 +14,45 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
-from app import loading
+from app import datasets, loading
 from app.config import AppConfig
 from app.directories import inside, scanner
 from lxmert.detection import ImageError
 from lxmert.fileio import read_json_object
+from lxmert.model_sets import CheckpointEntry, ModelSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-SOURCES = ("Gallery", "Random scene", "Upload")
+SOURCES = ("Gallery", "Random scene", "Upload", "Dataset")
 # Used only when an image comes without suggestions; the synthetic world's questions look like this.
 FALLBACK_TEXT = "What color is the circle?"
+CANNOT_RUN = " (cannot run here)"  # marks a checkpoint in the picker that cannot run on the set's detector
+SYNTHETIC_UPLOAD_NOTICE = (
+    "This model set knows only the synthetic world (flat coloured shapes). On a photo, its regions and answers say "
+    "nothing about what is in it: its detector names only shapes, and its models answer from the synthetic world's "
+    "answers."
+)
 _INPUTS_KEY = "inputs"
 THUMBNAIL_SIDE = 320
 
 
 @dataclass(frozen=True)
 class ImageInput:
-    """An image as bytes, with its name and the sentences suggested for it."""
+    """An image as bytes, with its name and the sentences suggested for it.
+
+    Attributes:
+        dataset: for a dataset's photo, (dataset directory, image id): its regions are read from the dataset's
+            feature store instead of detected (``app/dataset_mode.py``); None for every other image.
+    """
 
     data: bytes
     name: str
     suggestions: tuple[str, ...] = ()
+    dataset: tuple[str, str] | None = None
 
     @property
     def digest(self) -> str:
@@ -55,19 +68,28 @@ class Inputs:
         text: the question (or sentence, for matching).
         num_regions: how many of the detector's best regions the model sees.
         checkpoint: the chosen checkpoint's name (a key of ``checkpoints``).
-        checkpoints: every checkpoint the app found, name → directory.
+        checkpoints: every checkpoint of the chosen model set, name → its files.
         config: the app's locations and device.
+        model_set: the chosen model set (its detector, its world), None outside the app (tests).
+        problems: checkpoint name → why it cannot run on this set's detector; such a checkpoint is never loaded.
     """
 
     image: ImageInput | None
     text: str
     num_regions: int
     checkpoint: str
-    checkpoints: dict[str, str]
+    checkpoints: dict[str, CheckpointEntry]
     config: AppConfig
+    model_set: ModelSet | None = None
+    problems: dict[str, str] = field(default_factory=dict)
 
     def with_checkpoint(self, name: str) -> Inputs:
         return dataclasses.replace(self, checkpoint=name)
+
+    @property
+    def detector_dir(self) -> Path:
+        """The chosen set's detector (the default one without a set)."""
+        return self.config.detector_dir if self.model_set is None else self.model_set.detector
 
 
 def image_files(directory: Path, root: Path | None = None) -> list[Path]:
@@ -137,6 +159,10 @@ def _choose_image(config: AppConfig) -> ImageInput | None:
             _pick_scene(pool)
         st.button("New random scene", on_click=_pick_scene, args=(pool,), icon=":material/casino:")
         return read_sample(st.session_state["scene"])
+    if source == "Dataset":
+        from app import dataset_mode  # it imports this module
+
+        return dataset_mode.choose_image(config, _suggest_text)
     upload = st.file_uploader(
         "Upload an image",
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES],
@@ -172,11 +198,11 @@ def _choose_text(image: ImageInput | None) -> str:
     return text.strip()
 
 
-def show_thumbnail(image: ImageInput, config: AppConfig) -> None:
-    """A small preview of the decoded image the detector will get (one guarded decode serves both); bytes that
-    are not a usable image get none here, and the page says what is wrong with them."""
+def show_thumbnail(image: ImageInput, config: AppConfig, detector_dir: Path | None = None) -> None:
+    """A small preview of the decoded image the detector (default: the default set's) will get (one guarded decode
+    serves both); bytes that are not a usable image get none here, and the page says what is wrong with them."""
     try:
-        loaded = loading.decoded_image(str(config.detector_dir), image.data, image.name)
+        loaded = loading.decoded_image(str(detector_dir or config.detector_dir), image.data, image.name)
     except ImageError:
         st.caption(f"{image.name}: no preview")
         return
@@ -184,34 +210,71 @@ def show_thumbnail(image: ImageInput, config: AppConfig) -> None:
 
 
 def show_sidebar(
-    config: AppConfig, checkpoints: dict[str, str], default_checkpoint: str, max_regions: int
+    config: AppConfig,
+    checkpoints: dict[str, CheckpointEntry],
+    default_checkpoint: str,
+    max_regions: int,
+    *,
+    model_set: ModelSet | None = None,
+    problems: dict[str, str] | None = None,
 ) -> Inputs:
-    """Draw the shared input controls in the sidebar and remember them for the page (see :func:`current`)."""
+    """Draw the shared input controls in the sidebar and remember them for the page (see :func:`current`).
+
+    Args:
+        config: the app's locations and device.
+        checkpoints: the chosen set's checkpoints, name → files.
+        default_checkpoint: the one selected first (the first that can run, when it cannot).
+        max_regions: the detector's region count.
+        model_set: the chosen set.
+        problems: checkpoint name → why it cannot run on the set's detector; listed, marked, never loaded.
+    """
+    problems = problems or {}
+    detector_dir = config.detector_dir if model_set is None else model_set.detector
     with st.sidebar:
         st.subheader("Input")
         image = _choose_image(config)
         if image is not None:
-            show_thumbnail(image, config)
+            show_thumbnail(image, config, detector_dir)
+            if (
+                st.session_state.get("source") == "Upload"
+                and model_set is not None
+                and model_set.world == "synthetic"
+            ):
+                st.info(SYNTHETIC_UPLOAD_NOTICE, icon=":material/info:")
         text = _choose_text(image)
+        if image is not None and image.dataset is not None:
+            max_regions = datasets.region_count(*image.dataset) or max_regions
+        if (
+            st.session_state.get("_max_regions") != max_regions
+        ):  # a new region source starts with all its regions
+            st.session_state["_max_regions"] = st.session_state["num_regions"] = max_regions
         num_regions = st.slider(
             "Regions",
             min_value=1,
             max_value=max_regions,
-            value=max_regions,
             key="num_regions",
-            help="How many of the detector's best regions the model sees (the model was trained with all of them).",
+            help="How many of the best regions (the detector's, or a dataset's stored ones) the model sees "
+            "(the model was trained with all of them).",
         )
         st.subheader("Model")
         names = list(checkpoints)
+        usable = [n for n in names if n not in problems]
+        first = default_checkpoint if default_checkpoint in usable or not usable else usable[0]
         checkpoint = st.selectbox(
             "Checkpoint",
             names,
-            index=names.index(default_checkpoint),
+            index=names.index(first),
             key="checkpoint",
-            help=f"Checkpoints found under {config.default_dir} and {config.checkpoints_dir}.",
+            format_func=lambda n: n + CANNOT_RUN if n in problems else n,
+            help=f"The model set's checkpoints, and those found under {config.checkpoints_dir}.",
         )
+        if problems:
+            st.caption(
+                "Cannot run on this set's detector:  \n"
+                + "  \n".join(f"`{n}`: {problems[n]}" for n in names if n in problems)
+            )
         st.caption(f"Device: {config.device}")
-    inputs = Inputs(image, text, num_regions, checkpoint, checkpoints, config)
+    inputs = Inputs(image, text, num_regions, checkpoint, checkpoints, config, model_set, problems)
     st.session_state[_INPUTS_KEY] = inputs
     return inputs
 
@@ -233,11 +296,13 @@ def current() -> Inputs:
 
 
 __all__ = [
+    "CANNOT_RUN",
     "FALLBACK_TEXT",
     "IMAGE_SUFFIXES",
     "ImageInput",
     "Inputs",
     "SOURCES",
+    "SYNTHETIC_UPLOAD_NOTICE",
     "current",
     "image_files",
     "read_sample",

@@ -20,7 +20,6 @@ these sizes follows: top-1 agreement with fp32 over a fixed question set and the
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -32,7 +31,7 @@ from analysis.forward import answer_logits, run
 from analysis.inputs import example_from_regions
 from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.detection.regions import Regions
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from lxmert.wordpiece import train_wordpiece
@@ -74,11 +73,7 @@ class SpeedConfig:
 
 
 def parse_args(argv=None) -> SpeedConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.analysis_speed", description=__doc__.split("\n\n")[0]
-    )
-    add_dataclass_arguments(parser, SpeedConfig)
-    return dataclass_from_args(SpeedConfig, parser.parse_args(argv))
+    return parse_config(SpeedConfig, argv, prog="python -m benchmarks.analysis_speed", doc=__doc__)
 
 
 def random_regions(num_regions: int, feature_dim: int, seed: int) -> Regions:

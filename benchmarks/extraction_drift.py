@@ -1,7 +1,7 @@
 """Feature drift of reduced-precision extraction: the caffe network under autocast against float32.
 
-    python -m benchmarks.extraction_drift                          # bfloat16 on this CPU, the five COCO photos
-    python -m benchmarks.extraction_drift --device cuda --precisions bfloat16,float16
+    python -m benchmarks.extraction_drift                          # bf16 on this CPU, the five COCO photos
+    python -m benchmarks.extraction_drift --device cuda --precisions bf16,fp16
 
 The detector is the parity tests' BUTD network with the seeded random weights (``tests/butd_layouts.py``, 1600
 classes, 400 attributes, 60 proposals), on the photos of ``tests/data/coco/``. Per photo and precision, two things
@@ -20,7 +20,6 @@ are compared with the float32 run:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -29,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.images import to_tensor
 from tests.butd_layouts import golden_detector
-from training.detection.extraction import PRECISIONS, precision_context
+from training.detection.extraction import PRECISIONS
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "coco"
 
@@ -50,7 +49,7 @@ def same_region_drift(detector: Detector, image: torch.Tensor, precision: str) -
     model = detector.model
     with torch.inference_mode():
         stages = model.stages(image)
-        with precision_context(detector, precision):
+        with detector.autocast(precision):
             features = model.backbone(stages["inputs"])
             pooled = model.roi_heads.pooled_features(features, stages["proposals"])
     return {
@@ -63,7 +62,7 @@ def extracted_drift(detector: Detector, photo: Path, precision: str) -> dict[str
     """Regions as ``training.extract`` stores them, under ``precision`` against float32."""
     loaded = detector.load_image(photo)
     expected = detector.detect([loaded])[0]
-    with precision_context(detector, precision):
+    with detector.autocast(precision):
         actual = detector.detect([loaded])[0]
     # Each float32 region's counterpart: the closest box (largest coordinate difference) of the same label.
     box_diff = (expected.boxes[:, None] - actual.boxes[None]).abs().amax(dim=2)
@@ -89,7 +88,7 @@ class DriftConfig:
     """The flags of ``python -m benchmarks.extraction_drift``."""
 
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
-    precisions: str = field(default="bfloat16", metadata={"help": "comma-separated: bfloat16, float16"})
+    precisions: str = field(default="bf16", metadata={"help": "comma-separated: bf16, fp16"})
     photos: str = field(default=str(PHOTOS), metadata={"help": "folder of .jpg photos"})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     out: str = field(default="", metadata={"help": "also write the results as JSON here"})
@@ -101,12 +100,10 @@ class DriftConfig:
 
 def parse_args(argv: list[str] | None = None) -> DriftConfig:
     """The config of a command line; an unknown precision is a usage error."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.extraction_drift", description=__doc__.split("\n\n")[0]
-    )
+    parser = command_parser("python -m benchmarks.extraction_drift", __doc__)
     add_dataclass_arguments(parser, DriftConfig, "extraction drift")
     cfg = dataclass_from_args(DriftConfig, parser.parse_args(argv))
-    unknown = sorted(set(cfg.precision_list) - set(PRECISIONS) - {"float32"})
+    unknown = sorted(set(cfg.precision_list) - set(PRECISIONS) - {"fp32"})
     if unknown:
         parser.error(f"unknown precisions {unknown}; choose from {sorted(PRECISIONS)}")
     return cfg

@@ -2,7 +2,7 @@
 
     python -m benchmarks.extraction_speed --detector runs/detector --images 64 --batch-sizes 1,8
     python -m benchmarks.extraction_speed --preset vg --photos tests/data/coco --images 5 --batch-sizes 1 \
-        --precisions float32,bfloat16         # BUTD R101-C4 (the caffe network), random weights, 600 px
+        --precisions fp32,bf16         # BUTD R101-C4 (the caffe network), random weights, 600 px
 
 Images are synthetic-world scenes written as PNG to a temporary folder, or with ``--photos`` the photos of a
 folder (taken in name order, repeated up to ``--images``). For every device (the CPU, and the GPU when one is
@@ -15,7 +15,6 @@ weights' network) resizes every image to a 600-pixel shorter side and has the Vi
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -29,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
-from training.detection.extraction import PRECISIONS, precision_context
+from training.detection.extraction import PRECISIONS
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
 
 
@@ -105,7 +104,7 @@ class ExtractionSpeedConfig:
     images: int = field(default=32, metadata={"help": "images timed per setting"})
     photos: str = field(default="", metadata={"help": "time the images of this folder instead of scenes"})
     precisions: str = field(
-        default="float32", metadata={"help": f"comma-separated, of {list(PRECISIONS)} (caffe network only)"}
+        default="fp32", metadata={"help": f"comma-separated, of {list(PRECISIONS)} (caffe network only)"}
     )
     image_size: int = field(default=256, metadata={"help": "side of the square synthetic scenes"})
     batch_sizes: str = field(default="1,8", metadata={"help": "comma-separated batch sizes"})
@@ -125,9 +124,7 @@ class ExtractionSpeedConfig:
 
 def parse_args(argv: list[str] | None = None) -> ExtractionSpeedConfig:
     """The config of a command line; an unknown precision or an empty ``--photos`` folder is a usage error."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.extraction_speed", description=__doc__.split("\n\n")[0]
-    )
+    parser = command_parser("python -m benchmarks.extraction_speed", __doc__)
     add_dataclass_arguments(parser, ExtractionSpeedConfig, "extraction speed")
     cfg = dataclass_from_args(ExtractionSpeedConfig, parser.parse_args(argv))
     unknown = sorted(set(cfg.precision_list) - set(PRECISIONS))
@@ -162,7 +159,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             for precision, batch_size in itertools.product(precisions, batch_sizes):
                 try:
-                    context = precision_context(detector, precision)
+                    context = detector.autocast(precision)
                 except ValueError as err:
                     print(f"{device:>4} ({name}) {precision}: not measured ({err})")
                     continue

@@ -12,7 +12,6 @@ process).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import threading
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.store import FeatureStore, FeatureStoreWriter
 
 GIB = 1024**3
@@ -151,9 +150,13 @@ class LoaderMemoryConfig:
 
 def parse_args(argv: list[str] | None = None) -> LoaderMemoryConfig:
     """The config of a command line."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader_memory", description=__doc__)
-    add_dataclass_arguments(parser, LoaderMemoryConfig, "loader memory")
-    return dataclass_from_args(LoaderMemoryConfig, parser.parse_args(argv))
+    return parse_config(
+        LoaderMemoryConfig,
+        argv,
+        prog="python -m benchmarks.loader_memory",
+        doc=__doc__,
+        title="loader memory",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

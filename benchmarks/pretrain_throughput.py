@@ -18,7 +18,6 @@ the MFU (``benchmarks/mfu.py`` holds the table of peaks).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -29,7 +28,7 @@ import torch
 
 from benchmarks.mfu import count_flops, mfu
 from lxmert.config import LxmertConfig
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.modeling import LxmertForPreTraining
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.engine.distributed import resolve_device
@@ -170,9 +169,7 @@ def _forward_backward(model: torch.nn.Module, batch: dict, precision: str, devic
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pretrain_throughput", description=__doc__)
-    add_dataclass_arguments(parser, ThroughputConfig)
-    bench = dataclass_from_args(ThroughputConfig, parser.parse_args(argv))
+    bench = parse_config(ThroughputConfig, argv, prog="python -m benchmarks.pretrain_throughput", doc=__doc__)
     print(json.dumps({**measure(bench), "config": dataclasses.asdict(bench)}, indent=1))
 
 

@@ -33,6 +33,12 @@ Our directory format::
     vocab.txt          optional: the tokenizer's WordPiece vocabulary
     answers.json       optional: the QA head's answers in label order (the authors' label2ans layout)
     meta.json          optional: a JSON object, free-form (training recipe, scores, ...)
+
+A transformers directory is read the same way (``pytorch_model.bin`` in place of ``model.safetensors``), with the
+authors' ``trainval_label2ans.json`` as its answer table when it has no ``answers.json``. A checkpoint without its
+own vocabulary or answer table (the authors' ``.pth`` files) is given them as files: ``load_checkpoint(path,
+vocab=..., answers=...)``. :func:`outline_checkpoint` reads what a checkpoint needs (region feature size, vocabulary,
+answers) from tensor shapes alone, without reading its weights.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import json
 import logging
 import math
 import re
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -57,6 +64,7 @@ from .answers import AnswerTable, normalize_answer
 from .config import LxmertConfig
 from .errors import UnreadableFileError
 from .fileio import atomic_directory, atomic_write_text, read_json_object, read_json_record
+from .hub_cache import resolve_checkpoint_path
 from .modeling import (
     LxmertForNLVR2,
     LxmertForPreTraining,
@@ -72,12 +80,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TORCH_WEIGHTS_FILE = "pytorch_model.bin"  # transformers' pickled layout
 ANSWERS_FILE = "answers.json"
+AUTHORS_ANSWERS_FILE = "trainval_label2ans.json"  # the authors' answer table, beside a downloaded task model
 META_FILE = "meta.json"
 PRETRAIN_CONFIG_FILE = "pretrain_config.json"  # what pre-training saves beside the model: its recipe
 
 TIED_DECODER = "cls.predictions.decoder.weight"
 WORD_EMBEDDINGS = "lxmert.embeddings.word_embeddings.weight"
 ANSWER_ROWS = "answer_head.logit_fc.3."  # the answer classifier: one row per answer
+VISUAL_FEATURES = "lxmert.encoder.visn_fc.visn_fc.weight"  # hidden × region feature size
 StateDict = dict[str, Tensor]
 
 
@@ -407,21 +417,51 @@ class _Source:
     answers: AnswerTable | None  # from answers.json, if any
 
 
-def _read_source(path: str | Path) -> _Source:
-    """Read and check a checkpoint's files (raises CheckpointError naming the file at fault)."""
+def _answers_beside(directory: Path) -> Path | None:
+    """The answer table a checkpoint directory holds: ours, else the authors' (None when it holds neither)."""
+    # exists(), not is_file(): a directory in a file's place is an error, not an absent file.
+    return next(
+        (directory / n for n in (ANSWERS_FILE, AUTHORS_ANSWERS_FILE) if (directory / n).exists()), None
+    )
+
+
+def _given_file(path: str | Path, what: str) -> Path:
+    """A file named by the caller, which must be there."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingCheckpointFileError(path, f"no {what} there")
+    return path
+
+
+def _read_answers(path: Path) -> AnswerTable:
+    """An answer table in any of the authors' layouts (:meth:`AnswerTable.load`), errors naming the file."""
+    with _checkpoint_errors(path):
+        return AnswerTable.load(path)
+
+
+def _read_source(path: str | Path, answers_file: str | Path | None = None) -> _Source:
+    """Read and check a checkpoint's files (raises CheckpointError naming the file at fault).
+
+    Args:
+        path: the checkpoint directory or file.
+        answers_file: its answer table, in place of the one the directory holds.
+    """
     path = Path(path)
     config_values, answers = None, None
+    config_file = path / CONFIG_FILE
+    if answers_file is not None:
+        answers_file = _given_file(answers_file, "answer table")
     if path.is_dir():
         weights = _find_weights(path)
-        config_file, answers_file = path / CONFIG_FILE, path / ANSWERS_FILE
-        # exists(), not is_file(): a directory in a file's place is an error, not an absent file.
+        answers_file = answers_file or _answers_beside(path)
         with _checkpoint_errors(path):
             config_values = read_json_object(config_file) if config_file.exists() else None
-            answers = AnswerTable.load(answers_file) if answers_file.exists() else None
     elif path.is_file():
         weights = path
     else:
         raise MissingCheckpointFileError(path, "no checkpoint there")
+    if answers_file is not None:
+        answers = _read_answers(answers_file)
     with _checkpoint_errors(weights):
         state = read_state_dict(weights)
         _check_finite(state, weights)
@@ -435,6 +475,105 @@ def _read_source(path: str | Path) -> _Source:
         with _checkpoint_errors(config_file):
             config = LxmertConfig.from_dict(config_values)
     return _Source(weights, canonical, layout, config, answers)
+
+
+@dataclass(frozen=True)
+class CheckpointOutline:
+    """What a checkpoint needs and holds, read from its tensor shapes without reading its weights.
+
+    Attributes:
+        weights: its weights file.
+        layout: as in :class:`LoadReport`.
+        visual_feat_dim: the size of the region features it reads.
+        vocab_size: the rows of its word embeddings.
+        qa_rows: the rows of its QA head, None without one.
+        vocab: its vocabulary file (given, or ``vocab.txt`` in its directory), None when it has none.
+        answers: its answer table (given, or the one its directory holds), None when it has none.
+    """
+
+    weights: Path
+    layout: str
+    visual_feat_dim: int
+    vocab_size: int
+    qa_rows: int | None
+    vocab: Path | None
+    answers: AnswerTable | None
+
+
+def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, from a safetensors header or a memory-mapped torch zip file (no tensor is read)."""
+    if not weights.is_file():
+        raise MissingCheckpointFileError(weights, "no checkpoint file there")
+    if weights.suffix == ".safetensors":
+        try:
+            with safe_open(weights, framework="pt") as file:
+                return {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError) as err:
+            raise UnreadableFileError(
+                weights, f"not a readable safetensors file (truncated or corrupt?): {err}"
+            ) from err
+    if zipfile.is_zipfile(weights):  # torch.save's format since 1.6: mapped, so only the pickle is read
+        try:
+            loaded = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # as read_torch_file: a bad file raises many types
+            raise _torch_load_failure(weights, err) from err
+    else:  # the legacy format (the authors' files may be in it) cannot be mapped
+        loaded = read_torch_file(weights)
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise UnreadableFileError(
+            weights, f"holds a {type(loaded).__name__}, not a flat state dict of tensors"
+        )
+    return {key: tuple(value.shape) for key, value in loaded.items()}
+
+
+def outline_checkpoint(
+    path: str | Path, *, vocab: str | Path | None = None, answers: str | Path | None = None
+) -> CheckpointOutline:
+    """What the checkpoint at ``path`` needs and holds, without reading its weights (see :func:`load_checkpoint`).
+
+    The vocabulary and the answer table are read and checked against the tensor shapes as loading checks them:
+    every id of the vocabulary must index a word embedding, and the answer table must have one answer per row of
+    the QA head.
+
+    Raises:
+        CheckpointError: naming the file, when a file is missing, unreadable or malformed, the vocabulary or the
+            answer table does not fit the tensors, or the tensors lack the word embeddings or the region feature
+            projection.
+    """
+    path = Path(path)
+    weights = _find_weights(path) if path.is_dir() else path
+    if answers is not None:
+        answers_file: Path | None = _given_file(answers, "answer table")
+    else:
+        answers_file = _answers_beside(path) if path.is_dir() else None
+    if vocab is not None:
+        vocab_file: Path | None = _given_file(vocab, "vocabulary")
+    else:
+        vocab_file = path / VOCAB_FILE if path.is_dir() and (path / VOCAB_FILE).exists() else None
+    with _checkpoint_errors(weights):
+        shapes = _tensor_shapes(weights)
+        # Shapes on the meta device go through the same converters as the weights would.
+        canonical, layout = to_canonical({k: torch.empty(s, device="meta") for k, s in shapes.items()})
+    for key in (WORD_EMBEDDINGS, VISUAL_FEATURES):
+        if key not in canonical or canonical[key].dim() != 2:
+            raise CheckpointError(weights, f"has no 2-d {key!r}: not an LXMERT checkpoint")
+    vocab_size = canonical[WORD_EMBEDDINGS].shape[0]
+    if vocab_file is not None:
+        _read_tokenizer(vocab_file, vocab_size)
+    table = None
+    if answers_file is not None:
+        table = _read_answers(answers_file)
+        _check_answer_count(table, canonical, answers_file)
+    rows = canonical.get(ANSWER_ROWS + "weight")
+    return CheckpointOutline(
+        weights=weights,
+        layout=layout,
+        visual_feat_dim=canonical[VISUAL_FEATURES].shape[1],
+        vocab_size=vocab_size,
+        qa_rows=None if rows is None or rows.dim() < 1 else rows.shape[0],
+        vocab=vocab_file,
+        answers=table,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -474,7 +613,7 @@ def infer_config(canonical: Mapping[str, Tensor], **overrides: Any) -> LxmertCon
         "max_position_embeddings": shape("lxmert.embeddings.position_embeddings.weight")[0],
         "type_vocab_size": shape("lxmert.embeddings.token_type_embeddings.weight")[0],
         "intermediate_size": shape(first_ffn)[0] if first_ffn else LxmertConfig.intermediate_size,
-        "visual_feat_dim": shape("lxmert.encoder.visn_fc.visn_fc.weight")[1],
+        "visual_feat_dim": shape(VISUAL_FEATURES)[1],
         "visual_pos_dim": shape("lxmert.encoder.visn_fc.box_fc.weight")[1],
         "l_layers": _layer_count(keys, "lxmert.encoder.layer."),
         "r_layers": _layer_count(keys, "lxmert.encoder.r_layers."),
@@ -705,7 +844,9 @@ def load_pretrained(
 
     Args:
         cls: the model class to build.
-        path: our or transformers' directory, or an authors' ``.pth`` (or ``.bin``/``.safetensors``) file.
+        path: our or transformers' directory, or an authors' ``.pth`` (or ``.bin``/``.safetensors``) file; or a
+            hub id (``"unc-nlp/lxmert-gqa-uncased"``), read from the local Hugging Face cache
+            (:mod:`lxmert.hub_cache`).
         config: an ``LxmertConfig`` used as is, or a dict of fields overriding the checkpoint's ``config.json``
             (or, without one, the config inferred from tensor shapes: :func:`infer_config`).
         source_answers, target_answers, backbone_only, strict: as in :func:`load_state_into`. With
@@ -718,8 +859,9 @@ def load_pretrained(
         CheckpointError: naming the file and the field or tensor, when a file is unreadable or malformed, or the
             weights do not fit the config (checked before the model is allocated).
     """
+    path = resolve_checkpoint_path(path)
     source = _read_source(path)
-    with _checkpoint_errors(Path(path)):
+    with _checkpoint_errors(path):
         resolved = _resolve_config(source, config)
     if target_answers is not None:
         resolved = dataclasses.replace(resolved, num_qa_labels=len(target_answers))
@@ -804,49 +946,58 @@ def load_checkpoint(
     path: str | Path,
     model_class: type[LxmertPreTrainedModel] | None = None,
     config: LxmertConfig | Mapping[str, Any] | None = None,
+    *,
+    vocab: str | Path | None = None,
+    answers: str | Path | None = None,
 ) -> LoadedCheckpoint:
     """Load a model with its tokenizer, answer table and notes, whatever the checkpoint's layout.
 
     Args:
-        path: a checkpoint directory or file (see :func:`load_pretrained`).
+        path: a checkpoint directory or file, or a hub id in the local cache (see :func:`load_pretrained`).
         model_class: the class to build; by default the one whose heads the checkpoint holds (NLVR2, pre-training,
             QA, or the bare encoder).
         config: as in :func:`load_pretrained`.
+        vocab: a ``vocab.txt`` for a checkpoint without one (the authors' ``*_LXRT.pth`` and task ``.pth``); it
+            replaces the directory's own.
+        answers: an answer table in any of the authors' layouts (``trainval_label2ans.json``, ...) for a checkpoint
+            without one; it replaces the directory's own.
 
     Returns:
         The model in eval mode; the tokenizer, answers and meta when the directory has ``vocab.txt``,
-        ``answers.json`` and ``meta.json`` (None / empty otherwise).
+        ``answers.json`` (or ``trainval_label2ans.json``) and ``meta.json``, or they are given (None / empty
+        otherwise).
 
     Raises:
-        CheckpointError: naming the file and the field or tensor, when any file is unreadable or malformed, the
-            files disagree (answers and QA head, vocabulary and embeddings, config and tensor shapes), or the
-            weights lack a parameter of the model.
+        CheckpointError: naming the file and the field or tensor, when any file is missing, unreadable or malformed,
+            the files disagree (answers and QA head, vocabulary and embeddings, config and tensor shapes), or the
+            weights lack a parameter of the model; a MissingCheckpointFileError for a hub id the local cache
+            lacks, saying how to fetch it.
     """
-    path = Path(path)
-    source = _read_source(path)
+    path = resolve_checkpoint_path(path)
+    source = _read_source(path, answers)
     cls = model_class or model_class_for(source.canonical)
     with _checkpoint_errors(path):
         resolved = _resolve_config(source, config)
-    model = _build(cls, resolved, source, complete=True)
     tokenizer, meta = None, {}
-    if path.is_dir():
-        vocab_file, meta_file = path / VOCAB_FILE, path / META_FILE
-        if vocab_file.exists():
-            tokenizer = _read_tokenizer(vocab_file, model.config)
-        if meta_file.exists():
-            with _checkpoint_errors(meta_file):
-                meta = read_json_object(meta_file)
+    if vocab is not None:
+        tokenizer = _read_tokenizer(_given_file(vocab, "vocabulary"), resolved.vocab_size)
+    elif path.is_dir() and (path / VOCAB_FILE).exists():
+        tokenizer = _read_tokenizer(path / VOCAB_FILE, resolved.vocab_size)
+    model = _build(cls, resolved, source, complete=True)
+    if path.is_dir() and (path / META_FILE).exists():
+        with _checkpoint_errors(path / META_FILE):
+            meta = read_json_object(path / META_FILE)
     return LoadedCheckpoint(model=model.eval(), tokenizer=tokenizer, answers=source.answers, meta=meta)
 
 
-def _read_tokenizer(vocab_file: Path, config: LxmertConfig) -> LxmertTokenizer:
-    """The checkpoint's tokenizer, whose every id must index the model's word embeddings."""
+def _read_tokenizer(vocab_file: Path, vocab_size: int) -> LxmertTokenizer:
+    """The checkpoint's tokenizer, whose every id must index the model's ``vocab_size`` word embeddings."""
     with _checkpoint_errors(vocab_file):
         tokenizer = LxmertTokenizer(vocab_file)
     largest = max(tokenizer.vocab.values())
-    if largest >= config.vocab_size:
+    if largest >= vocab_size:
         raise CheckpointError(
-            vocab_file, f"has ids up to {largest}, beyond the model's vocab_size {config.vocab_size}"
+            vocab_file, f"has ids up to {largest}, beyond the model's vocab_size {vocab_size}"
         )
     return tokenizer
 
@@ -875,6 +1026,7 @@ def qa_head_trained(directory: str | Path) -> bool | None:
 __all__ = [
     "AnswerTransfer",
     "CheckpointError",
+    "CheckpointOutline",
     "LoadReport",
     "LoadedCheckpoint",
     "MissingCheckpointFileError",
@@ -887,6 +1039,7 @@ __all__ = [
     "load_pretrained",
     "load_state_into",
     "model_class_for",
+    "outline_checkpoint",
     "qa_head_trained",
     "read_config",
     "read_meta",

@@ -3,7 +3,8 @@
 A field ``grad_accum: int = field(default=1, metadata={"help": "..."})`` becomes ``--grad-accum`` with that help
 string and default; booleans become ``--flag / --no-flag``; a ``list[X]`` or ``tuple[X, ...]`` takes one or more
 values; ``metadata["choices"]`` restricts the values (each value, for a list); ``metadata["positional"]`` makes a
-field without a default a positional argument. Several
+field without a default a positional argument, and a list field with a default an optional one (zero or more
+values; none keeps the default). Several
 dataclasses can share one parser (each in its own argument group), e.g. the trainer's and a task's.
 """
 
@@ -91,24 +92,74 @@ def add_dataclass_arguments(
         if many is not None:
             kwargs["nargs"] = "+"
         if f.metadata.get("positional"):
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-                raise ValueError(f"{cls.__name__}.{f.name}: a positional argument has no default")
             del kwargs["dest"], kwargs["default"]
-            group.add_argument(f.name, type=kind, choices=f.metadata.get("choices"), **kwargs)
+            if not _has_default(f):
+                group.add_argument(f.name, type=kind, choices=f.metadata.get("choices"), **kwargs)
+                continue
+            if many is None:
+                raise ValueError(
+                    f"{cls.__name__}.{f.name}: only a list positional argument may have a default"
+                )
+            # argparse checks an absent positional's default against the choices as a whole (bpo-9625), so
+            # each value given is checked by its type instead, and none given is an empty list.
+            kwargs["nargs"] = "*"
+            kwargs["help"] = f.metadata["help"] + f" (default: {' '.join(map(str, default))})"
+            group.add_argument(f.name, type=_one_of(kind, f.metadata.get("choices")), **kwargs)
             continue
         group.add_argument(
             _flag(f.name), type=kind, choices=f.metadata.get("choices"), required=required, **kwargs
         )
 
 
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _one_of(kind: type, choices: Any) -> Any:
+    """``kind`` as an argparse type that also refuses values outside ``choices`` (``kind`` itself when None)."""
+    if choices is None:
+        return kind
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(map(str, choices))})"
+            )
+        return value
+
+    return parse
+
+
 def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     """Build ``cls`` from the parsed flags that ``add_dataclass_arguments`` added for it."""
     hints = typing.get_type_hints(cls)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        # An optional positional list given no value keeps the field's default.
+        if f.init and not (f.metadata.get("positional") and _has_default(f) and getattr(args, f.name) == [])
+    }
     for name, value in values.items():
         if typing.get_origin(hints[name]) is tuple and value is not None:
             values[name] = tuple(value)
     return cls(**values)
 
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a ``python -m`` command: its module docstring as the description, laid out as written."""
+    return argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def parse_config(
+    cls: type[T], argv: list[str] | None, *, prog: str, doc: str | None, title: str | None = None
+) -> T:
+    """The ``cls`` config of a command line whose flags are exactly the fields of ``cls``."""
+    parser = command_parser(prog, doc)
+    add_dataclass_arguments(parser, cls, title)
+    return dataclass_from_args(cls, parser.parse_args(argv))
+
+
+__all__ = ["add_dataclass_arguments", "command_parser", "dataclass_from_args", "parse_config"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -91,6 +92,30 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_write`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_link_or_copy(source: str | Path, path: str | Path) -> None:
+    """Make ``path`` a hard link to ``source``, or a copy of it where the file system cannot link (another device,
+    no link support); either way ``path`` is replaced atomically and durably (see :func:`atomic_file`).
+
+    A link costs no space or time: meant for files that are never modified in place, such as the blobs of a
+    download cache.
+    """
+    source, path = Path(source), Path(path)
+    tmp = path.parent / f"{_temp_prefix(path)}{secrets.token_hex(4)}{TEMP_SUFFIX}"  # an is_temp_name
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with open(source, "rb") as src:
+            atomic_write(path, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+        return
+    try:
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
 
 
 def durable_append(path: str | Path, data: bytes) -> None:
@@ -212,14 +237,35 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     return value
 
 
+def path_inside(root: str | Path, value: Any) -> Path:
+    """``root / value`` resolved, where ``value`` is a manifest's relative path that must stay inside ``root``
+    once every symlink is resolved (a manifest is untrusted input and may not point anywhere else).
+
+    Raises:
+        ValueError: ``value`` is not a non-empty string, is absolute, or leads outside ``root`` (the message says
+            which, and where it leads).
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty relative path, got {value!r}")
+    if Path(value).is_absolute():
+        raise ValueError(f"must be relative to {root}, got {value!r}")
+    base = Path(root).resolve()
+    resolved = (base / value).resolve()
+    if not resolved.is_relative_to(base):
+        raise ValueError(f"leads outside {base} (to {resolved})")
+    return resolved
+
+
 __all__ = [
     "atomic_directory",
     "atomic_file",
+    "atomic_link_or_copy",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
     "durable_append",
     "is_temp_name",
+    "path_inside",
     "read_json",
     "read_json_object",
     "read_json_record",

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnreadableFileError
-from .fileio import atomic_write_text, read_json_object
+from .fileio import atomic_write_text, path_inside, read_json_object
 
 MODEL_SET_FILE = "model_set.json"
 FORMAT_NAME = "lxmert-model-set"
@@ -80,14 +80,10 @@ class ModelSet:
 
 
 def _inside(root: Path, value: Any, where: str, manifest: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ModelSetError(manifest, f"{where} must be a non-empty relative path, got {value!r}")
-    if Path(value).is_absolute():
-        raise ModelSetError(manifest, f"{where} must be relative to the set's directory, got {value!r}")
-    resolved = (root / value).resolve()
-    if not resolved.is_relative_to(root):
-        raise ModelSetError(manifest, f"{where} leads outside the set's directory {root} (to {resolved})")
-    return resolved
+    try:
+        return path_inside(root, value)
+    except ValueError as err:
+        raise ModelSetError(manifest, f"{where} {err}") from None
 
 
 def read_model_set(directory: str | Path) -> ModelSet:

@@ -50,6 +50,11 @@ def bf16_supported(device: str | torch.device) -> bool:
     return False
 
 
+# Reduced precisions autocast can run, by name; fp16 only on a GPU, and only where its drift was measured (the
+# detector's caffe network, see benchmarks.extraction_drift).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(requested: str, device: str | torch.device, hidden_size: int | None = None) -> str:
     """``"bf16"`` or ``"fp32"`` for ``requested`` (``auto``, ``bf16`` or ``fp32``) on ``device``.
 
@@ -69,16 +74,22 @@ def resolve_precision(requested: str, device: str | torch.device, hidden_size: i
 
 
 def autocast(precision: str, device: str | torch.device) -> AbstractContextManager:
-    """The autocast context of a resolved ``precision`` on ``device``: bf16 autocast, or nothing for fp32.
+    """The autocast context of a resolved ``precision`` on ``device``: bf16 or fp16 autocast, or nothing for fp32.
 
     Raises:
-        ValueError: ``precision`` is neither ``bf16`` nor ``fp32`` (resolve ``auto`` first).
+        ValueError: ``precision`` is not ``bf16``, ``fp16`` or ``fp32`` (resolve ``auto`` first), or it is fp16
+            on a CPU (which has no fp16 arithmetic).
     """
     if precision == "fp32":
         return nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"autocast takes a resolved precision, bf16 or fp32, got {precision!r}")
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(
+            f"autocast takes a resolved precision, one of {('fp32', *AUTOCAST_DTYPES)}, got {precision!r}"
+        )
+    device_type = torch.device(device).type
+    if precision == "fp16" and device_type != "cuda":
+        raise ValueError("fp16 autocast needs a GPU")
+    return torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def describe(precision: str, device: str | torch.device) -> str:
@@ -94,6 +105,7 @@ def describe(precision: str, device: str | torch.device) -> str:
 
 
 __all__ = [
+    "AUTOCAST_DTYPES",
     "BF16_MIN_HIDDEN",
     "PRECISIONS",
     "autocast",

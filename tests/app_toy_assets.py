@@ -1,5 +1,6 @@
 """A tiny, seeded, randomly initialised assets directory laid out like ``assets/``, for the app's tests.
 
+    <root>/default/model_set.json  the default model set: the detector below, model (selected first), pretrained
     <root>/default/detector/   a small Faster R-CNN (random weights) and its vocabularies
     <root>/default/model/      LxmertForQuestionAnswering: the answering default
     <root>/default/pretrained/ LxmertForPreTraining with every head: its "parent"
@@ -22,6 +23,7 @@ from PIL import Image, ImageDraw
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
 from lxmert.checkpoints import save_pretrained
 from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes
+from lxmert.model_sets import CheckpointEntry, ModelSet, write_model_set
 from lxmert.tokenization import SPECIAL_TOKENS, LxmertTokenizer
 
 OBJECTS = ("circle", "square", "triangle", "star")
@@ -93,11 +95,12 @@ def _metrics(path: Path, seed: int) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def build_assets(root: Path, detector: Detector | None = None) -> Path:
+def build_assets(root: Path, detector: Detector | None = None, world: str = "synthetic") -> Path:
     """Write the tiny assets tree under ``root`` and return ``root``.
 
     Args:
         detector: the default detector (the tiny random one when None); the models take its feature size.
+        world: what the default set says it knows (``model_set.json``).
     """
     torch.manual_seed(0)
     default = root / "default"
@@ -125,6 +128,15 @@ def build_assets(root: Path, detector: Detector | None = None) -> Path:
         default / "pretrained",
         tokenizer=tokenizer,
         answers=ANSWERS,
+    )
+    write_model_set(
+        ModelSet(
+            default,
+            "Toy set",
+            world,
+            default / "detector",
+            {name: CheckpointEntry(default / name) for name in ("model", "pretrained")},
+        )
     )
     for seed, name in enumerate(("a", "b")):
         torch.manual_seed(100 + seed)

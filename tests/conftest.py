@@ -33,3 +33,13 @@ def tiny_config() -> LxmertConfig:
     return LxmertConfig.preset(
         "tiny", vocab_size=99, num_object_labels=11, num_attr_labels=7, num_qa_labels=13, visual_feat_dim=24
     )
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A saved tiny torchvision detector (``tests.test_detection_model.tiny_detector``), one per test module."""
+    from tests.test_detection_model import tiny_detector
+
+    path = tmp_path_factory.mktemp("detector")
+    tiny_detector().save_pretrained(path)
+    return path

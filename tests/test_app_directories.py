@@ -341,4 +341,4 @@ def test_a_detector_leading_outside_the_assets_is_refused(assets, tmp_path, monk
     monkeypatch.setenv(DEVICE_ENV, "cpu")
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert any("detector cannot be loaded" in e.value and "leads outside" in e.value for e in app.error)
+    assert any("detector leads outside" in e.value for e in app.error), [e.value for e in app.error]

@@ -39,7 +39,7 @@ def assets(tmp_path_factory) -> Path:
     config_file = work / "detector" / "config.json"
     small = {"min_size": 160, "max_size": 256, "rpn_post_nms_top_n_test": 30, "num_regions": NUM_REGIONS}
     atomic_write_text(config_file, json.dumps({**read_json_object(config_file), **small}))
-    return build_assets(work / "assets", detector=Detector.from_pretrained(work / "detector"))
+    return build_assets(work / "assets", detector=Detector.from_pretrained(work / "detector"), world="real")
 
 
 @pytest.mark.slow  # builds a ResNet-101 and runs it on a photo

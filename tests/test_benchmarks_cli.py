@@ -13,7 +13,7 @@ def test_extraction_speed_defaults_and_the_readme_command():
         preset="small",
         images=32,
         photos="",
-        precisions="float32",
+        precisions="fp32",
         image_size=256,
         batch_sizes="1,8",
         num_threads=2,
@@ -22,18 +22,18 @@ def test_extraction_speed_defaults_and_the_readme_command():
         out="",
     )
     cfg = extraction_speed.parse_args(
-        "--preset vg --photos tests/data/coco --images 3 --batch-sizes 1 --precisions float32,bfloat16 "
+        "--preset vg --photos tests/data/coco --images 3 --batch-sizes 1 --precisions fp32,bf16 "
         "--cpu-only --num-threads 1 --image-size 64 --seed 3 --detector d --out r.json".split()
     )
     assert (cfg.preset, cfg.photos, cfg.images, cfg.cpu_only) == ("vg", "tests/data/coco", 3, True)
     assert (cfg.num_threads, cfg.image_size, cfg.seed, cfg.detector, cfg.out) == (1, 64, 3, "d", "r.json")
-    assert cfg.batch_size_list == [1] and cfg.precision_list == ["float32", "bfloat16"]
+    assert cfg.batch_size_list == [1] and cfg.precision_list == ["fp32", "bf16"]
     assert extraction_speed.parse_args(["--batch-sizes", "2,16"]).batch_size_list == [2, 16]
 
 
 def test_extraction_speed_refuses_an_unknown_precision_or_an_empty_photo_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        extraction_speed.parse_args(["--precisions", "float32,int8"])
+        extraction_speed.parse_args(["--precisions", "fp32,int8"])
     assert "unknown precisions ['int8']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         extraction_speed.parse_args(["--photos", str(tmp_path)])
@@ -44,11 +44,11 @@ def test_extraction_speed_refuses_an_unknown_precision_or_an_empty_photo_folder(
 
 def test_extraction_drift_defaults_and_the_documented_commands(capsys):
     assert extraction_drift.parse_args([]) == extraction_drift.DriftConfig(
-        device="cpu", precisions="bfloat16", photos=str(extraction_drift.PHOTOS), num_threads=2, out=""
+        device="cpu", precisions="bf16", photos=str(extraction_drift.PHOTOS), num_threads=2, out=""
     )
     assert extraction_drift.PHOTOS.name == "coco" and any(extraction_drift.PHOTOS.glob("*.jpg"))
-    cfg = extraction_drift.parse_args(["--device", "cuda", "--precisions", "bfloat16,float16"])
-    assert cfg.device == "cuda" and cfg.precision_list == ["bfloat16", "float16"]
+    cfg = extraction_drift.parse_args(["--device", "cuda", "--precisions", "bf16,fp16"])
+    assert cfg.device == "cuda" and cfg.precision_list == ["bf16", "fp16"]
     with pytest.raises(SystemExit):
         extraction_drift.parse_args(["--precisions", "half"])
     assert "unknown precisions ['half']" in capsys.readouterr().err

@@ -13,17 +13,9 @@ from PIL import Image
 from lxmert.data.store import FeatureStore
 from lxmert.data.tsv import iter_tsv
 from lxmert.detection import Detector
-from tests.test_detection_model import tiny_detector
 from training.detection.extraction import ExtractConfig, extract, list_images, main
 
 COLUMNS = ("objects_id", "objects_conf", "attrs_id", "attrs_conf", "boxes", "features")
-
-
-@pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("detector")
-    tiny_detector().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +122,11 @@ def test_crash_inside_the_loop_resumes_to_the_same_store(
     real_detect = Detector.detect
     calls = []
 
-    def crash_on_third_batch(self, images):
+    def crash_on_third_batch(self, images, **kwargs):
         calls.append(len(images))
         if len(calls) == 3:
             raise KeyboardInterrupt("simulated interruption")
-        return real_detect(self, images)
+        return real_detect(self, images, **kwargs)
 
     monkeypatch.setattr(Detector, "detect", crash_on_third_batch)
     with pytest.raises(KeyboardInterrupt):

@@ -13,18 +13,10 @@ from PIL import Image
 
 from lxmert.data.store import FeatureStore
 from lxmert.data.tsv import iter_tsv
-from tests.test_detection_model import tiny_detector
 from training.detection.extraction import ExtractConfig, extract
 
 ROOT = Path(__file__).parent.parent
 COLUMNS = ("objects_id", "objects_conf", "attrs_id", "attrs_conf", "boxes", "features")
-
-
-@pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("detector")
-    tiny_detector().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

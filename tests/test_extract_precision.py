@@ -11,7 +11,6 @@ from lxmert.detection import Detector, DetectorConfig
 from lxmert.detection.detector import build_network
 from lxmert.precision import cpu_has_bf16
 from tests.test_detection_model import tiny_detector
-from training.detection.extraction import precision_context
 
 BF16_CPU = cpu_has_bf16()
 
@@ -26,13 +25,13 @@ def small_caffe_detector() -> Detector:
 
 
 def test_reduced_precision_is_refused_where_its_drift_was_not_measured() -> None:
-    assert isinstance(precision_context(tiny_detector(), "float32"), contextlib.nullcontext), (
-        "float32 works everywhere"
-    )
+    assert isinstance(tiny_detector().autocast("fp32"), contextlib.nullcontext), "fp32 works everywhere"
     with pytest.raises(ValueError, match="caffe network"):
-        precision_context(tiny_detector(), "bfloat16")
+        tiny_detector().autocast("bf16")
+    with pytest.raises(ValueError, match="caffe network"):
+        tiny_detector().detect([], precision="bf16")
     with pytest.raises(ValueError, match="needs a GPU"):
-        precision_context(small_caffe_detector(), "float16")
+        small_caffe_detector().autocast("fp16")
 
 
 @pytest.mark.skipif(not BF16_CPU, reason="this CPU has no native bfloat16 (AVX512-BF16)")
@@ -42,7 +41,7 @@ def test_bf16_runs_the_layers_but_decodes_boxes_and_averages_features_in_float32
     image = torch.rand(3, 80, 100, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         exact = model.stages(image)
-        with precision_context(detector, "bfloat16"):
+        with detector.autocast("bf16"):
             reduced = model.stages(image)
             # The float32 run's proposals through bf16 layers: the arithmetic's drift, apart from selection.
             pooled = model.roi_heads.pooled_features(model.backbone(exact["inputs"]), exact["proposals"])

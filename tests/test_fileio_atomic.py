@@ -122,3 +122,27 @@ def test_the_temporary_name_pattern_matches_what_the_writer_creates(tmp_path: Pa
     monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp)
     atomic_write_bytes(tmp_path / "checkpoint.pt", b"x")
     assert len(seen) == 1 and fileio.is_temp_name(seen[0])
+
+
+def test_a_link_shares_the_source_and_replaces_the_target_whole(tmp_path: Path, synced) -> None:
+    source, target = tmp_path / "blob", tmp_path / "out" / "pytorch_model.bin"
+    source.write_bytes(b"weights")
+    target.parent.mkdir()
+    target.write_bytes(b"an older, different file")
+    fileio.atomic_link_or_copy(source, target)
+    assert os.path.samefile(source, target) and target.read_bytes() == b"weights"
+    assert [kind for kind, _ in synced][-2:] == ["replace", "fsync"]  # renamed in, then the directory synced
+    assert sorted(p.name for p in target.parent.iterdir()) == ["pytorch_model.bin"]
+
+
+def test_where_no_link_can_be_made_the_file_is_copied_atomically(tmp_path: Path, monkeypatch) -> None:
+    source, target = tmp_path / "blob", tmp_path / "copy.bin"
+    source.write_bytes(b"x" * 3_000_000)
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(fileio.os, "link", cross_device)
+    fileio.atomic_link_or_copy(source, target)
+    assert not os.path.samefile(source, target) and target.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob", "copy.bin"]

@@ -8,11 +8,12 @@ import re
 import pytest
 from finetune_toy import build
 
+from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
-from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from training.tasks import answer_priors as baselines
 from training.tasks import evaluation as evaluate
 from training.tasks import finetuning as finetune
+from training.tasks import get_task
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,14 @@ def toy(tmp_path_factory):
 
 def test_paper_recipe_is_the_default():
     name, start, data, train = finetune.parse_args(["gqa"])
-    assert name == "gqa" and start.init == "runs/pretrain/final" and not start.from_scratch
-    assert (train.batch_size, train.epochs, train.lr, train.warmup_ratio, train.max_grad_norm) == (
-        32, 4, 1e-5, 0.1, 5.0,
-    )  # fmt: skip
-    assert (data.train, data.valid, train.output) == ("train,valid", "testdev", "runs/finetune/gqa")
+    assert name == "gqa" and start.init == "assets/default/pretrained" and not start.from_scratch
+    assert (train.batch_size, train.epochs, train.warmup_ratio, train.max_grad_norm) == (32, 4, 0.1, 5.0)
+    assert train.lr == finetune.AUTO_LR  # chosen by the model's width: the paper's rates below at base width
+    assert (data.train, data.valid, train.output) == ("train", "valid", "runs/finetune/gqa")
     _, _, data, train = finetune.parse_args(["vqa", "--lr", "1e-4", "--ablate", "vision"])
     assert (data.train, data.valid, train.lr, data.ablate) == ("train,nominival", "minival", 1e-4, "vision")
-    assert finetune.parse_args(["nlvr2"])[3].lr == 5e-5
+    paper = {name: get_task(name).train_defaults["lr"] for name in ("vqa", "gqa", "nlvr2")}
+    assert paper == {"vqa": 5e-5, "gqa": 1e-5, "nlvr2": 5e-5}
 
 
 def test_task_name_comes_first():
@@ -143,7 +144,9 @@ def test_answer_prior_baseline_by_hand(tmp_path):
     write_json(tmp_path / "test.json", test)
     out = tmp_path / "prior.json"
     result = baselines.run_prior(
-        baselines.BaselineConfig(task="vqa", data=str(tmp_path), train="train", split="test", out=str(out))
+        baselines.BaselineConfig(
+            task="vqa", data=str(tmp_path), train="train", split="test", out=str(out), key="type"
+        )
     )
     assert {e["question_id"]: e["answer"] for e in json.loads(out.read_text())} == {
         7: "red",
@@ -152,6 +155,39 @@ def test_answer_prior_baseline_by_hand(tmp_path):
     }
     assert result["metrics"]["accuracy"] == pytest.approx((0.6 + 1.0 + 0.3) / 3)
     assert result["metrics"]["number"] == pytest.approx(0.3)
+
+
+def test_question_prior_by_hand(tmp_path):
+    """The answer to the same question, else its type's, else the overall one; --key type keeps the type's."""
+
+    def q(qid, sent, answer):
+        qtype = " ".join(sent.lower().split()[:2])
+        return {"question_id": qid, "img_id": "x", "sent": sent, "answer_type": "other", "question_type": qtype,
+                "label": {answer: 1.0}}  # fmt: skip
+
+    train = [
+        q(1, "Is the ball red?", "yes"), q(2, "is the ball red", "yes"), q(3, "Is the  ball red?", "no"),
+        q(4, "Is the cube red?", "no"), q(5, "Is the cube red?", "no"), q(6, "Is the cube red?", "no"),
+        q(7, "How many balls?", "2"),
+    ]  # fmt: skip
+    # Type "is the": no ×4, yes ×2. Overall: no ×4.
+    test = [
+        q(11, "IS THE BALL RED?", "yes"),  # the same question, normalised: yes (2 of 3)
+        q(12, "Is the cone red?", "no"),  # never asked: its type's answer, no
+        q(13, "What colour is it?", "blue"),  # an unseen type: the overall answer, no
+        q(14, "How many balls?", "3"),  # asked: 2
+    ]  # fmt: skip
+    write_json(tmp_path / "train.json", train)
+    write_json(tmp_path / "valid.json", test)
+    predictions = baselines.prior_predictions("vqa", train, test)
+    assert predictions == {11: "yes", 12: "no", 13: "no", 14: "2"}
+    by_type = baselines.prior_predictions("vqa", train, test, key="type")
+    assert by_type == {11: "no", 12: "no", 13: "no", 14: "2"}
+    result = baselines.run_prior(
+        baselines.BaselineConfig(task="vqa", data=str(tmp_path), train="train", split="valid",
+                                 out=str(tmp_path / "prior.json"))
+    )  # fmt: skip
+    assert result["metrics"]["accuracy"] == pytest.approx((1 + 1 + 0 + 0) / 4)
 
 
 @pytest.mark.slow

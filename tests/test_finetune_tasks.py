@@ -11,8 +11,8 @@ import torch
 from finetune_toy import GQA_ANSWERS, PRETRAIN_ANSWERS, VQA_ANSWERS, build
 
 from lxmert.checkpoints import qa_head_trained, read_state_dict
+from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.tokenization import LxmertTokenizer
-from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from training.tasks import get_task
 from training.tasks.base import metrics_from_sums
 

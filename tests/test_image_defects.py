@@ -16,17 +16,9 @@ from PIL import Image
 from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError, load_image
 from lxmert.detection.images import ImageTooLargeError, UnreadableImageError, decode_bytes
-from tests.test_detection_model import tiny_detector
 from training.detection.extraction import ORIGINAL_NAMES, ExtractConfig, extract
 
 SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "default" / "detector"
-
-
-@pytest.fixture(scope="module")
-def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("detector")
-    tiny_detector().save_pretrained(path)
-    return path
 
 
 def _good_images(folder: Path, count: int) -> None:
@@ -118,10 +110,10 @@ def test_extract_skips_an_image_the_detector_fails_on_and_keeps_the_batch(
     Image.new("RGB", (77, 33), (1, 2, 3)).save(images / "cursed.png")
     detect = Detector.detect
 
-    def fail_on_cursed(self, loaded):
+    def fail_on_cursed(self, loaded, **kwargs):
         if any(image.original_size == (77, 33) for image in loaded):
             raise RuntimeError("something inside the model broke")
-        return detect(self, loaded)
+        return detect(self, loaded, **kwargs)
 
     monkeypatch.setattr(Detector, "detect", fail_on_cursed)
     summary = extract(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.engine.metrics import (
+from lxmert.data.metrics import (
     gqa_is_open,
     gqa_scores,
     nlvr2_group,

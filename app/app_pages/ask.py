@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import panels, results
+from app import dataset_mode, panels, results
 from app.context import checkpoint_with, page_context, query_for, reported
 
 st.title("Ask")
@@ -21,6 +21,7 @@ with right:
             panels.show_match(results.match_probability(query_for(page.inputs, matcher)), key="match")
         st.caption(f"Matching head of `{matcher.name}`, reading the text as a statement about the image.")
     panels.show_detections(page.scene, key="ask_detections")
+dataset_mode.show_questions(page)
 
 st.subheader("Silence heads and ask again")
 st.caption(

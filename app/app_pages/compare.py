@@ -33,7 +33,7 @@ gallery = image_files(page.inputs.config.samples_dir)[:8] if with_cka else []
 with reported("Comparing", stop=True):
     compared = results.comparison(
         query_for(page.inputs, reference),
-        tuple((name, str(checkpoint.path)) for name, checkpoint in checkpoints.items()),
+        tuple((name, checkpoint.files) for name, checkpoint in checkpoints.items()),
         tuple((path.name, read_sample(str(path)).data) for path in gallery),
     )
 

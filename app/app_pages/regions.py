@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import panels
+from app import dataset_mode, panels
 from app.context import page_context
 from app.state import widget_key
 
@@ -12,6 +12,7 @@ st.caption(
     "These are the regions it reads for this image, best first; the sidebar sets how many."
 )
 page = page_context(needs_text=False)
+dataset_mode.show_region_source(page)
 labels = page.scene.labels
 region_key = widget_key("regions_region", labels)
 st.session_state.setdefault(region_key, 0)

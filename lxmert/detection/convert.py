@@ -21,11 +21,9 @@ from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.config import REGION_SELECTIONS
 from lxmert.detection.detector import Detector
-from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, read_vocab
 from lxmert.detection.weights import config_for, load_butd_weights, read_tensors
 from lxmert.errors import run_cli
-
-VG_VOCAB_DIR = Path(__file__).resolve().parents[2] / "assets" / "vg"
 
 
 def convert(

@@ -11,6 +11,7 @@ A saved detector is a directory of four files:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from lxmert.detection.frcnn import FasterRCNNWithAttributes
 from lxmert.detection.images import LoadedImage, check_aspect, load_detector_image, to_tensor
 from lxmert.detection.regions import Regions
 from lxmert.fileio import atomic_write_bytes
-from lxmert.precision import autocast
+from lxmert.precision import autocast, cpu_has_bf16
 
 BACKENDS = ("torch", "detectron2")
 
@@ -75,6 +76,27 @@ class Detector:
         self.model.to(device)
         return self
 
+    def autocast(self, precision: str) -> AbstractContextManager:
+        """The context this detector's network runs in for ``precision`` (``fp32``, ``bf16`` or ``fp16``).
+
+        Reduced precision runs the convolutions and linear layers of the caffe network under autocast; its boxes,
+        scores and averaged features are still computed in float32 (``benchmarks.extraction_drift`` measures the
+        drift).
+
+        Raises:
+            ValueError: reduced precision asked for where its drift was not measured (the torchvision network, the
+                detectron2 backend), or where the device has no such arithmetic (fp16 on a CPU, bf16 on a CPU
+                without native support, where it would be emulated and slower than fp32).
+        """
+        if precision != "fp32":
+            if not isinstance(self.model, CaffeFasterRCNN):
+                raise ValueError(f"precision {precision} is for the caffe network on the torch backend only")
+            if self.device.type == "cpu" and not (precision == "bf16" and cpu_has_bf16()):
+                raise ValueError(
+                    f"precision {precision} needs a GPU{' or a CPU with bf16' if precision == 'bf16' else ''}"
+                )
+        return autocast(precision, self.device)
+
     def load_image(self, source: str | Path | bytes | Image.Image, *, name: str | None = None) -> LoadedImage:
         """Open one image under this detector's limits (:func:`lxmert.detection.images.load_detector_image`)."""
         return load_detector_image(source, self.config, name=name)
@@ -93,7 +115,7 @@ class Detector:
     def detect(self, images: Sequence[LoadedImage], *, precision: str = "fp32") -> list[Regions]:
         """Detect regions in already loaded images; boxes are mapped back to each image's original size.
 
-        ``precision`` ``bf16`` runs the network under bf16 autocast (:mod:`lxmert.precision`); regions come back
+        ``precision`` ``bf16`` or ``fp16`` runs the network under autocast (:meth:`autocast`); regions come back
         in float32 either way.
 
         Images of different sizes go through the model in separate calls: a batch is padded to its largest
@@ -103,7 +125,9 @@ class Detector:
         Raises:
             ImageShapeError: an image is so thin that the model's resize would leave it no pixels (images loaded
                 by :meth:`load_image` never are).
+            ValueError: ``precision`` is refused for this network or device (:meth:`autocast`).
         """
+        context = self.autocast(precision)
         for loaded in images:
             check_aspect(loaded.image.size, self.config.max_size, loaded.name)
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -111,7 +135,7 @@ class Detector:
             by_size.setdefault(loaded.image.size, []).append(index)
         outputs: dict[int, dict[str, torch.Tensor]] = {}
         for indices in by_size.values():
-            with autocast(precision, self.device):
+            with context:
                 batch = self.model([to_tensor(images[i].image).to(self.device) for i in indices])
             batch = [{k: v.float() if v.is_floating_point() else v for k, v in out.items()} for out in batch]
             outputs.update(zip(indices, batch, strict=True))

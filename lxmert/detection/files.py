@@ -26,6 +26,8 @@ OBJECTS_FILE = "objects_vocab.txt"
 ATTRIBUTES_FILE = "attributes_vocab.txt"
 SAVED_FILES = (CONFIG_FILE, WEIGHTS_FILE, OBJECTS_FILE, ATTRIBUTES_FILE)
 REGIONS_DIR = "regions"
+# The 1600 objects and 400 attributes of the Visual Genome detector, whose ids the authors' obj36 files hold.
+VG_VOCAB_DIR = Path(__file__).resolve().parents[2] / "assets" / "vg"
 _REGION_TENSORS = ("boxes", "features", "object_ids", "object_conf", "attr_probs")
 _REGION_SIZES = ("image_height", "image_width", "num_real")
 
@@ -112,6 +114,7 @@ __all__ = [
     "OBJECTS_FILE",
     "REGIONS_DIR",
     "SAVED_FILES",
+    "VG_VOCAB_DIR",
     "WEIGHTS_FILE",
     "cached_regions_path",
     "check_saved_detector",

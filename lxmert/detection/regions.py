@@ -84,6 +84,44 @@ class Regions:
         """(R,) float32 probability of the top-1 attribute."""
         return self.attr_probs.max(dim=-1).values
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any], num_attributes: int) -> Regions:
+        """The regions of one obj36 row (a TSV row or ``FeatureStore.get``), the inverse of :meth:`to_record`.
+
+        A row keeps only each region's top attribute and its confidence, so ``attr_probs`` holds that confidence
+        at that attribute and zeros elsewhere: ``attr_ids`` and ``attr_conf`` give the row's values back (where
+        the confidence is positive, as in the authors' rows). Every row counts as a detection (``num_real`` = its
+        box count): the file does not say which rows were fill.
+
+        Args:
+            record: ``img_h``, ``img_w``, ``boxes`` (pixels), ``features``, ``objects_id``, ``objects_conf``,
+                ``attrs_id`` and ``attrs_conf``.
+            num_attributes: the size of the attribute vocabulary the ids index (400 for Visual Genome).
+
+        Raises:
+            ValueError: an attribute id outside ``[0, num_attributes)``, or columns that disagree in length.
+        """
+        attrs = torch.tensor(np.asarray(record["attrs_id"]), dtype=torch.int64)
+        if attrs.numel() and (attrs.min() < 0 or attrs.max() >= num_attributes):
+            raise ValueError(
+                f"image {record.get('img_id', '?')}: attribute ids {attrs.min()}..{attrs.max()} outside "
+                f"a vocabulary of {num_attributes}"
+            )
+        attr_probs = torch.zeros(len(attrs), num_attributes)
+        attr_probs[torch.arange(len(attrs)), attrs] = torch.tensor(
+            np.asarray(record["attrs_conf"]), dtype=torch.float32
+        )
+        return cls(
+            boxes=torch.tensor(np.asarray(record["boxes"]), dtype=torch.float32),
+            features=torch.tensor(np.asarray(record["features"]), dtype=torch.float32),
+            object_ids=torch.tensor(np.asarray(record["objects_id"]), dtype=torch.int64),
+            object_conf=torch.tensor(np.asarray(record["objects_conf"]), dtype=torch.float32),
+            attr_probs=attr_probs,
+            image_height=int(record["img_h"]),
+            image_width=int(record["img_w"]),
+            num_real=len(attrs),
+        )
+
     def to_record(self, img_id: str) -> dict[str, Any]:
         """One row of the authors' obj36 feature file: TSV column names, numpy arrays in the TSV dtypes."""
         return {

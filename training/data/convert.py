@@ -8,13 +8,12 @@ the same arguments (images already in the store are skipped).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.store import FeatureStoreWriter
 from lxmert.data.tsv import iter_tsv
 
@@ -66,9 +65,9 @@ def convert(cfg: ConvertConfig, progress: bool = True) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> ConvertConfig:
-    parser = argparse.ArgumentParser(prog="python -m training.data.convert", description=__doc__)
-    add_dataclass_arguments(parser, ConvertConfig, "conversion")
-    return dataclass_from_args(ConvertConfig, parser.parse_args(argv))
+    return parse_config(
+        ConvertConfig, argv, prog="python -m training.data.convert", doc=__doc__, title="conversion"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

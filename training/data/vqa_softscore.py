@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from training.engine.metrics import vqa_soft_score
+from lxmert.data.metrics import vqa_soft_score
 
 # The contractions VQA's evaluator restores ("dont" -> "don't"); only words of this table are rewritten.
 CONTRACTIONS = {

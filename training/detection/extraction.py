@@ -22,7 +22,7 @@ Many processes, on one node or several, share the work under ``torchrun`` (CPU p
 over nccl, each on ``cuda:LOCAL_RANK``)::
 
     torchrun --nproc-per-node 8 -m training.extract --images coco/ --out runs/coco_features \
-        --detector runs/vg-detector --precision bfloat16
+        --detector runs/vg-detector --precision bf16
 
 Process ``r`` of ``W`` takes every ``W``-th image of the sorted list from the ``r``-th on, and writes them to its
 own store ``OUT/shards/rank-r-of-W`` (as resumable as the single store). When every process is done, rank 0 copies
@@ -32,15 +32,13 @@ crash, at any point, finishes the job without extracting an image twice. Rerunni
 processes extracts again what the old shards held but did not merge yet. On several nodes ``OUT`` must be a folder
 every node sees. ``--max-images`` counts per process.
 
-``--precision bfloat16`` (CPUs with native bf16, GPUs) or ``float16`` (GPUs) runs the convolutions and linear
-layers of the caffe network under autocast; boxes, scores and the averaged features are computed in float32 from
+``--precision bf16`` (CPUs with native bf16, GPUs) or ``fp16`` (GPUs) runs the convolutions and linear
+layers of the caffe network under autocast (``Detector.autocast``); boxes, scores and the averaged features are computed in float32 from
 their outputs. ``python -m benchmarks.extraction_drift`` measures what that changes against float32.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import logging
 import os
@@ -55,26 +53,19 @@ import torch.distributed as dist
 from PIL import Image
 from tqdm import tqdm
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.store import FEATURE_DTYPES, MANIFEST, FeatureStore, FeatureStoreWriter, committed_ids
 from lxmert.data.tsv import write_tsv
 from lxmert.detection import Detector, ImageError
-from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
-from lxmert.precision import cpu_has_bf16
 from training.engine import distributed
 
 logger = logging.getLogger(__name__)
 
 ORIGINAL_NAMES = "original_names.json"
 SHARDS = "shards"
-# Autocast dtype of each --precision (None: float32, no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "float32": None,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+PRECISIONS = ("fp32", "bf16", "fp16")  # what Detector.autocast runs the caffe network in
 # A process that finished its share waits this long for the slowest one (torch's default is minutes).
 SHARD_WAIT = timedelta(hours=48)
 MERGE_COMMIT_ROWS = 256  # rows copied from the shards per commit (a commit syncs every file of the store)
@@ -98,9 +89,9 @@ class ExtractConfig:
         metadata={"help": "auto (cuda:LOCAL_RANK when there is a GPU, else cpu), cpu, cuda[:N]"},
     )
     precision: str = field(
-        default="float32",
+        default="fp32",
         metadata={
-            "help": "autocast dtype of the caffe network: bfloat16 (CPU with bf16, GPU), float16 (GPU)",
+            "help": "what the caffe network computes in: fp32, bf16 (CPU with bf16, GPU), fp16 (GPU)",
             "choices": list(PRECISIONS),
         },
     )
@@ -172,27 +163,6 @@ def shard_dir(out: str | Path, rank: int, world_size: int) -> Path:
     return Path(out) / SHARDS / f"rank-{rank:05d}-of-{world_size:05d}"
 
 
-def precision_context(detector: Detector, precision: str) -> contextlib.AbstractContextManager:
-    """The context ``detector.detect`` runs in for ``precision`` (see the module docstring).
-
-    Raises:
-        ValueError: reduced precision asked for where its drift was not measured (the torchvision network, the
-            detectron2 backend) or where the device has no such arithmetic (float16 on a CPU, bfloat16 on a CPU
-            without native support).
-    """
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    if not isinstance(detector.model, CaffeFasterRCNN):
-        raise ValueError(f"precision {precision} is for the caffe network on the torch backend only")
-    device = detector.device
-    if device.type == "cpu" and not (dtype == torch.bfloat16 and cpu_has_bf16()):
-        raise ValueError(
-            f"precision {precision} needs a GPU{'' if dtype == torch.float16 else ' or a CPU with bf16'}"
-        )
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def extract(cfg: ExtractConfig) -> ExtractionSummary:
     """Run the detector over ``cfg.images`` into the store at ``cfg.out``; see the module docstring.
 
@@ -203,12 +173,12 @@ def extract(cfg: ExtractConfig) -> ExtractionSummary:
     try:
         torch.set_num_threads(cfg.num_threads)
         detector = Detector.from_pretrained(cfg.detector, device=place.device, backend=cfg.backend)
-        context = precision_context(detector, cfg.precision)
+        detector.autocast(cfg.precision)  # refused here, before any image, where it cannot run
         images = list_images(cfg.images)
         renamed = _write_original_names(cfg, images) if place.is_main else {}
         if place.world_size == 1:
-            return _extract_single(cfg, detector, context, images, renamed)
-        return _extract_sharded(cfg, detector, context, images, renamed, place.rank, place.world_size)
+            return _extract_single(cfg, detector, images, renamed)
+        return _extract_sharded(cfg, detector, images, renamed, place.rank, place.world_size)
     finally:
         if joined:
             distributed.cleanup()
@@ -243,7 +213,6 @@ def _write_original_names(cfg: ExtractConfig, images: list[tuple[str, Path]]) ->
 def _extract_single(
     cfg: ExtractConfig,
     detector: Detector,
-    context: contextlib.AbstractContextManager,
     images: list[tuple[str, Path]],
     renamed: dict[str, str],
 ) -> ExtractionSummary:
@@ -256,7 +225,7 @@ def _extract_single(
     writer = _writer(cfg, detector, cfg.out)
     pending = [(img_id, path) for img_id, path in images if not writer.has(img_id)]
     already_present = len(images) - len(pending)
-    written, skipped = _extract_into(cfg, detector, context, pending, writer)
+    written, skipped = _extract_into(cfg, detector, pending, writer)
     remaining = sum(1 for img_id, _ in images if not writer.has(img_id) and img_id not in skipped)
     finalized = remaining == 0
     if finalized:
@@ -267,7 +236,6 @@ def _extract_single(
 def _extract_sharded(
     cfg: ExtractConfig,
     detector: Detector,
-    context: contextlib.AbstractContextManager,
     images: list[tuple[str, Path]],
     renamed: dict[str, str],
     rank: int,
@@ -281,7 +249,7 @@ def _extract_sharded(
     shard = _writer(cfg, detector, shard_dir(cfg.out, rank, world_size))
     share = [(img_id, path) for img_id, path in images[rank::world_size] if img_id not in in_merged]
     pending = [(img_id, path) for img_id, path in share if not shard.has(img_id)]
-    written, skipped = _extract_into(cfg, detector, context, pending, shard)
+    written, skipped = _extract_into(cfg, detector, pending, shard)
     shard.finalize()  # readable by rank 0; a rerun reopens and resumes it all the same
     counts = distributed.all_gather_object((written, len(images[rank::world_size]) - len(pending), skipped))
     written = sum(count[0] for count in counts)
@@ -337,7 +305,6 @@ def _finish(cfg: ExtractConfig, writer: FeatureStoreWriter) -> None:
 def _extract_into(
     cfg: ExtractConfig,
     detector: Detector,
-    context: contextlib.AbstractContextManager,
     pending: list[tuple[str, Path]],
     writer: FeatureStoreWriter,
 ) -> tuple[int, dict[str, str]]:
@@ -358,8 +325,7 @@ def _extract_into(
                 batch.append((img_id, detector.load_image(path)))
             except ImageError as err:
                 skipped[img_id] = _skip(str(err))
-        with context:
-            detected = _detected(detector, batch, skipped)
+        detected = _detected(detector, batch, skipped, cfg.precision)
         for img_id, record in detected:
             try:
                 writer.add(record)
@@ -375,14 +341,16 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _detected(detector: Detector, batch: list, skipped: dict[str, str]) -> list[tuple[str, dict]]:
+def _detected(
+    detector: Detector, batch: list, skipped: dict[str, str], precision: str
+) -> list[tuple[str, dict]]:
     """(image id, store record) of each loaded image. If the batch fails, its images go one at a time, and one
     that fails alone is skipped with its error: one bad image never costs the others."""
     try:
-        return _records(batch, detector.detect([loaded for _, loaded in batch]))
+        return _records(batch, detector.detect([loaded for _, loaded in batch], precision=precision))
     except Exception as err:  # whatever the model raises, the run goes on; the culprit is named and counted
         if len(batch) > 1:
-            return [record for item in batch for record in _detected(detector, [item], skipped)]
+            return [record for item in batch for record in _detected(detector, [item], skipped, precision)]
         img_id, loaded = batch[0]
         skipped[img_id] = _skip(f"{loaded.name}: detection failed ({type(err).__name__}: {err})")
         return []
@@ -401,9 +369,9 @@ def _skip(reason: str) -> str:
 
 def main(argv: list[str] | None = None) -> ExtractionSummary:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m training.extract", description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ExtractConfig, title="extraction")
-    cfg = dataclass_from_args(ExtractConfig, parser.parse_args(argv))
+    cfg = parse_config(
+        ExtractConfig, argv, prog="python -m training.extract", doc=__doc__, title="extraction"
+    )
     summary = extract(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return summary  # rank 0 reports for the whole run

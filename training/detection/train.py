@@ -22,7 +22,6 @@ plain containers only and is read back with ``weights_only=True``: no code runs 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -36,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from lxmert.checkpoints import read_torch_file
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.detection import PRESETS, Detector, DetectorConfig, FasterRCNNWithAttributes, Regions, load_image
 from lxmert.detection.files import read_vocab
 from lxmert.detection.images import to_tensor
@@ -317,9 +316,9 @@ def evaluate_detector(detector: Detector, cfg: DetectorTrainConfig) -> Detection
 
 
 def main(argv: list[str] | None = None) -> DetectionReport:
-    parser = argparse.ArgumentParser(prog="python -m training.detector", description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, DetectorTrainConfig, title="detector training")
-    cfg = dataclass_from_args(DetectorTrainConfig, parser.parse_args(argv))
+    cfg = parse_config(
+        DetectorTrainConfig, argv, prog="python -m training.detector", doc=__doc__, title="detector training"
+    )
     torch.set_num_threads(cfg.num_threads)
     if not cfg.eval_only:
         train(cfg)

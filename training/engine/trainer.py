@@ -62,6 +62,8 @@ CONFIG_FILE = "train_config.json"
 # Fields that fix the data order and the optimisation trajectory: a resume with other values could not continue
 # the same run.
 RESUME_INVARIANTS = ("seed", "batch_size", "grad_accum", "epochs", "lr", "warmup_ratio")
+# How a user of the commands built on TrainConfig's flags starts over instead of resuming.
+RESTART_ADVICE = "use another --output or --no-resume"
 
 
 @dataclass
@@ -133,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr < 0:  # 0 is a command's "choose for me", resolved before training
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
 
 
 @dataclass
@@ -247,11 +251,18 @@ class Trainer:
         model: the bare model (an ``LxmertPreTrainedModel``); it is moved to the device, wrapped for DDP and
             compilation as configured, and saved with ``save_pretrained``.
         task: batching, losses and metrics.
-        config: the run's settings.
+        config: the run's settings; ``lr`` > 0.
+        restart_advice: how the command's user starts over, named when a checkpoint cannot be resumed (a
+            command with other flags than TrainConfig's says its own).
     """
 
-    def __init__(self, model: nn.Module, task: Task, config: TrainConfig):
+    def __init__(
+        self, model: nn.Module, task: Task, config: TrainConfig, restart_advice: str = RESTART_ADVICE
+    ):
+        if config.lr <= 0:
+            raise ValueError(f"lr must be > 0 to train, got {config.lr}")
         self.config = config
+        self.restart_advice = restart_advice
         self.task = task
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -526,9 +537,7 @@ class Trainer:
             ):
                 raise UnreadableFileError(path, "not a checkpoint of this trainer")
         except UnreadableFileError as err:
-            raise UnreadableFileError(
-                path, f"{err.reason}; remove it, or use another --output or --no-resume"
-            ) from err
+            raise UnreadableFileError(path, f"{err.reason}; remove it, or {self.restart_advice}") from err
         saved = checkpoint["config"]
         changed = {
             k: (saved[k], getattr(self.config, k))
@@ -540,7 +549,7 @@ class Trainer:
         if changed:
             raise ValueError(
                 f"cannot resume {path}: these settings differ from the checkpoint's (saved, now): {changed}; "
-                "use another --output or --no-resume"
+                f"{self.restart_advice}"
             )
         self.model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -587,4 +596,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-__all__ = ["SUMMARY_FILE", "ResumableSampler", "TrainConfig", "TrainState", "Trainer", "linear_warmup_decay"]
+__all__ = [
+    "METRICS_FILE",
+    "RESTART_ADVICE",
+    "SUMMARY_FILE",
+    "ResumableSampler",
+    "TrainConfig",
+    "TrainState",
+    "Trainer",
+    "linear_warmup_decay",
+]

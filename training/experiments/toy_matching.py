@@ -15,7 +15,6 @@ shape histogram) solves it in a few hundred steps; the run shows whether, and wh
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lxmert.config import LxmertConfig
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.modeling import LxmertForPreTraining
 
 
@@ -185,13 +184,7 @@ def train_matching_toy(config: MatchingToyConfig) -> dict[str, float | list[floa
 
 
 def main(argv: list[str] | None = None) -> dict[str, float | list[float]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.matching_toy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_dataclass_arguments(parser, MatchingToyConfig)
-    config = dataclass_from_args(MatchingToyConfig, parser.parse_args(argv))
+    config = parse_config(MatchingToyConfig, argv, prog="python -m training.matching_toy", doc=__doc__)
     result = train_matching_toy(config)
     print(json.dumps({"config": asdict(config), **result}))
     return result

@@ -27,9 +27,11 @@ from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
 from lxmert.fileio import atomic_directory, read_json, read_json_object
+from lxmert.model_sets import CheckpointEntry, ModelSet, write_model_set
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"
+DEFAULT_SET_NAME = "Synthetic world (shipped default)"
 
 
 @dataclass
@@ -104,6 +106,21 @@ def cache_sample_regions(detector_dir: Path, samples: Path) -> int:
     return len(images)
 
 
+def write_default_set(default: Path) -> Path:
+    """The ``model_set.json`` that makes ``default/`` the app's default model set: the synthetic world's detector,
+    the QA model (selected first) and the pre-trained one."""
+    return write_model_set(
+        ModelSet(
+            default,
+            DEFAULT_SET_NAME,
+            "synthetic",
+            default / "detector",
+            {name: CheckpointEntry(default / name) for name in ("model", "pretrained")},
+            default="model",
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.export_default", description=__doc__.split("\n\n")[0]
@@ -128,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     export_checkpoint(
         qa, default / "model", {"recipe": RECIPE, "summary": _json(_run_dir(qa) / "summary.json")}
     )
+    write_default_set(default)
     export_samples(world, out / "samples", cfg.gallery, cfg.scenes)
     cached = cache_sample_regions(default / "detector", out / "samples")
     print(f"wrote {default} and {out / 'samples'} (regions of {cached} samples cached)")

@@ -6,30 +6,51 @@ Two kinds, on the same splits and scored by the same evaluators as the models:
    ``python -m training.finetune <task> --ablate vision`` (question only: every image becomes one blank region, so no
    image information reaches the model) or ``--ablate language`` (image only: every sentence is empty, the model reads
    ``[CLS] [SEP]``). Same initialisation, recipe and splits as the full model.
-2. **Answer priors** (this module, no model): the most frequent training answer (a question's best-scored one) of
-   each question type, predicted for every evaluation question of that type (the most-frequent-answer-per-question-
-   type baseline of the VQA papers; the counting is ``training.world.baselines``'). Question types: VQA's
-   ``question_type`` (the question's first words); GQA's detailed type where the data records it, else the
-   question's first two words; NLVR2's statement family where the world records it, else none (the majority
-   label). A type unseen in training falls back to the overall most frequent answer.
+2. **Answer priors** (this module, no model, no image), two of them (``--key``):
+
+   - ``question`` (the default): the most frequent training answer (a question's best-scored one) to the very same
+     question, compared after normalising (lower case, punctuation dropped, single spaces); a question never asked
+     in training gets its type's prior, below. This is the question-only level of a dataset whose questions repeat
+     (a fixed set of templates, few answers): there it is what a model that ignores the image can reach.
+   - ``type``: the most frequent training answer of each question type, predicted for every evaluation question of
+     that type (the most-frequent-answer-per-question-type baseline of the VQA papers; the counting is
+     ``training.world.baselines``'). Question types: VQA's ``question_type`` (the question's first words; for
+     your own data, its first two); GQA's detailed type where the data records it, else the question's first two
+     words; NLVR2's statement family where the world records it, else none (the majority label). A type unseen in
+     training falls back to the overall most frequent answer. Far below the question-only level where two
+     opening words say little ("is there ...": yes or no about anything).
+
+   Neither is trained: the trained question-only baseline above learns from the whole question and is the one to
+   beat; these priors are its floor, computed in a second.
 
     python -m training.baselines --task vqa --split test
+    python -m training.baselines --task vqa --split test --key type
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from training.engine.metrics import nlvr2_label
+from lxmert.data.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits
-from training.world.baselines import best_answer, fit_majority, nlvr2_template, predict_majority, vqa_template
+from training.world.baselines import (
+    OVERALL,
+    best_answer,
+    fit_majority,
+    nlvr2_template,
+    predict_majority,
+    vqa_template,
+)
+
+PRIOR_KEYS = ("question", "type")
 
 
 @dataclass
@@ -43,6 +64,18 @@ class BaselineConfig:
     out: str = field(
         default="", metadata={"help": "prediction file (default: runs/finetune/<task>-prior/predictions/...)"}
     )
+    key: str = field(
+        default="question",
+        metadata={
+            "help": "'question': the most frequent answer to the same (normalised) question, else its type's; "
+            "'type': the question type's only",
+            "choices": PRIOR_KEYS,
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.key not in PRIOR_KEYS:
+            raise ValueError(f"key must be one of {PRIOR_KEYS}, got {self.key!r}")
 
 
 def question_type(task: str, datum: dict[str, Any]) -> str:
@@ -59,6 +92,40 @@ def gold_answer(task: str, datum: dict[str, Any]) -> Any:
     return nlvr2_label(datum["label"]) if task == "nlvr2" else best_answer(datum["label"])
 
 
+def normalise_question(sentence: str) -> str:
+    """A question as the question prior compares it: lower case, words only, single spaces."""
+    return " ".join(re.findall(r"\w+", sentence.lower()))
+
+
+def prior_predictions(
+    task: str, train_items: list[dict[str, Any]], items: list[dict[str, Any]], key: str = "question"
+) -> dict[Any, Any]:
+    """``{datum id: answer}`` of the answer prior (``key``: see the module docstring) counted on ``train_items``."""
+    if key not in PRIOR_KEYS:
+        raise ValueError(f"key must be one of {PRIOR_KEYS}, got {key!r}")
+    id_key = get_task(task).id_key
+
+    def template(datum: dict[str, Any]) -> str:
+        return question_type(task, datum)
+
+    def question(datum: dict[str, Any]) -> str:
+        return normalise_question(datum["sent"])
+
+    def answer(datum: dict[str, Any]) -> Any:
+        return gold_answer(task, datum)
+
+    labelled = [d for d in train_items if d.get("label") or task == "nlvr2"]
+    by_type = fit_majority(labelled, template, answer)
+    by_question = fit_majority(labelled, question, answer) if key == "question" else {}
+    by_question.pop(OVERALL, None)  # a question never asked falls back to its type, not to the overall answer
+    return {
+        d[id_key]: by_question[question(d)]
+        if question(d) in by_question
+        else predict_majority(by_type, d, template)
+        for d in items
+    }
+
+
 def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
     """Count the prior on ``cfg.train``, predict ``cfg.split``, write and score the predictions."""
     task_class: type[FinetuneTask] = get_task(cfg.task)
@@ -68,20 +135,16 @@ def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
     train_items = load_splits(data, train_splits, task_class.read_split)
     items = load_splits(data, split, task_class.read_split)
 
-    def template(datum: dict[str, Any]) -> str:
-        return question_type(cfg.task, datum)
-
-    labelled = [d for d in train_items if d.get("label") or cfg.task == "nlvr2"]
-    prior = fit_majority(labelled, template, lambda d: gold_answer(cfg.task, d))
-    predictions = {d[task_class.id_key]: predict_majority(prior, d, template) for d in items}
+    predictions = prior_predictions(cfg.task, train_items, items, cfg.key)
     record = {
         "task": cfg.task,
-        "baseline": "answer prior per question type",
+        "baseline": "answer prior per question, else per question type"
+        if cfg.key == "question"
+        else "answer prior per question type",
         "train": train_splits,
         "split": split,
-        "question_types": len(prior) - 1,  # without the overall fallback
     }
-    directory = Path("runs/finetune", f"{cfg.task}-prior")
+    directory = Path("runs/finetune", f"{cfg.task}-prior" + ("-type" if cfg.key == "type" else ""))
     return task_class.publish_predictions(predictions, items, cfg.out, directory, split, record)
 
 

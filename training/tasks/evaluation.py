@@ -15,7 +15,6 @@ the official formats — VQA ``[{question_id, answer}]``, GQA ``[{questionId, pr
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from training.engine.distributed import resolve_device
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config
@@ -125,11 +124,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    cfg = parse_config(
+        EvaluateConfig, argv, prog="python -m training.evaluate", doc=__doc__, title="evaluation"
     )
-    add_dataclass_arguments(parser, EvaluateConfig, "evaluation")
-    cfg = dataclass_from_args(EvaluateConfig, parser.parse_args(argv))
     print(json.dumps(evaluate(cfg), indent=1))

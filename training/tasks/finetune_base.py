@@ -7,7 +7,7 @@ A fine-tuning task is a :class:`~training.tasks.base.Task` (what the shared trai
 - its model: built from a pre-trained checkpoint (QA head transferred by answer string where the task has one)
   or, with ``from_scratch``, the same architecture and vocabulary at random initialisation;
 - its predictions: one answer per datum, keyed as the official evaluator keys them, written in the official
-  submission format and scored by :mod:`training.engine.metrics`.
+  submission format and scored by :mod:`lxmert.data.metrics`.
 """
 
 from __future__ import annotations

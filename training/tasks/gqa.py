@@ -2,7 +2,9 @@
 
 Data: the authors' ``data/gqa/{train,valid,testdev}.json`` and ``trainval_label2ans.json`` (or the synthetic
 world's). As the official guidelines and the paper say, the paper fine-tunes on train + valid and validates on
-testdev, at lr 1e-5.
+testdev, at lr 1e-5 (``--train train,valid --valid testdev --lr 1e-5``). The defaults read the synthetic world of the
+README's layout (:mod:`training.tasks.default_layout`) and, as ``scripts/build_default.sh`` and the question-only
+baselines do, train on train and validate on valid.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lxmert.data.metrics import gqa_is_open, gqa_scores, gqa_structural_type
 from lxmert.data.task_files import load_gqa, write_gqa_predictions
-from training.engine.metrics import gqa_is_open, gqa_scores, gqa_structural_type
 
+from .default_layout import FEATURES, WORLD
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS
 from .qa import QATask
 
@@ -21,10 +24,10 @@ from .qa import QATask
 class GQATask(QATask):
     name = "gqa"
     data_defaults = {
-        "data": "runs/world/gqa",
-        "features": "runs/features/world",
-        "train": "train,valid",
-        "valid": "testdev",
+        "data": f"{WORLD}/gqa",
+        "features": FEATURES,
+        "train": "train",
+        "valid": "valid",
     }
     train_defaults = {**FINETUNE_TRAIN_DEFAULTS, "lr": 1e-5}
     id_key = "question_id"

@@ -20,12 +20,13 @@ import torch
 from torch import nn
 
 from lxmert.checkpoints import load_pretrained, read_config
+from lxmert.data.metrics import nlvr2_group, nlvr2_scores
 from lxmert.data.task_files import load_nlvr2, write_nlvr2_predictions
 from lxmert.modeling import LxmertForNLVR2
 from training.engine import distributed
-from training.engine.metrics import nlvr2_group, nlvr2_scores
 
 from .base import Losses, MetricSums, Stats, add_sums, scalar
+from .default_layout import NLVR2_FEATURES, NLVR2_WORLD
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS, FinetuneTask
 from .finetune_data import NLVR2Dataset, pad_regions
 from .qa import model_inputs
@@ -34,8 +35,8 @@ from .qa import model_inputs
 class NLVR2Task(FinetuneTask):
     name = "nlvr2"
     data_defaults = {
-        "data": "runs/world/nlvr2",
-        "features": "runs/features/world",
+        "data": f"{NLVR2_WORLD}/nlvr2",
+        "features": NLVR2_FEATURES,
         "train": "train",
         "valid": "valid",
     }

@@ -1,10 +1,11 @@
 """Bring your own data: a folder of images and a table of questions → features → a fine-tuned QA model.
 
-    python -m training.byo --images my_images/ --questions my_questions.csv --out runs/byo/mine \\
-        --detector runs/detector --init runs/pretrain/final
+    python -m training.byo --images my_images/ --questions my_questions.csv --out runs/byo/mine
 
-Three steps; rerunning the same command resumes (extraction skips images already in the store, fine-tuning continues
-from ``<out>/model/last.pt``):
+The detector and the pre-trained checkpoint default to the shipped ``assets/default/detector`` and
+``assets/default/pretrained`` (``--detector`` / ``--init`` for others). Three steps; rerunning the same command
+resumes (extraction skips images already in the store, fine-tuning continues from ``<out>/model/last.pt``;
+``--no-resume`` trains the model again from the start and keeps the data and features):
 
 1. **Convert** the questions into the authors' VQA format under ``<out>/data``: ``train.json``, ``valid.json``,
    ``test.json`` (whichever have questions) and the answer table ``trainval_label2ans.json`` /
@@ -13,10 +14,16 @@ from ``<out>/model/last.pt``):
    single answer gets that answer at 1.0. The answer table holds every train/valid answer given as the best answer
    of at least ``min_answer_count`` questions (the real VQA table uses 9).
 2. **Extract** region features for every image of the folder into ``<out>/features``, as
-   ``python -m training.extract`` does (an image's id is its relative path without the suffix).
-3. **Fine-tune** as ``python -m training.finetune vqa`` does (the paper's recipe unless overridden here) into
+   ``python -m training.extract`` does (an image's id is its relative path without the suffix). A finished store
+   there that holds every image of the questions is used as it is, and ``--features`` names one to use instead
+   (another run's, to try another learning rate in a new ``--out`` without extracting again).
+3. **Fine-tune** as ``python -m training.finetune vqa`` does (the paper's recipe, at a learning rate chosen by the
+   model's width unless ``--lr`` is given; ``--from-scratch`` is the control without pre-training) into
    ``<out>/model``, validating on the valid split; then predict the test split, if any, as
-   ``python -m training.evaluate`` does, into ``<out>/model/predictions/test_predict.json``.
+   ``python -m training.evaluate`` does, into ``<out>/model/predictions/test_predict.json``. The run ends by
+   printing the validation accuracy beside the question-only prior's (the most frequent training answer to the same
+   question, :mod:`training.tasks.answer_priors`); it warns when the best score is no better than the prior's or
+   the last epoch still raised it steeply.
 
 The question table is a CSV with a header, or a JSON list of objects, with these fields:
 
@@ -37,6 +44,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +54,8 @@ import torch
 
 from lxmert.answers import AnswerTable
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.metrics import vqa_answer_type
+from lxmert.data.store import FeatureStore
 from lxmert.data.task_files import write_json
 from training.data.vqa_softscore import (
     answer_vocabulary,
@@ -55,11 +65,13 @@ from training.data.vqa_softscore import (
 )
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.distributed import resolve_device
-from training.engine.metrics import vqa_answer_type
 from training.engine.trainer import TrainConfig
 from training.tasks import get_task
+from training.tasks.answer_priors import prior_predictions
+from training.tasks.default_layout import DETECTOR, PRETRAINED
 from training.tasks.evaluation import EvaluateConfig, evaluate
-from training.tasks.finetuning import FinetuneConfig, finetune
+from training.tasks.finetune_schedule import no_better_than_prior_warning
+from training.tasks.finetuning import AUTO_LR, LR_HELP, FinetuneConfig, finetune
 
 SPLITS = ("train", "valid", "test")
 ANSWER_SEPARATOR = "|"
@@ -80,17 +92,35 @@ class ByoConfig:
     )
     seed: int = field(default=9595, metadata={"help": "seed of the random image split and of fine-tuning"})
     detector: str = field(
-        default="runs/detector", metadata={"help": "detector directory for training.extract"}
+        default=DETECTOR, metadata={"help": "detector directory for training.extract (the shipped one)"}
+    )
+    features: str = field(
+        default="",
+        metadata={
+            "help": "a finished feature store holding every image of the questions, used instead of extracting "
+            "(e.g. another run's <out>/features); empty: <out>/features, extracted where incomplete"
+        },
     )
     init: str = field(
-        default="runs/pretrain/final", metadata={"help": "pre-trained checkpoint to start from"}
+        default=PRETRAINED, metadata={"help": "pre-trained checkpoint to start from (the shipped one)"}
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "the control: --init's architecture and vocabulary at random initialisation"},
     )
     vocab: str = field(
         default="", metadata={"help": "WordPiece vocab.txt when the checkpoint has none (an authors' .pth)"}
     )
     epochs: int = field(default=4, metadata={"help": "fine-tuning epochs (paper: 4)"})
     batch_size: int = field(default=32, metadata={"help": "fine-tuning batch size (paper: 32)"})
-    lr: float = field(default=5e-5, metadata={"help": "fine-tuning peak learning rate (paper, VQA: 5e-5)"})
+    lr: float = field(default=AUTO_LR, metadata={"help": LR_HELP})
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "continue <out>/model from its last.pt; --no-resume trains it again from the start "
+            "(data and features are kept)"
+        },
+    )
     device: str = field(
         default="auto", metadata={"help": "auto, cpu, cuda or cuda:N (extraction and training)"}
     )
@@ -101,6 +131,8 @@ class ByoConfig:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if self.min_answer_count < 1:
             raise ValueError(f"min_answer_count must be >= 1, got {self.min_answer_count}")
+        if self.lr < 0:
+            raise ValueError(f"lr must be >= 0 (0: chosen by the model's width), got {self.lr}")
 
 
 # -- reading the question table -------------------------------------------------------------------------------
@@ -235,8 +267,65 @@ def write_data(out: Path, splits: dict[str, list[dict]], table: AnswerTable) -> 
 # -- the pipeline ---------------------------------------------------------------------------------------------
 
 
+def _complete_store(path: Path, img_ids: set[str]) -> FeatureStore | None:
+    """The finished store at ``path`` if it holds every one of ``img_ids``; None if there is none or it lacks some."""
+    try:
+        store = FeatureStore(path)
+    except (FileNotFoundError, ValueError):  # no store yet, or an interrupted one: extraction resumes it
+        return None
+    return store if img_ids <= set(store.ids) else None
+
+
+def region_features(cfg: ByoConfig, rows: list[dict[str, Any]]) -> str:
+    """The feature store of the questions' images: ``--features``, a complete ``<out>/features``, or extracted.
+
+    Raises:
+        ValueError: ``--features`` lacks images of the questions, or an image could not be extracted.
+    """
+    img_ids = {image_id(r["image"]) for r in rows}
+    if cfg.features:
+        if _complete_store(Path(cfg.features), img_ids) is None:
+            have = set(FeatureStore(cfg.features).ids)  # names the store's own problem, if that is the reason
+            missing = sorted(img_ids - have)
+            raise ValueError(
+                f"--features {cfg.features} lacks {len(missing)} images of the questions (e.g. {missing[:3]}): "
+                f"leave --features out to extract them into {Path(cfg.out) / 'features'}"
+            )
+        print(f"features: using {cfg.features}, which holds all {len(img_ids)} images of the questions")
+        return cfg.features
+    path = Path(cfg.out) / "features"
+    if _complete_store(path, img_ids) is not None:
+        print(f"features: {path} already holds all {len(img_ids)} images of the questions")
+        return str(path)
+    summary = extract(
+        ExtractConfig(
+            images=cfg.images, out=str(path), detector=cfg.detector, device=str(resolve_device(cfg.device)),
+            num_threads=cfg.threads or torch.get_num_threads(),
+        )
+    )  # fmt: skip
+    if not summary.finalized:
+        raise RuntimeError(
+            f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
+        )
+    failed = sorted(img_ids & set(summary.skipped))
+    if failed:
+        reasons = "; ".join(summary.skipped[img_id] for img_id in failed[:3])
+        raise ValueError(
+            f"{len(failed)} image{'s' if len(failed) > 1 else ''} of the questions could not be extracted "
+            f"({reasons}): replace or drop {'them' if len(failed) > 1 else 'it'} and rerun"
+        )
+    print(f"features: {summary.written} images extracted, {summary.already_present} already there")
+    return str(path)
+
+
 def run(cfg: ByoConfig) -> dict[str, Any]:
-    """Convert, extract, fine-tune and predict (see the module docstring); returns what was written."""
+    """Convert, extract, fine-tune and predict (see the module docstring); returns what was written and scored.
+
+    Returns:
+        ``data``, ``features``, ``model`` (paths), ``lr``, ``valid`` (the last validation metrics, empty without a
+        valid split), ``best`` (the best validation accuracy), ``prior`` (the question-only prior's metrics on the
+        valid split) and, with a test split, ``predictions``.
+    """
     out = Path(cfg.out)
     rows = read_questions(cfg.questions)
     missing = sorted({r["image"] for r in rows if not (Path(cfg.images) / r["image"]).is_file()})
@@ -248,45 +337,67 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
         raise ValueError("no training questions: give some rows an answer (and split train, or none)")
     write_data(out / "data", splits, table)
     print(f"data: {', '.join(f'{len(v)} {k}' for k, v in splits.items())} questions, {len(table)} answers")
-
-    device = str(resolve_device(cfg.device))
-    summary = extract(
-        ExtractConfig(
-            images=cfg.images, out=str(out / "features"), detector=cfg.detector, device=device,
-            num_threads=cfg.threads or torch.get_num_threads(),
-        )
-    )  # fmt: skip
-    if not summary.finalized:
-        raise RuntimeError(
-            f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
-        )
-    failed = sorted({image_id(r["image"]) for r in rows} & set(summary.skipped))
-    if failed:
-        reasons = "; ".join(summary.skipped[img_id] for img_id in failed[:3])
-        raise ValueError(
-            f"{len(failed)} image{'s' if len(failed) > 1 else ''} of the questions could not be extracted "
-            f"({reasons}): replace or drop {'them' if len(failed) > 1 else 'it'} and rerun"
-        )
-    print(f"features: {summary.written} images extracted, {summary.already_present} already there")
+    features = region_features(cfg, rows)
 
     task_class = get_task("vqa")
     data = task_class.default_config(
-        data=str(out / "data"), features=str(out / "features"), train="train",
-        valid="valid" if splits["valid"] else "",
+        data=str(out / "data"), features=features, train="train", valid="valid" if splits["valid"] else "",
     )  # fmt: skip
     train = TrainConfig(**{
         **task_class.train_defaults, "output": str(out / "model"), "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
+        "resume": cfg.resume,
     })  # fmt: skip
-    finetune("vqa", FinetuneConfig(init=cfg.init, vocab=cfg.vocab), data, train)
+    restart = (
+        f"rerun with --no-resume to train {out / 'model'} again from the start (data and features are kept), "
+        f"or give another --out with --features {features} to keep this run"
+    )
+    summary = finetune(
+        "vqa", FinetuneConfig(init=cfg.init, from_scratch=cfg.from_scratch, vocab=cfg.vocab), data, train,
+        restart_advice=restart,
+    )  # fmt: skip
     model = out / "model" / ("best" if splits["valid"] else "final")
-    result = {"data": str(out / "data"), "features": str(out / "features"), "model": str(model)}
+    result = {
+        "data": str(out / "data"), "features": features, "model": str(model), "lr": summary["lr"],
+        "valid": summary["valid"], "best": summary["best"], "prior": {},
+    }  # fmt: skip
+    if splits["valid"]:
+        prior = prior_predictions("vqa", splits["train"], splits["valid"])
+        result["prior"] = task_class.score(prior, splits["valid"])
+        warning = no_better_than_prior_warning(result["best"], result["prior"]["accuracy"], "--epochs / --lr")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     if splits["test"]:
         predicted = evaluate(
             EvaluateConfig(checkpoint=str(model), split="test", device=cfg.device, threads=cfg.threads)
         )
         result["predictions"] = predicted["predictions"]
     return result
+
+
+def _scores(metrics: dict[str, float]) -> str:
+    kinds = [f"{kind} {metrics[kind]:.3f}" for kind in ("yes/no", "number", "other") if kind in metrics]
+    return f"{metrics['accuracy']:.3f}" + (f" ({', '.join(kinds)})" if kinds else "")
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """What a run of :func:`run` reached, for a person: validation accuracy beside the prior, then the files."""
+    lines = []
+    if result["valid"]:
+        lines.append(
+            f"valid accuracy {_scores(result['valid'])} after the last epoch, best {result['best']:.3f} "
+            f"(lr {result['lr']:.2g})"
+        )
+        lines.append(
+            f"question-only prior (most frequent training answer to the same question) {_scores(result['prior'])}"
+        )
+    else:
+        lines.append("no valid split: nothing was scored")
+    lines.append(f"model: {result['model']}")
+    if "predictions" in result:
+        lines.append(f"test predictions: {result['predictions']}")
+    lines.append(f"data: {result['data']}; features: {result['features']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -296,4 +407,4 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_dataclass_arguments(parser, ByoConfig, "bring your own data")
-    print(json.dumps(run(dataclass_from_args(ByoConfig, parser.parse_args(argv))), indent=1))
+    print(format_result(run(dataclass_from_args(ByoConfig, parser.parse_args(argv)))))

@@ -4,7 +4,7 @@ The model is ``LxmertForQuestionAnswering``: the pooled [CLS] output through the
 its soft-score vector over the answer table (``label[answer]`` at the answer's index), and the loss is the
 authors' ``BCEWithLogitsLoss × N`` (or, with ``loss=ce``, their ``--mceLoss``: cross-entropy on the best answer).
 A prediction is the arg-max answer and scores ``label[prediction]``, as the authors' evaluators score it, so the
-running validation accuracy equals :mod:`training.engine.metrics` on the same predictions.
+running validation accuracy equals :mod:`lxmert.data.metrics` on the same predictions.
 """
 
 from __future__ import annotations

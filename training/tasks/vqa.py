@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lxmert.data.metrics import vqa_answer_type, vqa_scores
 from lxmert.data.task_files import load_vqa, write_vqa_predictions
-from training.engine.metrics import vqa_answer_type, vqa_scores
 
+from .default_layout import FEATURES, WORLD
 from .finetune_base import FINETUNE_TRAIN_DEFAULTS
 from .qa import QATask
 
@@ -20,8 +21,8 @@ from .qa import QATask
 class VQATask(QATask):
     name = "vqa"
     data_defaults = {
-        "data": "runs/world/vqa",
-        "features": "runs/features/world",
+        "data": f"{WORLD}/vqa",
+        "features": FEATURES,
         "train": "train,nominival",
         "valid": "minival",
     }

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from training.world.generate import WorldConfig, build_world
 
 
 def parse_args(argv: list[str] | None = None) -> WorldConfig:
-    parser = argparse.ArgumentParser(prog="python -m training.world", description=__doc__)
-    add_dataclass_arguments(parser, WorldConfig, "world")
-    return dataclass_from_args(WorldConfig, parser.parse_args(argv))
+    return parse_config(WorldConfig, argv, prog="python -m training.world", doc=__doc__, title="world")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 For each task the baseline predicts the most frequent training answer of the question's template (GQA: the family
 in ``types.detailed``; VQA: ``question_type``; NLVR2: the statement family, else the majority label), fit on the
-training split and scored on the validation split with the task's own evaluator (``training.engine.metrics``). The paper's
+training split and scored on the validation split with the task's own evaluator (``lxmert.data.metrics``). The paper's
 language-only rows (Table 2: 44.3 VQA, 41.1 GQA, 51.1 NLVR2) are the real-data counterpart.
 
     python -m training.world.baselines --world DIR
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
-from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 
 OVERALL = "(all)"
 

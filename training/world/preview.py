@@ -5,14 +5,13 @@ python -m training.world.preview --out docs/images/world_samples.png --scenes 6 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.fileio import atomic_write
 from training.world.scenes import Scene, render_scene, sample_scene
 
@@ -62,9 +61,9 @@ class PreviewConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.world.preview", description=__doc__)
-    add_dataclass_arguments(parser, PreviewConfig, "preview")
-    args = dataclass_from_args(PreviewConfig, parser.parse_args(argv))
+    args = parse_config(
+        PreviewConfig, argv, prog="python -m training.world.preview", doc=__doc__, title="preview"
+    )
     rng = np.random.default_rng(args.seed)
     scenes = [sample_scene(rng, kinds=args.scene_kinds) for _ in range(args.scenes)]
     sheet = contact_sheet(scenes, args.columns, args.scale)

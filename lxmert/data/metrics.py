@@ -68,6 +68,34 @@ def gqa_structural_type(datum: Mapping[str, Any]) -> str | None:
     return datum.get("structural") or None
 
 
+def label_score(datum: Mapping[str, Any], prediction: str) -> float:
+    """The credit a VQA or GQA datum gives ``prediction``: its score in the datum's ``label`` (VQA's soft score,
+    GQA's 1.0 for the gold answer, so exact match), 0 for an answer the label does not hold.
+
+    This is what the authors' evaluators add up per question (``label[prediction]``).
+    """
+    return float((datum.get("label") or {}).get(prediction, 0.0))
+
+
+def nlvr2_correct(datum: Mapping[str, Any], prediction: Any) -> bool:
+    """Whether an NLVR2 prediction (bool, 0/1 or ``"True"``/``"False"``) equals the datum's label."""
+    return nlvr2_label(prediction) == nlvr2_label(datum["label"])
+
+
+def datum_score(task: str, datum: Mapping[str, Any], prediction: Any) -> float:
+    """One datum's credit under its task's own metric: ``vqa`` and ``gqa`` :func:`label_score`, ``nlvr2`` 1 for
+    a correct truth value and 0 otherwise; the mean over a split is the task's accuracy.
+
+    Raises:
+        ValueError: an unknown task.
+    """
+    if task in ("vqa", "gqa"):
+        return label_score(datum, prediction)
+    if task == "nlvr2":
+        return float(nlvr2_correct(datum, prediction))
+    raise ValueError(f"unknown task {task!r}; expected vqa, gqa or nlvr2")
+
+
 def _check_complete(predictions: Mapping[Any, Any], ids: Sequence[Any], task: str) -> None:
     missing = [i for i in ids if i not in predictions]
     if missing:
@@ -96,7 +124,7 @@ def vqa_scores(predictions: Mapping[Any, str], data: Sequence[Mapping[str, Any]]
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for datum in data:
-        score = (datum.get("label") or {}).get(predictions[datum["question_id"]], 0.0)
+        score = label_score(datum, predictions[datum["question_id"]])
         for name in ("accuracy", vqa_answer_type(datum)):
             sums[name] += score
             counts[name] += 1
@@ -117,8 +145,7 @@ def gqa_scores(predictions: Mapping[Any, str], data: Sequence[Mapping[str, Any]]
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for datum in data:
-        # The authors add label[prediction]; gold labels are 1.0, so this is exact match.
-        score = (datum.get("label") or {}).get(predictions[datum["question_id"]], 0.0)
+        score = label_score(datum, predictions[datum["question_id"]])
         names = ["accuracy", "open" if gqa_is_open(datum) else "binary"]
         structural = gqa_structural_type(datum)
         if structural is not None:
@@ -164,7 +191,7 @@ def nlvr2_scores(predictions: Mapping[str, Any], data: Sequence[Mapping[str, Any
     correct = 0
     group_consistent: dict[str, bool] = {}
     for datum in data:
-        right = nlvr2_label(predictions[datum["identifier"]]) == nlvr2_label(datum["label"])
+        right = nlvr2_correct(datum, predictions[datum["identifier"]])
         correct += right
         group = nlvr2_group(datum["identifier"])
         group_consistent[group] = group_consistent.get(group, True) and right
@@ -178,10 +205,13 @@ def nlvr2_scores(predictions: Mapping[str, Any], data: Sequence[Mapping[str, Any
 
 __all__ = [
     "VQA_ANSWER_TYPES",
+    "datum_score",
     "gqa_is_open",
     "gqa_scores",
     "gqa_structural_type",
+    "label_score",
     "nlvr2_group",
+    "nlvr2_correct",
     "nlvr2_label",
     "nlvr2_scores",
     "vqa_answer_type",
