@@ -17,7 +17,6 @@ from analysis.forward import AnswerScore
 from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
 from app import render, selection
 from app.loading import Checkpoint, Scene
-from app.selection import Pick
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]")
 # Attention families in the order the model computes them, with the names the page shows (query → key).
@@ -257,17 +256,23 @@ def show_family_grid(
         plot(
             figure,
             key=key,
-            on_select=functools.partial(_picked, key, dict(zip(labels, index, strict=True)), on_pick),
+            on_select=functools.partial(
+                _clicked,
+                key,
+                functools.partial(_grid_head, dict(zip(labels, index, strict=True))),
+                lambda head: on_pick(*head),
+            ),
         )
 
 
-def _picked(key: str, rows: dict[str, tuple[str, int]], on_pick) -> None:
-    """The grid's click callback: the clicked cell's row label names (family, layer), its column the head."""
-    points = st.session_state[key].selection.points
+def _grid_head(rows: dict[str, tuple[str, int]], points) -> tuple[str, int, int | None] | None:
+    """The head a click on the grid picks: the cell's row label names (family, layer), its column the head (None
+    for the mean column)."""
     if points and points[0].get("y") in rows:
         family, layer = rows[points[0]["y"]]
         column = str(points[0].get("x", ""))
-        on_pick(family, layer, int(column[1:]) - 1 if column.startswith("h") else None)
+        return family, layer, int(column[1:]) - 1 if column.startswith("h") else None
+    return None
 
 
 def show_head_grid(
@@ -321,14 +326,14 @@ def show_attention_map(
     hide_special: bool,
     stretch: bool,
     *,
-    selected: Pick | None = None,
+    selected: selection.Pick | None = None,
     on_pick=None,
     key: str,
 ) -> None:
     """One family's query × key map for a layer and head (None = averaged), words and regions named.
 
     The ``selected`` word and region are outlined on the rows and columns of their side; with ``on_pick``, a click
-    on a cell calls ``on_pick(Pick)`` with the word and region it selects (:func:`app.selection.cell_pick`).
+    on a cell calls ``on_pick(selection.Pick)`` with the word and region it selects (:func:`app.selection.cell_pick`).
     """
     matrix = maps.select(family, layer, head)
     query_side, key_side = FAMILY_SIDES[family]
@@ -362,7 +367,7 @@ def show_attention_map(
         plot(figure, key=key)
     else:
 
-        def read(points) -> Pick | None:
+        def read(points) -> selection.Pick | None:
             cell = selection.clicked_cell(points)
             return None if cell is None else selection.cell_pick((query_side, key_side), rows, columns, cell)
 

@@ -65,19 +65,24 @@ def figure(app: AppTest, key: str) -> dict:
     return json.loads(chart(app, key).proto.spec)
 
 
-def click(app: AppTest, key: str, tag: list) -> AppTest:
-    """Click the point of chart ``key`` whose customdata starts with ``tag`` (e.g. ``["region", 3]``), as a browser
-    does: the chart's new selection state goes to the server with every other widget's, and the script reruns."""
+def click(app: AppTest, key: str, tag: list | None = None, *, at: tuple | None = None) -> AppTest:
+    """Click the point of chart ``key`` whose customdata starts with ``tag`` (e.g. ``["region", 3]``), or the one at
+    ``at`` = (x, y), as a browser does: the chart's new selection state goes to the server with every other
+    widget's, and the script reruns."""
     drawn = chart(app, key)
     for curve, trace in enumerate(json.loads(drawn.proto.spec)["data"]):
-        for index, data in enumerate(trace.get("customdata") or []):
-            if isinstance(data, list) and data[: len(tag)] == tag:
+        if trace.get("type") != "scatter":  # plotly reports clicks on markers only
+            continue
+        customdata = trace.get("customdata")
+        for index, (x, y) in enumerate(zip(trace.get("x") or [], trace.get("y") or [], strict=True)):
+            data = customdata[index] if isinstance(customdata, list) else None
+            if (tag is not None and isinstance(data, list) and data[: len(tag)] == tag) or (x, y) == at:
                 point = {
                     "curve_number": curve,
                     "point_number": index,
                     "point_index": index,
-                    "x": trace["x"][index],
-                    "y": trace["y"][index],
+                    "x": x,
+                    "y": y,
                     "customdata": data,
                 }
                 states = app._tree.get_widget_states()
@@ -89,7 +94,7 @@ def click(app: AppTest, key: str, tag: list) -> AppTest:
                 app._run(states)
                 assert not app.exception, [e.value for e in app.exception]
                 return app
-    raise AssertionError(f"chart {key} has no point tagged {tag}")
+    raise AssertionError(f"chart {key} has no point tagged {tag} or at {at}")
 
 
 def dashed_boxes(spec: dict) -> list[tuple[float, float, float, float]]:
@@ -216,3 +221,13 @@ def test_attributions_give_the_clicked_regions_score_and_rank(app, reference):
     line = next(m.value for m in app.markdown if m.value.startswith(f"**{label}**"))
     expected_rank = 1 + sum(abs(v) > abs(scores[label]) for v in scores.values())
     assert f"relevancy {scores[label]:.3g}, rank {expected_rank} of {NUM_REGIONS}" in line
+
+
+def test_a_click_on_the_head_grid_shows_that_head_in_the_map(app):
+    open_page(app, "attention")
+    click(app, "head_grid", at=("h2", "v→l 1"))
+    assert app.selectbox(key="attention_family").value == "cross_v2l"
+    assert (app.selectbox(key="map_layer").value, app.selectbox(key="map_head").value) == (0, 1)
+    click(app, "head_grid", at=("mean", "x-lang 2"))
+    assert app.selectbox(key="attention_family").value == "x_lang_self"
+    assert (app.selectbox(key="map_layer").value, app.selectbox(key="map_head").value) == (1, None)
