@@ -404,12 +404,22 @@ def show_word_on_image(
 
 
 def show_region_to_words(
-    maps: AttentionMaps, region: int, region_label: str, layer: int | None, head: int | None, *, key: str
+    maps: AttentionMaps,
+    region: int,
+    region_label: str,
+    layer: int | None,
+    head: int | None,
+    *,
+    selected_token: int | None = None,
+    key: str,
 ) -> None:
-    """Which words one region reads: its vision → language attention on the tokens."""
+    """Which words one region reads: its vision → language attention on the tokens, the selected word outlined."""
     scores = maps.region_to_tokens(region, layer, head)
+    marked = () if selected_token is None else (selected_token,)
     st.markdown(
-        render.token_highlight_html(maps.tokens, scores, caption=f"region {region_label} → words"),
+        render.token_highlight_html(
+            maps.tokens, scores, caption=f"region {region_label} → words", marked=marked
+        ),
         unsafe_allow_html=True,
     )
     top = np.argsort(-scores)[:3]

@@ -460,8 +460,11 @@ def mark_lines(figure: go.Figure, rows: Sequence[int] = (), columns: Sequence[in
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def token_highlight_html(tokens: Sequence[str], scores: np.ndarray, *, caption: str = "") -> str:
-    """Tokens as coloured chips on the shared scale; hover shows each token's score.
+def token_highlight_html(
+    tokens: Sequence[str], scores: np.ndarray, *, caption: str = "", marked: Sequence[int] = ()
+) -> str:
+    """Tokens as coloured chips on the shared scale; hover shows each token's score; the ``marked`` positions (the
+    selected word) are outlined in red, as the selected rows and columns of a heatmap are.
 
     Returns:
         An HTML fragment (every token escaped) for ``st.markdown(..., unsafe_allow_html=True)``.
@@ -472,12 +475,15 @@ def token_highlight_html(tokens: Sequence[str], scores: np.ndarray, *, caption: 
     low, high = _colour_range(scores)
     scale = DIVERGING if _signed(scores) else SEQUENTIAL
     chips = []
-    for token, score, colour in zip(tokens, scores, _colours(scores, scale, low, high), strict=True):
+    for i, (token, score, colour) in enumerate(
+        zip(tokens, scores, _colours(scores, scale, low, high), strict=True)
+    ):
         strength = abs(score) / max(abs(low), abs(high))
         ink = "white" if (strength > 0.5 if scale == DIVERGING else score > (low + high) / 2) else "black"
         background = colour if scale == SEQUENTIAL or strength > 0.05 else "#f0f0f0"
+        outline = "outline:3px solid red;" if i in marked else ""
         chips.append(
-            f'<span title="{score:.3f}" style="background:{background};color:{ink};padding:2px 6px;'
+            f'<span title="{score:.3f}" style="background:{background};color:{ink};padding:2px 6px;{outline}'
             f'margin:2px;border-radius:4px;display:inline-block;font-family:monospace">{html.escape(token)}</span>'
         )
     head = f'<div style="font-size:0.85em;color:#666">{html.escape(caption)}</div>' if caption else ""

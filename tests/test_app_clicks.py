@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,11 @@ def region_key(app: AppTest, prefix: str) -> str:
     return next(w.key for w in [*app.selectbox, *app.multiselect] if w.key and w.key.startswith(prefix))
 
 
+def outlined_chips(chips: str) -> list[str]:
+    """The words outlined as selected among a view's word chips."""
+    return re.findall(r"<span [^>]*outline:[^>]*>([^<]*)</span>", chips)
+
+
 def outlined_lines(spec: dict) -> tuple[list[int], list[int]]:
     """The rows and columns of a heatmap outlined as selected (a row's outline spans the columns, and the other way
     round; every map here has more than one of each)."""
@@ -139,7 +145,8 @@ def test_a_click_on_a_cross_attention_cell_selects_its_word_and_region_everywher
     assert figure(app, "word_on_image")["layout"]["title"]["text"] == f"“{tokens[2]}” → regions"
     assert dashed_boxes(figure(app, "word_on_image")) == [box(regions, 5)]
     label = app.selectbox(key=region_key_).format_func(5)
-    assert any(f"region {html.escape(label)} → words" in m.value for m in app.markdown)
+    chips = next(m.value for m in app.markdown if f"region {html.escape(label)} → words" in m.value)
+    assert outlined_chips(chips) == [html.escape(tokens[2])]
     assert outlined_lines(figure(app, "attention_map")) == ([2], [5])
 
 

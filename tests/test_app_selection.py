@@ -124,3 +124,10 @@ def test_marks_outline_the_selected_boxes_rows_and_columns():
     row, column = figure.layout.shapes
     assert (row.x0, row.x1, row.y0, row.y1) == (-0.5, 2.5, 0.5, 1.5)
     assert (column.x0, column.x1, column.y0, column.y1) == (1.5, 2.5, -0.5, 1.5)
+
+
+def test_the_selected_word_is_outlined_among_the_chips():
+    chips = render.token_highlight_html(["a", "b<", "c"], np.array([0.1, 0.2, 0.3]), marked=[1])
+    outlined = [part for part in chips.split("<span ")[1:] if "outline:" in part]
+    assert len(outlined) == 1 and outlined[0].endswith(">b&lt;</span>")
+    assert "outline:" not in render.token_highlight_html(["a"], np.array([0.1]))

@@ -123,7 +123,13 @@ with image_column:
             "Region", range(maps.num_regions), format_func=lambda i: page.scene.labels[i], key=region_key
         )
         panels.show_region_to_words(
-            maps, region, page.scene.labels[region], cross_layer, cross_head, key="region_words"
+            maps,
+            region,
+            page.scene.labels[region],
+            cross_layer,
+            cross_head,
+            selected_token=token,
+            key="region_words",
         )
 
 st.download_button(
