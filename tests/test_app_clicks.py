@@ -94,6 +94,7 @@ def click(app: AppTest, key: str, tag: list | None = None, *, at: tuple | None =
                 )
                 app._run(states)
                 assert not app.exception, [e.value for e in app.exception]
+                assert not app.warning, [w.value for w in app.warning]
                 return app
     raise AssertionError(f"chart {key} has no point tagged {tag} or at {at}")
 
