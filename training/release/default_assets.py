@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from lxmert.checkpoints import load_checkpoint
+from lxmert.checkpoints import SCORES_KEY, load_checkpoint, meta_scores
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.files import save_cached_regions
@@ -30,6 +30,8 @@ from lxmert.fileio import atomic_directory, read_json, read_json_object
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"
+# The tables of a run's summary.json that are scores of the saved checkpoint (the train table is of the last epoch).
+SCORED_SPLITS = ("valid", "chance")
 
 
 @dataclass
@@ -56,6 +58,21 @@ def _json(path: Path) -> dict[str, Any]:
 def _run_dir(checkpoint: Path) -> Path:
     """The training run a checkpoint (``RUN/best`` or ``RUN/final``) belongs to."""
     return checkpoint.parent if (checkpoint.parent / METRICS_FILE).is_file() else checkpoint
+
+
+def scores_from_summary(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A run's ``summary.json`` as the ``scores`` of ``meta.json`` (:func:`lxmert.checkpoints.meta_scores`): its
+    validation and chance tables, losses left out (they are not scores a reader compares)."""
+    scores = {
+        split: {
+            metric: value
+            for metric, value in summary[split].items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and not metric.endswith("loss")
+        }
+        for split in SCORED_SPLITS
+        if isinstance(summary.get(split), dict)
+    }
+    return meta_scores({SCORES_KEY: scores})
 
 
 def export_checkpoint(source: Path, target: Path, meta: dict[str, Any]) -> None:
@@ -122,11 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     export_checkpoint(
         pretrained,
         default / "pretrained",
-        {"recipe": RECIPE, "summary": _json(_run_dir(pretrained) / "summary.json")},
+        {"recipe": RECIPE, SCORES_KEY: scores_from_summary(_json(_run_dir(pretrained) / "summary.json"))},
     )
     qa = Path(cfg.qa)
     export_checkpoint(
-        qa, default / "model", {"recipe": RECIPE, "summary": _json(_run_dir(qa) / "summary.json")}
+        qa,
+        default / "model",
+        {"recipe": RECIPE, SCORES_KEY: scores_from_summary(_json(_run_dir(qa) / "summary.json"))},
     )
     export_samples(world, out / "samples", cfg.gallery, cfg.scenes)
     cached = cache_sample_regions(default / "detector", out / "samples")
