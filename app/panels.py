@@ -7,6 +7,7 @@ from ``app/render.py``, so a page file reads as a list of panels.
 from __future__ import annotations
 
 import functools
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,8 +71,28 @@ def plot(figure, *, key: str, on_select=None) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def region_details(scene: Scene) -> list[str]:
+    """Per region, what hovering on its box shows: its label, the object with its confidence, and every kind of
+    attribute with its values' probabilities (softmax over all attributes and "none", so the kinds share the mass)."""
+    details = []
+    for r, label in enumerate(scene.labels):
+        obj = scene.object_names[int(scene.regions.object_ids[r])]
+        lines = [
+            f"<b>{html.escape(label)}</b>",
+            f"object: {html.escape(obj)} {float(scene.regions.object_conf[r]):.2f}",
+        ]
+        for kind, values in scene.attribute_groups(r):
+            lines.append(
+                f"{html.escape(kind)}: " + " · ".join(f"{html.escape(name)} {p:.2f}" for name, p in values)
+            )
+        if r >= scene.regions.num_real:
+            lines.append("fill proposal: below the detector's confidence threshold")
+        details.append("<br>".join(lines))
+    return details
+
+
 def show_detections(scene: Scene, *, key: str) -> None:
-    """The image with every region the model sees, labelled with attribute, object and confidences."""
+    """The image with every region the model sees: numbered detections, fill proposals dotted, attributes on hover."""
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
@@ -81,34 +102,31 @@ def show_detections(scene: Scene, *, key: str) -> None:
         confidences,
         num_labelled=regions.num_real,
         title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
+        details=region_details(scene),
     )
     plot(figure, key=key)
 
 
 def show_region_table(scene: Scene, *, key: str) -> None:
-    """One row per region: label, confidences, box, and whether it is a detection or a fill proposal."""
+    """One row per region: object, the best value of each attribute kind, confidences, box, and its kind."""
     import pandas as pd  # seconds to import on a busy CPU: kept off the way to the first answer
 
     regions = scene.regions
-    table = pd.DataFrame(
-        {
-            "object": [scene.object_names[i] for i in regions.object_ids.tolist()],
-            "object conf": regions.object_conf.numpy(),
-            "attribute": [scene.attr_names[i] for i in regions.attr_ids.tolist()],
-            "attribute conf": regions.attr_conf.numpy(),
-            "box (x1, y1, x2, y2)": [", ".join(f"{v:.0f}" for v in box) for box in regions.boxes.tolist()],
-            "kind": ["detection" if i < regions.num_real else "fill" for i in range(len(regions))],
-        }
-    )
+    columns: dict[str, object] = {
+        "object": [scene.object_names[i] for i in regions.object_ids.tolist()],
+        "object conf": regions.object_conf.numpy(),
+    }
+    groups = [scene.attribute_groups(r, 1) for r in range(len(regions))]
+    for k, (kind, _) in enumerate(groups[0] if groups else ()):
+        name = "attribute" if kind == "attributes" else kind
+        columns[name] = [g[k][1][0][0] for g in groups]
+        columns[f"{name} conf"] = [g[k][1][0][1] for g in groups]
+    columns["box (x1, y1, x2, y2)"] = [", ".join(f"{v:.0f}" for v in box) for box in regions.boxes.tolist()]
+    columns["kind"] = ["detection" if i < regions.num_real else "fill" for i in range(len(regions))]
+    table = pd.DataFrame(columns)
     table.index.name = "region"
-    st.dataframe(
-        table,
-        key=key,
-        column_config={
-            "object conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
-            "attribute conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
-        },
-    )
+    progress = st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)
+    st.dataframe(table, key=key, column_config={name: progress for name in columns if name.endswith(" conf")})
 
 
 def _number(value: object) -> str:
@@ -529,6 +547,7 @@ def show_explanation(
             scene.labels,
             title=title,
             colorbar_title=score_name,
+            details=region_details(scene),
         )
         plot(figure, key=key)
     with words_column:
@@ -577,4 +596,5 @@ __all__ = [
     "show_region_table",
     "show_region_to_words",
     "show_word_on_image",
+    "region_details",
 ]

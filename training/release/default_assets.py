@@ -25,8 +25,12 @@ from PIL import Image
 from lxmert.checkpoints import SCORES_KEY, load_checkpoint, meta_scores
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
-from lxmert.detection.files import save_cached_regions
+from lxmert.detection.files import ATTRIBUTES_FILE, read_vocab, save_cached_regions, write_attribute_kinds
 from lxmert.fileio import atomic_directory, read_json, read_json_object
+from training.world.scenes import ATTRIBUTE_LABELS, COLOURS, FILLS, SIZES
+
+# The world's attributes by kind, in the order a description names them ("large blue striped star").
+WORLD_ATTRIBUTE_KINDS = {"size": SIZES, "colour": COLOURS, "fill": FILLS}
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         (tmp / "meta.json").write_text(
             json.dumps({"recipe": RECIPE, "eval_test": detector_eval}, indent=2) + "\n"
         )
+        if read_vocab(tmp / ATTRIBUTES_FILE) == list(ATTRIBUTE_LABELS):  # a detector of the world
+            write_attribute_kinds(tmp, WORLD_ATTRIBUTE_KINDS)
     pretrained = Path(cfg.pretrained)
     export_checkpoint(
         pretrained,
