@@ -92,6 +92,7 @@ def heat_image(image: Image.Image, boxes: np.ndarray, scores: np.ndarray) -> Ima
 BADGE_FONT = 11
 BADGE_CHAR_PX, BADGE_PAD_PX, BADGE_HEIGHT_PX = 8.0, 8.0, 17.0
 FILL_LEGEND = "dotted: fill proposal, no confident label (hover for the detector's guess)"
+LEGEND_ROW_PX = 19
 OTHER_LEGEND = "no outline: a region outside the top {k} (hover for its score)"
 
 
@@ -161,10 +162,15 @@ def _touches(rect: np.ndarray, box: np.ndarray) -> bool:
     return bool(rect[0] <= box[2] and box[0] <= rect[2] and rect[1] <= box[3] and box[1] <= rect[3])
 
 
+def _plot_height(image: Image.Image) -> int:
+    """The height in screen pixels of the plot area that shows ``image`` in :func:`_image_figure`."""
+    return max(310, min(590, image.height + 10))
+
+
 def _pixels_per_unit(image: Image.Image) -> float:
-    """Screen pixels per image pixel in :func:`_image_figure` (its plot area's height over the image's)."""
-    plot_height = _figure_height(image) - _LAYOUT["margin"]["t"] - _LAYOUT["margin"]["b"]
-    return plot_height / image.height
+    """Screen pixels per image pixel in :func:`_image_figure`, where the plot area's height limits the image (the
+    legend has a margin of its own, so that it never takes room from the image)."""
+    return _plot_height(image) / image.height
 
 
 def badge_rectangles(image: Image.Image, boxes: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -237,16 +243,20 @@ def _box_trace(
     )
 
 
-def _figure_height(image: Image.Image) -> int:
-    return max(360, min(640, image.height + 60))
-
-
-def _image_figure(image: Image.Image, title: str) -> go.Figure:
+def _image_figure(image: Image.Image, title: str, legend_rows: int = 0) -> go.Figure:
+    """The image on pixel axes (y down), with room below it for a legend of ``legend_rows`` entries."""
     figure = go.Figure(go.Image(z=np.asarray(image.convert("RGB")), hoverinfo="skip"))
     figure.update_xaxes(visible=False, range=[0, image.width])
     figure.update_yaxes(visible=False, range=[image.height, 0], scaleanchor="x")
-    figure.update_layout(title=title, height=_figure_height(image), **_LAYOUT)
-    figure.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.01, x=0, font=dict(size=11)))
+    legend_height = LEGEND_ROW_PX * legend_rows + (8 if legend_rows else 0)
+    margin = {**_LAYOUT["margin"], "b": _LAYOUT["margin"]["b"] + legend_height}
+    figure.update_layout(
+        title=title,
+        height=_plot_height(image) + margin["t"] + margin["b"],
+        template=_LAYOUT["template"],
+        margin=margin,
+        legend=dict(orientation="v", yanchor="top", y=-0.01, x=0, font=dict(size=11), tracegroupgap=0),
+    )
     return figure
 
 
@@ -275,10 +285,10 @@ def detections_figure(
         details: per region, what hovering on it shows (HTML, escaped by the caller); label and confidences if
             None.
     """
-    figure = _image_figure(image, title)
+    labelled = len(labels) if num_labelled is None else num_labelled
+    figure = _image_figure(image, title, legend_rows=labelled + (labelled < len(labels)))
     boxes = np.asarray(boxes)
     confidences = np.asarray(confidences, dtype=float).reshape(len(labels), -1)
-    labelled = len(labels) if num_labelled is None else num_labelled
     numbers = list(range(len(labels))) if numbers is None else list(numbers)
 
     def hover(i: int) -> str:
@@ -291,7 +301,7 @@ def detections_figure(
         figure.add_trace(
             _box_trace(
                 boxes[i],
-                "rgba(255,255,255,0.7)",
+                "rgba(200,200,200,0.9)",  # light on a dark image, and seen in the legend on white
                 hover(i) + "<br>(fill proposal)",
                 1.0,
                 name=FILL_LEGEND if n == 0 else None,
@@ -328,7 +338,10 @@ def region_scores_figure(
     scores = np.asarray(scores, dtype=float)
     low, high = _colour_range(scores)
     scale = DIVERGING if _signed(scores) else SEQUENTIAL
-    figure = _image_figure(heat_image(image, boxes, scores), title)
+    shown_count = min(top_k, len(scores))
+    figure = _image_figure(
+        heat_image(image, boxes, scores), title, legend_rows=shown_count + (shown_count < len(scores))
+    )
     colours = _colours(scores, scale, low, high)
     ranked = np.argsort(-np.abs(scores), kind="stable")
     shown = ranked[:top_k].tolist()
