@@ -27,8 +27,8 @@ from lxmert.fileio import read_json_object
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SOURCES = ("Gallery", "Random scene", "Upload")
-# Used only when an image comes without suggestions; the synthetic world's questions look like this.
-FALLBACK_TEXT = "What color is the circle?"
+# Used only when an image comes without suggestions: a question that presumes nothing about what is in it.
+FALLBACK_TEXT = "What is in the image?"
 _INPUTS_KEY = "inputs"
 THUMBNAIL_SIDE = 320
 
