@@ -17,6 +17,7 @@ from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.panels import answer_doubt, match_verdict
 from lxmert.checkpoints import load_checkpoint, meta_scores
 from lxmert.detection import Detector
+from training.release.default_assets import scores_from_summary
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 TIMEOUT = 120
@@ -108,3 +109,16 @@ def test_the_card_shows_the_recorded_scores(app):
     assert any(m.value == "Scores on validation: accuracy **0**" for m in app.markdown), [
         m.value for m in app.markdown
     ]
+
+
+def test_export_writes_the_validation_and_chance_scores_of_a_run_summary_without_losses():
+    summary = {
+        "best": 0.6,
+        "train": {"accuracy": 0.7, "loss": 0.4},
+        "valid": {"accuracy": 0.6, "binary": 0.65, "loss": 0.8, "qa_loss": 0.8, "split": "valid"},
+        "chance": {"matched_acc": 0.5, "feat_loss": 0.9},
+        "train_seconds": 12.0,
+    }
+    scores = scores_from_summary(summary)
+    assert scores == {"valid": {"accuracy": 0.6, "binary": 0.65}, "chance": {"matched_acc": 0.5}}
+    assert meta_scores({"scores": scores}) == scores

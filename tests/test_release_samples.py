@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.release.default_assets import refers_to_visible, sample_suggestions
-from training.world.generate import WorldConfig, main_scene
+from training.release.default_assets import export_samples, refers_to_visible, sample_suggestions
+from training.world.generate import WorldConfig, build_world, main_scene
 from training.world.language import execute
 from training.world.scenes import Background, Scene, SceneObject, compute_relations, render_scene
 
@@ -85,3 +85,18 @@ def test_every_shipped_sample_is_its_scene_and_suggests_questions_from_its_groun
         first = sidecar["questions"][0].lower()
         present = {value for o in scene.objects for value in (o.shape, o.colour, o.size, o.fill)}
         assert any(value in first for value in present) or "objects" in first, (image.name, first)
+
+
+def test_export_writes_each_sample_with_suggestions_from_the_world_it_was_made_in(tmp_path):
+    """export_samples rebuilds each scene from world.json's config, so its suggestions are about that image."""
+    config = WorldConfig(out=str(tmp_path / "world"), images=60, seed=5, scene_kinds=2, workers=1)
+    build_world(config, progress=False)
+    export_samples(tmp_path / "world", tmp_path / "samples", gallery=1, scenes=2)
+    images = sorted((tmp_path / "samples").glob("*.png")) + sorted(
+        (tmp_path / "samples" / "scenes").glob("*.png")
+    )
+    assert len(images) == 3
+    for image in images:
+        scene = main_scene(config, image.stem)
+        assert np.array_equal(np.asarray(render_scene(scene)), np.asarray(Image.open(image).convert("RGB")))
+        assert json.loads(image.with_suffix(".json").read_text()) == sample_suggestions(config, image.stem)
