@@ -176,7 +176,7 @@ def answer_doubt(answers: Sequence[AnswerScore], num_answers: int | None = None)
     """Why the best answer is not to be trusted, in words, or None when it stands clear of the rest.
 
     Uncertain when the best answer leads the second by less than :data:`UNSURE_MARGIN`, or when its probability is
-    within :data:`NEAR_CHANCE` times the 1 / ``num_answers`` of a uniform guess.
+    below :data:`NEAR_CHANCE` times the 1 / ``num_answers`` of a uniform guess.
     """
     best = answers[0]
     if num_answers and best.probability < NEAR_CHANCE / num_answers:

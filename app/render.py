@@ -13,7 +13,7 @@ Directions are always named query → key: a words × regions heatmap has the la
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -118,6 +118,21 @@ def _candidates(box: np.ndarray, w: float, h: float) -> list[tuple[float, float]
     ]  # fmt: skip
 
 
+def _places(box: np.ndarray, w: float, h: float, width: float, height: float) -> Iterator[np.ndarray]:
+    """Rectangles of a w × h badge inside the image, best first: touching ``box`` (:func:`_candidates`), then
+    every place on a grid of half a badge's height, nearest the box's top-left corner first."""
+    for x, y in _candidates(box, w, h):
+        if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
+            yield np.array([x, y, x + w, y + h])
+    step = max(h / 2, 1.0)
+    xs = np.arange(0.0, max(width - w, 0.0) + 1e-9, step)
+    ys = np.arange(0.0, max(height - h, 0.0) + 1e-9, step)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    order = np.argsort(((grid - np.asarray(box[:2], dtype=float)) ** 2).sum(axis=1), kind="stable")
+    for x, y in grid[order]:
+        yield np.array([x, y, x + w, y + h])
+
+
 def place_badges(boxes: np.ndarray, sizes: np.ndarray, width: float, height: float) -> np.ndarray:
     """Where each box's badge goes: (N, 4) rectangles (x1, y1, x2, y2), no two overlapping, in box order.
 
@@ -137,20 +152,9 @@ def place_badges(boxes: np.ndarray, sizes: np.ndarray, width: float, height: flo
     placed = np.zeros((0, 4))
     column_y = 0.0
     for box, (w, h) in zip(boxes, sizes, strict=True):
-        step = max(h / 2, 1.0)
-        grid = [
-            (x, y)
-            for y in np.arange(0.0, max(height - h, 0.0) + 1e-9, step)
-            for x in np.arange(0.0, max(width - w, 0.0) + 1e-9, step)
-        ]
-        grid.sort(key=lambda corner: (corner[0] - box[0]) ** 2 + (corner[1] - box[1]) ** 2)
-        choice = None
-        for x, y in [*_candidates(box, w, h), *grid]:
-            rect = np.array([x, y, x + w, y + h])
-            inside = x >= 0 and y >= 0 and x + w <= width and y + h <= height
-            if inside and not _overlaps(rect, placed).any():
-                choice = rect
-                break
+        choice = next(
+            (rect for rect in _places(box, w, h, width, height) if not _overlaps(rect, placed).any()), None
+        )
         if choice is None:
             choice = np.array([width, column_y, width + w, column_y + h])
             column_y += h
