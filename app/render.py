@@ -91,9 +91,9 @@ def heat_image(image: Image.Image, boxes: np.ndarray, scores: np.ndarray) -> Ima
 # (Plotly's default font is narrower than this per digit, so a badge is never drawn larger than its place).
 BADGE_FONT = 11
 BADGE_CHAR_PX, BADGE_PAD_PX, BADGE_HEIGHT_PX = 8.0, 8.0, 17.0
-FILL_LEGEND = "dotted: fill proposal, no confident label (hover for the detector's guess)"
+FILL_LEGEND = "dotted: fill proposal, no confident label"
 LEGEND_ROW_PX = 19
-OTHER_LEGEND = "no outline: a region outside the top {k} (hover for its score)"
+OTHER_LEGEND = "no outline: outside the top {k}"
 
 
 def _overlaps(rect: np.ndarray, placed: np.ndarray) -> np.ndarray:
@@ -367,6 +367,7 @@ def region_scores_figure(
         figure, image, badge_boxes, [labels[i].split(" ", 1)[0] for i in shown], [colours[i] for i in shown]
     )
     figure.add_trace(_colorbar_trace(scale, low, high, colorbar_title))
+    figure.update_layout(legend_traceorder="reversed")  # drawn weakest first, listed strongest first
     return figure
 
 

@@ -95,7 +95,12 @@ def test_scored_regions_number_the_top_boxes_and_list_them_with_their_scores():
     scored = render.region_scores_figure(image, boxes, np.array([0.1, 0.7, 0.4]), labels, title="t", top_k=2)
     assert [a.text for a in scored.layout.annotations] == ["<b>1</b>", "<b>2</b>"]
     legend = [t.name for t in scored.data if getattr(t, "showlegend", False)]
-    assert legend == [render.OTHER_LEGEND.format(k=2), "2 red star: 0.4", "1 blue square: 0.7"]
+    assert legend == [
+        render.OTHER_LEGEND.format(k=2),
+        "2 red star: 0.4",
+        "1 blue square: 0.7",
+    ]  # in trace order
+    assert scored.layout.legend.traceorder == "reversed"  # listed strongest first
     assert_apart(annotation_rects(scored, image))
 
 
