@@ -464,7 +464,7 @@ def show_masked_regions(
         detected_attr = scene.attr_names[int(scene.regions.attr_ids[r])]
         nearest = ", ".join(f"{i} ({d:.2f})" for i, d in seeing.nearest_regions[:3])
         st.markdown(
-            f"**Region {r}**: the detector says *{detected_attr} {detected_object}*; "
+            f"**Region {r}**: the detector says *{scene.labels[r].split(' ', 1)[1]}*; "
             f"the regressed feature lies nearest to regions {nearest}"
         )
         rows = (
