@@ -25,12 +25,19 @@ if not chosen:
     st.info("Select at least one region.")
     st.stop()
 regions = tuple(sorted(chosen))
-boxes = page.scene.regions.boxes.numpy()[list(regions)]
+boxes = page.scene.image_boxes[list(regions)]
 confidences = page.scene.regions.object_conf.numpy()[list(regions)]
+details = panels.region_details(page.scene)
 image_column, guesses_column = st.columns([1, 2], gap="large")
 with image_column:
     figure = render.detections_figure(
-        page.scene.image, boxes, [labels[r] for r in regions], confidences, title="Masked regions"
+        page.scene.image,
+        boxes,
+        [labels[r] for r in regions],
+        confidences,
+        title="Masked regions",
+        numbers=regions,
+        details=[details[r] for r in regions],
     )
     panels.plot(figure, key="masked_boxes")
 with guesses_column, reported("Masked-object prediction"):
