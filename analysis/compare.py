@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,20 +228,38 @@ def compare_checkpoints(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# A run's log is a few MB; a larger file is not one, and reading it would stall the page.
+MAX_METRICS_BYTES = 64 * 2**20
+
+
 def metrics_path(path: str | Path) -> Path:
     """The metrics file of a run: ``path`` itself, ``path/metrics.jsonl``, or the parent's (a checkpoint inside a
     run directory)."""
     path = Path(path)
     for candidate in (path, path / METRICS_FILE, path.parent / METRICS_FILE):
-        if candidate.is_file():
+        if candidate.exists() and not candidate.is_dir():  # a pipe or device is refused by read_metrics
             return candidate
     raise FileNotFoundError(f"no {METRICS_FILE} at {path} or its parent")
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The JSON objects of a JSON-lines metrics file; blank, malformed and non-object lines are skipped."""
+def read_metrics(path: str | Path, max_bytes: int = MAX_METRICS_BYTES) -> list[dict]:
+    """The JSON objects of a JSON-lines metrics file; blank, malformed and non-object lines are skipped.
+
+    Raises:
+        FileNotFoundError: there is no metrics file (see :func:`metrics_path`).
+        ValueError: the file is not a regular file (a device or a pipe would never end) or is larger than
+            ``max_bytes``.
+    """
+    file = metrics_path(path)
+    status = file.stat()
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"{file} is not a regular file")
+    if status.st_size > max_bytes:
+        raise ValueError(
+            f"{file} holds {status.st_size / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB read"
+        )
     records = []
-    for line in metrics_path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -31,6 +31,7 @@ from lxmert.detection.files import (
     ATTRIBUTES_FILE,
     OBJECTS_FILE,
     load_cached_regions,
+    read_attribute_kinds,
     read_detector_config,
     read_vocab,
 )
@@ -47,6 +48,8 @@ SEARCH_DEPTH = 3
 METRICS_FILE = "metrics.jsonl"
 # The longer side of the image kept with its regions for drawing; figures are never shown larger.
 DISPLAY_SIDE = 1024
+# How many values of one attribute kind a region's hover lists.
+ATTRIBUTES_SHOWN = 4
 
 
 @dataclass
@@ -228,12 +231,14 @@ class Scene:
         regions: the detector's regions (CPU tensors), best first, boxes in the original image's pixels.
         object_names: the detector's object vocabulary.
         attr_names: the detector's attribute vocabulary.
+        attr_kinds: the detector's attributes by kind (``{"colour": [...], ...}``), empty when it has none.
     """
 
     image: Image.Image
     regions: Regions
     object_names: list[str]
     attr_names: list[str]
+    attr_kinds: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def image_boxes(self) -> np.ndarray:
@@ -242,11 +247,31 @@ class Scene:
         scale_y = self.image.height / self.regions.image_height
         return self.regions.boxes.numpy() * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
 
+    def attribute_groups(
+        self, region: int, top: int = ATTRIBUTES_SHOWN
+    ) -> list[tuple[str, list[tuple[str, float]]]]:
+        """One region's attributes with their probabilities, best first: per kind when the detector has kinds
+        (every value of the kind, at most ``top``), else the ``top`` best of all as the one kind "attributes"."""
+        probs = self.regions.attr_probs[region].tolist()
+        by_name = dict(zip(self.attr_names, probs, strict=True))
+        kinds = self.attr_kinds or {"attributes": self.attr_names}
+        return [
+            (kind, sorted(((n, by_name[n]) for n in names), key=lambda pair: -pair[1])[:top])
+            for kind, names in kinds.items()
+        ]
+
     @property
     def labels(self) -> list[str]:
-        """Per region, ``"index attribute object"``, as every figure and selector shows it."""
+        """Per region, ``"index attributes object"``, as every figure and selector shows it: the best attribute
+        of each kind when the detector has kinds (``"3 large blue striped star"``), else the best one."""
         objects = [self.object_names[i] for i in self.regions.object_ids.tolist()]
-        attrs = [self.attr_names[i] for i in self.regions.attr_ids.tolist()]
+        if self.attr_kinds:
+            attrs = [
+                " ".join(values[0][0] for _, values in self.attribute_groups(r, 1))
+                for r in range(len(self.regions))
+            ]
+        else:
+            attrs = [self.attr_names[i] for i in self.regions.attr_ids.tolist()]
         return [f"{i} {a} {o}" for i, (a, o) in enumerate(zip(attrs, objects, strict=True))]
 
     @property
@@ -294,6 +319,7 @@ def detect(detector_path: str, device: str, image: bytes, name: str) -> Scene:
         regions,
         read_vocab(directory / OBJECTS_FILE),
         read_vocab(directory / ATTRIBUTES_FILE),
+        read_attribute_kinds(directory),
     )
 
 
@@ -305,6 +331,7 @@ def scene(detector_path: str, device: str, image: bytes, name: str, num_regions:
         detected.regions.first(num_regions),
         detected.object_names,
         detected.attr_names,
+        detected.attr_kinds,
     )
 
 

@@ -7,6 +7,7 @@ from ``app/render.py``, so a page file reads as a list of panels.
 from __future__ import annotations
 
 import functools
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from analysis.forward import AnswerScore
 from analysis.masked import AblationGauge, MaskedRegionPrediction, MaskedWordPrediction
 from app import render, selection
 from app.loading import Checkpoint, Scene
+from lxmert.checkpoints import meta_scores
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]")
 # Attention families in the order the model computes them, with the names the page shows (query → key).
@@ -36,6 +38,15 @@ FAMILY_SHORT = {
     "x_lang_self": "x-lang",
     "x_vis_self": "x-vis",
 }
+# How the card names the splits of a checkpoint's scores (lxmert.checkpoints.meta_scores).
+SPLIT_NAMES = {"valid": "validation", "chance": "chance (the same metrics for a guess)"}
+# An answer is worded as uncertain when it leads the second by less than this, or when its probability is below
+# NEAR_CHANCE / (number of answers).
+UNSURE_MARGIN = 0.15
+NEAR_CHANCE = 2.0
+# A match score closer to 0.5 than this is no verdict; pre-training records the head's accuracy as this metric.
+MATCH_UNSURE = 0.1
+MATCH_ACCURACY_METRIC = "matched_acc"
 STATISTICS = {
     "normalized_entropy": "Entropy / log(keys): 1 = uniform, 0 = one key",
     "max_weight": "Largest weight per query",
@@ -69,7 +80,9 @@ def plot_regions(figure, scene: Scene, selected: Sequence[int], *, on_pick=None,
     if on_pick is None:
         plot(figure, key=key)
         return
-    render.clickable_regions(figure, scene.image_boxes, scene.labels, num_labelled=scene.regions.num_real)
+    render.clickable_regions(
+        figure, scene.image_boxes, region_details(scene), num_labelled=scene.regions.num_real
+    )
     plot(figure, key=key, on_select=functools.partial(_clicked, key, selection.clicked_region, on_pick))
 
 
@@ -78,9 +91,29 @@ def plot_regions(figure, scene: Scene, selected: Sequence[int], *, on_pick=None,
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def region_details(scene: Scene) -> list[str]:
+    """Per region, what hovering on its box shows: its label, the object with its confidence, and every kind of
+    attribute with its values' probabilities (softmax over all attributes and "none", so the kinds share the mass)."""
+    details = []
+    for r, label in enumerate(scene.labels):
+        obj = scene.object_names[int(scene.regions.object_ids[r])]
+        lines = [
+            f"<b>{html.escape(label)}</b>",
+            f"object: {html.escape(obj)} {float(scene.regions.object_conf[r]):.2f}",
+        ]
+        for kind, values in scene.attribute_groups(r):
+            lines.append(
+                f"{html.escape(kind)}: " + " · ".join(f"{html.escape(name)} {p:.2f}" for name, p in values)
+            )
+        if r >= scene.regions.num_real:
+            lines.append("fill proposal: below the detector's confidence threshold")
+        details.append("<br>".join(lines))
+    return details
+
+
 def show_detections(scene: Scene, *, selected: Sequence[int] = (), on_pick=None, key: str) -> None:
-    """The image with every region the model sees, labelled with attribute, object and confidences; ``selected``
-    regions outlined, and with ``on_pick`` a click on a box calls ``on_pick(region)``."""
+    """The image with every region the model sees: numbered detections, fill proposals dotted, attributes on hover;
+    ``selected`` regions outlined, and with ``on_pick`` a click on a box calls ``on_pick(region)``."""
     regions = scene.regions
     confidences = np.stack([regions.object_conf.numpy(), regions.attr_conf.numpy()], axis=1)
     figure = render.detections_figure(
@@ -90,57 +123,41 @@ def show_detections(scene: Scene, *, selected: Sequence[int] = (), on_pick=None,
         confidences,
         num_labelled=regions.num_real,
         title=f"{regions.num_real} detections + {len(regions) - regions.num_real} fill proposals",
+        details=region_details(scene),
     )
     plot_regions(figure, scene, selected, on_pick=on_pick, key=key)
 
 
 def show_region(scene: Scene, region: int, *, key: str) -> None:
-    """One region in a line: what the detector says it is, how sure it is, where it is, and what kind it is."""
-    regions = scene.regions
-    x1, y1, x2, y2 = regions.boxes[region].tolist()
-    kind = "a detection" if region < regions.num_real else "a fill proposal (below the detector's threshold)"
+    """One region in a line: what its box's hover says (label, object, attributes by kind), and where the box is."""
+    x1, y1, x2, y2 = scene.regions.boxes[region].tolist()
     st.markdown(
-        f"**Region {region}**: {scene.attr_names[int(regions.attr_ids[region])]} "
-        f"({float(regions.attr_conf[region]):.2f}) {scene.object_names[int(regions.object_ids[region])]} "
-        f"({float(regions.object_conf[region]):.2f}), box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}), {kind}"
+        f"**Region {region}** · {region_details(scene)[region].replace('<br>', ' · ')} · "
+        f"box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})",
+        unsafe_allow_html=True,
     )
 
 
 def show_region_table(scene: Scene, *, key: str) -> None:
-    """One row per region: label, confidences, box, and whether it is a detection or a fill proposal."""
+    """One row per region: object, the best value of each attribute kind, confidences, box, and its kind."""
     import pandas as pd  # seconds to import on a busy CPU: kept off the way to the first answer
 
     regions = scene.regions
-    table = pd.DataFrame(
-        {
-            "object": [scene.object_names[i] for i in regions.object_ids.tolist()],
-            "object conf": regions.object_conf.numpy(),
-            "attribute": [scene.attr_names[i] for i in regions.attr_ids.tolist()],
-            "attribute conf": regions.attr_conf.numpy(),
-            "box (x1, y1, x2, y2)": [", ".join(f"{v:.0f}" for v in box) for box in regions.boxes.tolist()],
-            "kind": ["detection" if i < regions.num_real else "fill" for i in range(len(regions))],
-        }
-    )
+    columns: dict[str, object] = {
+        "object": [scene.object_names[i] for i in regions.object_ids.tolist()],
+        "object conf": regions.object_conf.numpy(),
+    }
+    groups = [scene.attribute_groups(r, 1) for r in range(len(regions))]
+    for k, (kind, _) in enumerate(groups[0] if groups else ()):
+        name = "attribute" if kind == "attributes" else kind
+        columns[name] = [g[k][1][0][0] for g in groups]
+        columns[f"{name} conf"] = [g[k][1][0][1] for g in groups]
+    columns["box (x1, y1, x2, y2)"] = [", ".join(f"{v:.0f}" for v in box) for box in regions.boxes.tolist()]
+    columns["kind"] = ["detection" if i < regions.num_real else "fill" for i in range(len(regions))]
+    table = pd.DataFrame(columns)
     table.index.name = "region"
-    st.dataframe(
-        table,
-        key=key,
-        column_config={
-            "object conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
-            "attribute conf": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0),
-        },
-    )
-
-
-def _flat_scores(scores: dict, prefix: str = "") -> dict[str, object]:
-    """``{"gqa": {"accuracy": 0.5}}`` → ``{"gqa/accuracy": 0.5}``, so nested score tables read as one line."""
-    flat: dict[str, object] = {}
-    for name, value in scores.items():
-        if isinstance(value, dict):
-            flat.update(_flat_scores(value, f"{prefix}{name}/"))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
+    progress = st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)
+    st.dataframe(table, key=key, column_config={name: progress for name in columns if name.endswith(" conf")})
 
 
 def _number(value: object) -> str:
@@ -156,12 +173,18 @@ def show_checkpoint_card(checkpoint: Checkpoint, *, key: str) -> None:
         f"{config.num_attention_heads} heads, "
         f"{len(checkpoint.answers) if checkpoint.answers else 0} answers"
     )
-    scores = checkpoint.meta.get("scores")
-    if isinstance(scores, dict) and scores:
+    try:
+        scores = meta_scores(checkpoint.meta)
+    except ValueError as error:
+        st.warning(f"`{checkpoint.name}`: {error}")
+        scores = {}
+    for split, table in scores.items():
         st.markdown(
-            "Measured scores: "
-            + " · ".join(f"{name} **{_number(value)}**" for name, value in _flat_scores(scores).items())
+            f"Scores on {SPLIT_NAMES.get(split, split)}: "
+            + " · ".join(f"{metric} **{_number(value)}**" for metric, value in table.items())
         )
+    if not scores:
+        st.caption("Its `meta.json` records no scores.")
     recipe = checkpoint.meta.get("command") or checkpoint.meta.get("recipe")
     if recipe:
         with st.expander("How it was trained"):
@@ -180,10 +203,39 @@ def answer_name(answer: AnswerScore) -> str:
     return answer.answer if answer.answer is not None else f"answer #{answer.index}"
 
 
-def show_answers(answers: Sequence[AnswerScore], *, key: str, title: str = "Top answers") -> None:
-    """The best answer in words, then the top-k as bars with their probabilities."""
+def answer_doubt(answers: Sequence[AnswerScore], num_answers: int | None = None) -> str | None:
+    """Why the best answer is not to be trusted, in words, or None when it stands clear of the rest.
+
+    Uncertain when the best answer leads the second by less than :data:`UNSURE_MARGIN`, or when its probability is
+    below :data:`NEAR_CHANCE` times the 1 / ``num_answers`` of a uniform guess.
+    """
+    best = answers[0]
+    if num_answers and best.probability < NEAR_CHANCE / num_answers:
+        return (
+            f"Uncertain: {best.probability:.1%} is near chance, the {1 / num_answers:.1%} of a uniform guess over "
+            f"{num_answers} answers."
+        )
+    if len(answers) > 1 and best.probability - answers[1].probability < UNSURE_MARGIN:
+        return (
+            f"Uncertain: *{answer_name(best)}* leads *{answer_name(answers[1])}* by only "
+            f"{100 * (best.probability - answers[1].probability):.1f} points."
+        )
+    return None
+
+
+def show_answers(
+    answers: Sequence[AnswerScore], *, key: str, title: str = "Top answers", num_answers: int | None = None
+) -> None:
+    """The best answer in words, a warning when it is uncertain (:func:`answer_doubt`), then the top-k as bars.
+
+    Args:
+        num_answers: how many answers the head chooses from (for the chance level), when known.
+    """
     best = answers[0]
     st.markdown(f"### Answer: **{answer_name(best)}**  \n{best.probability:.1%} probability")
+    doubt = answer_doubt(answers, num_answers)
+    if doubt is not None:
+        st.warning(doubt, icon=":material/help:")
     labels = [answer_name(a) for a in answers]
     plot(
         render.ranking_figure(labels, [a.probability for a in answers], title=title, highlight=labels[0]),
@@ -191,11 +243,33 @@ def show_answers(answers: Sequence[AnswerScore], *, key: str, title: str = "Top 
     )
 
 
-def show_match(probability: float, *, key: str) -> None:
-    """P(the sentence describes the image), from the matching head."""
-    verdict = "matches" if probability >= 0.5 else "does not match"
+def match_verdict(probability: float, validation_accuracy: float | None = None) -> str:
+    """The matching head's score in words: its distance from 0.5, a lean rather than a verdict when that is small,
+    and how often the head was right on validation pairs (half of which match), when its ``meta.json`` says."""
+    distance = 100 * (probability - 0.5)
+    if abs(distance) < 100 * MATCH_UNSURE:
+        words = f"Too close to call: {distance:+.1f} points from 0.5."
+    else:
+        side = "matches" if distance > 0 else "does not match"
+        words = f"The head leans towards “{side}”, {distance:+.1f} points from 0.5."
+    if validation_accuracy is None:
+        return words + " Its validation accuracy is not recorded."
+    return words + f" This head is right on {validation_accuracy:.1%} of validation pairs (chance: 50%)."
+
+
+def show_match(probability: float, *, validation_accuracy: float | None = None, key: str) -> None:
+    """P(the sentence describes the image) from the matching head, worded by :func:`match_verdict`."""
     st.metric("Match score", f"{probability:.1%}", help="P(sentence describes image) from the matching head")
-    st.progress(probability, text=f"The model says the sentence {verdict} the image.")
+    st.progress(probability, text=match_verdict(probability, validation_accuracy))
+
+
+def match_accuracy(checkpoint: Checkpoint) -> float | None:
+    """The matching head's validation accuracy, as the checkpoint's ``meta.json`` records it (None when not)."""
+    try:
+        value = meta_scores(checkpoint.meta).get("valid", {}).get(MATCH_ACCURACY_METRIC)
+    except ValueError:
+        return None  # the card says what is wrong with the scores
+    return None if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -470,7 +544,7 @@ def show_masked_regions(
         detected_attr = scene.attr_names[int(scene.regions.attr_ids[r])]
         nearest = ", ".join(f"{i} ({d:.2f})" for i, d in seeing.nearest_regions[:3])
         st.markdown(
-            f"**Region {r}**: the detector says *{detected_attr} {detected_object}*; "
+            f"**Region {r}**: the detector says *{scene.labels[r].split(' ', 1)[1]}*; "
             f"the regressed feature lies nearest to regions {nearest}"
         )
         rows = (
@@ -559,6 +633,7 @@ def show_explanation(
             scene.labels,
             title=title,
             colorbar_title=score_name,
+            details=region_details(scene),
         )
         chosen = [] if selected_region is None else [selected_region]
         plot_regions(figure, scene, chosen, on_pick=on_pick, key=key)
@@ -594,6 +669,9 @@ def show_curves(
 
 __all__ = [
     "FAMILY_NAMES",
+    "answer_doubt",
+    "match_accuracy",
+    "match_verdict",
     "STATISTICS",
     "plot_regions",
     "show_answers",
@@ -613,4 +691,5 @@ __all__ = [
     "show_region_table",
     "show_region_to_words",
     "show_word_on_image",
+    "region_details",
 ]

@@ -13,7 +13,7 @@ Directions are always named query → key: a words × regions heatmap has the la
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -89,27 +89,180 @@ def heat_image(image: Image.Image, boxes: np.ndarray, scores: np.ndarray) -> Ima
     return Image.fromarray(shaded.round().astype(np.uint8))
 
 
-def _box_trace(box: np.ndarray, colour: str, hover: str, width: float) -> go.Scatter:
+# Badges: a region's number on the image, its full label in the legend. Sizes in screen pixels at BADGE_FONT
+# (Plotly's default font is narrower than this per digit, so a badge is never drawn larger than its place).
+BADGE_FONT = 11
+BADGE_CHAR_PX, BADGE_PAD_PX, BADGE_HEIGHT_PX = 8.0, 8.0, 17.0
+FILL_LEGEND = "dotted: fill proposal, no confident label"
+LEGEND_ROW_PX = 19
+OTHER_LEGEND = "no outline: outside the top {k}"
+
+
+def _overlaps(rect: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """Whether ``rect`` (4,) overlaps each of ``placed`` (N, 4) by more than an edge."""
+    if len(placed) == 0:
+        return np.zeros(0, dtype=bool)
+    return (
+        (rect[0] < placed[:, 2])
+        & (placed[:, 0] < rect[2])
+        & (rect[1] < placed[:, 3])
+        & (placed[:, 1] < rect[3])
+    )
+
+
+def _candidates(box: np.ndarray, w: float, h: float) -> list[tuple[float, float]]:
+    """Top-left corners of a w × h badge touching ``box``, in order of preference: above its top-left corner,
+    inside it, at its other corners, beside it."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [
+        (x1, y1 - h), (x1, y1), (x2 - w, y1 - h), (x2 - w, y1), (x1, y2), (x1, y2 - h), (x2 - w, y2),
+        (x2 - w, y2 - h), (x1 - w, y1), (x2, y1), (x1 - w, y2 - h), (x2, y2 - h),
+    ]  # fmt: skip
+
+
+def _places(box: np.ndarray, w: float, h: float, width: float, height: float) -> Iterator[np.ndarray]:
+    """Rectangles of a w × h badge inside the image, best first: touching ``box`` (:func:`_candidates`), then
+    every place on a grid of half a badge's height, nearest the box's top-left corner first."""
+    for x, y in _candidates(box, w, h):
+        if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
+            yield np.array([x, y, x + w, y + h])
+    step = max(h / 2, 1.0)
+    xs = np.arange(0.0, max(width - w, 0.0) + 1e-9, step)
+    ys = np.arange(0.0, max(height - h, 0.0) + 1e-9, step)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    order = np.argsort(((grid - np.asarray(box[:2], dtype=float)) ** 2).sum(axis=1), kind="stable")
+    for x, y in grid[order]:
+        yield np.array([x, y, x + w, y + h])
+
+
+def place_badges(boxes: np.ndarray, sizes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Where each box's badge goes: (N, 4) rectangles (x1, y1, x2, y2), no two overlapping, in box order.
+
+    A badge touches its box where it can (:func:`_candidates`, inside the image); else it takes the free place
+    inside the image nearest the box's top-left corner (the figure draws a leader line to it); when the image is
+    full, it goes in a column right of the image (x from ``width``), one row per badge.
+
+    Args:
+        boxes: (N, 4) image pixels (x1, y1, x2, y2), in the order badges are placed (most important first).
+        sizes: (N, 2) each badge's width and height in image pixels.
+        width, height: the image's size.
+    """
+    boxes, sizes = (
+        np.asarray(boxes, dtype=float).reshape(-1, 4),
+        np.asarray(sizes, dtype=float).reshape(-1, 2),
+    )
+    placed = np.zeros((0, 4))
+    column_y = 0.0
+    for box, (w, h) in zip(boxes, sizes, strict=True):
+        choice = next(
+            (rect for rect in _places(box, w, h, width, height) if not _overlaps(rect, placed).any()), None
+        )
+        if choice is None:
+            choice = np.array([width, column_y, width + w, column_y + h])
+            column_y += h
+        placed = np.vstack([placed, choice])
+    return placed
+
+
+def _touches(rect: np.ndarray, box: np.ndarray) -> bool:
+    return bool(rect[0] <= box[2] and box[0] <= rect[2] and rect[1] <= box[3] and box[1] <= rect[3])
+
+
+def _plot_height(image: Image.Image) -> int:
+    """The height in screen pixels of the plot area that shows ``image`` in :func:`_image_figure`."""
+    return max(310, min(590, image.height + 10))
+
+
+def _pixels_per_unit(image: Image.Image) -> float:
+    """Screen pixels per image pixel in :func:`_image_figure`, where the plot area's height limits the image (the
+    legend has a margin of its own, so that it never takes room from the image)."""
+    return _plot_height(image) / image.height
+
+
+def badge_rectangles(image: Image.Image, boxes: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """The badges' rectangles in image pixels (:func:`place_badges`) for ``texts`` drawn on ``image``'s figure."""
+    scale = _pixels_per_unit(image)
+    sizes = np.array(
+        [[(BADGE_PAD_PX + BADGE_CHAR_PX * len(t)) / scale, BADGE_HEIGHT_PX / scale] for t in texts]
+    )
+    return place_badges(boxes, sizes, image.width, image.height)
+
+
+def _add_badges(
+    figure: go.Figure, image: Image.Image, boxes: np.ndarray, texts: Sequence[str], colours: Sequence[str]
+) -> None:
+    """Number badges that never overlap, each joined to its box by a leader line when placed away from it."""
+    rects = badge_rectangles(image, boxes, texts)
+    for rect, box, text, colour in zip(rects, np.asarray(boxes, dtype=float), texts, colours, strict=True):
+        if not _touches(rect, box):
+            cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+            figure.add_shape(
+                type="line",
+                x0=cx,
+                y0=cy,
+                x1=float(np.clip(cx, box[0], box[2])),
+                y1=float(np.clip(cy, box[1], box[3])),
+                line=dict(color=colour, width=1),
+            )
+        figure.add_annotation(
+            x=float(rect[0]),
+            y=float(rect[1]),
+            text=f"<b>{html.escape(text)}</b>",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            width=(rect[2] - rect[0]) * _pixels_per_unit(image) - 2,
+            height=(rect[3] - rect[1]) * _pixels_per_unit(image) - 2,
+            font=dict(size=BADGE_FONT, color="white"),
+            bgcolor=colour,
+            borderpad=0,
+        )
+    if len(rects) and rects[:, 2].max() > image.width:  # some badges went to the column right of the image
+        figure.update_xaxes(range=[0, float(rects[:, 2].max())])
+
+
+def _box_trace(
+    box: np.ndarray,
+    colour: str,
+    hover: str,
+    width: float,
+    *,
+    name: str | None = None,
+    group: str | None = None,
+    dash: str | None = None,
+) -> go.Scatter:
+    """One box outline, hoverable anywhere inside; with ``name``, listed in the legend (``group``ed)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     return go.Scatter(
         x=[x1, x2, x2, x1, x1],
         y=[y1, y1, y2, y2, y1],
         mode="lines",
-        line=dict(color=colour, width=width),
+        line=dict(color=colour, width=width, dash=dash),
         fill="toself",
         fillcolor="rgba(0,0,0,0)",
         hoveron="fills+points",
         hoverinfo="text",
         text=hover,
-        showlegend=False,
+        name=name,
+        legendgroup=group,
+        showlegend=name is not None,
     )
 
 
-def _image_figure(image: Image.Image, title: str) -> go.Figure:
+def _image_figure(image: Image.Image, title: str, legend_rows: int = 0) -> go.Figure:
+    """The image on pixel axes (y down), with room below it for a legend of ``legend_rows`` entries."""
     figure = go.Figure(go.Image(z=np.asarray(image.convert("RGB")), hoverinfo="skip"))
     figure.update_xaxes(visible=False, range=[0, image.width])
     figure.update_yaxes(visible=False, range=[image.height, 0], scaleanchor="x")
-    figure.update_layout(title=title, height=max(360, min(640, image.height + 60)), **_LAYOUT)
+    legend_height = LEGEND_ROW_PX * legend_rows + (8 if legend_rows else 0)
+    margin = {**_LAYOUT["margin"], "b": _LAYOUT["margin"]["b"] + legend_height}
+    figure.update_layout(
+        title=title,
+        height=_plot_height(image) + margin["t"] + margin["b"],
+        template=_LAYOUT["template"],
+        margin=margin,
+        legend=dict(orientation="v", yanchor="top", y=-0.01, x=0, font=dict(size=11), tracegroupgap=0),
+    )
     return figure
 
 
@@ -121,44 +274,52 @@ def detections_figure(
     *,
     num_labelled: int | None = None,
     title: str = "Detected regions",
+    numbers: Sequence[int] | None = None,
+    details: Sequence[str] | None = None,
 ) -> go.Figure:
-    """The image with one outlined box per region; hover shows the label and confidences.
+    """The image with one outlined box per region, a number badge on each detection and its label in the legend.
 
     Args:
         image: the RGB image.
         boxes: (R, 4) pixel (x1, y1, x2, y2).
         labels: R strings, e.g. from :func:`region_labels`.
         confidences: (R,) or (R, 2) object (and attribute) confidence per region.
-        num_labelled: the first this many boxes (the detections) get a colour and a label; the rest (proposals
-            that fill the fixed count) a thin dotted outline and hover only. All are labelled when None.
+        num_labelled: the first this many boxes (the detections) get a colour, a badge and a legend entry; the
+            rest (proposals that fill the fixed count) a thin dotted outline, one legend entry for all, and hover
+            only. All are labelled when None.
+        numbers: the region number each badge shows (default 0, 1, …), for a figure of some regions only.
+        details: per region, what hovering on it shows (HTML, escaped by the caller); label and confidences if
+            None.
     """
-    figure = _image_figure(image, title)
+    labelled = len(labels) if num_labelled is None else num_labelled
+    figure = _image_figure(image, title, legend_rows=labelled + (labelled < len(labels)))
     boxes = np.asarray(boxes)
     confidences = np.asarray(confidences, dtype=float).reshape(len(labels), -1)
-    labelled = len(labels) if num_labelled is None else num_labelled
+    numbers = list(range(len(labels))) if numbers is None else list(numbers)
+
+    def hover(i: int) -> str:
+        if details is not None:
+            return details[i]
+        return f"{html.escape(labels[i])}<br>confidence {' · '.join(f'{c:.2f}' for c in confidences[i])}"
+
     # Fill boxes first, so that the labelled detections are drawn on top of them.
-    for i in [*range(labelled, len(labels)), *range(labelled)]:
-        conf = " · ".join(f"{c:.2f}" for c in confidences[i])
-        hover = f"{html.escape(labels[i])}<br>confidence {conf}"
-        if i >= labelled:
-            trace = _box_trace(boxes[i], "rgba(255,255,255,0.7)", hover + "<br>(fill proposal)", 1.0)
-            trace.line.dash = "dot"
-            figure.add_trace(trace)
-            continue
-        colour = BOX_PALETTE[i % len(BOX_PALETTE)]
-        figure.add_trace(_box_trace(boxes[i], colour, hover, 2.0))
-        figure.add_annotation(
-            x=float(boxes[i][0]),
-            y=float(boxes[i][1]),
-            text=html.escape(labels[i]),
-            showarrow=False,
-            xanchor="left",
-            yanchor="bottom",
-            font=dict(size=10, color="white"),
-            bgcolor=colour,
-            opacity=0.85,
-            borderpad=1,
+    for n, i in enumerate(range(labelled, len(labels))):
+        figure.add_trace(
+            _box_trace(
+                boxes[i],
+                "rgba(200,200,200,0.9)",  # light on a dark image, and seen in the legend on white
+                hover(i) + "<br>(fill proposal)",
+                1.0,
+                name=FILL_LEGEND if n == 0 else None,
+                group="fill",
+                dash="dot",
+            )
         )
+    colours = [BOX_PALETTE[i % len(BOX_PALETTE)] for i in range(labelled)]
+    for i in range(labelled):
+        conf = f" ({confidences[i][0]:.2f})"
+        figure.add_trace(_box_trace(boxes[i], colours[i], hover(i), 2.0, name=html.escape(labels[i]) + conf))
+    _add_badges(figure, image, boxes[:labelled], [str(n) for n in numbers[:labelled]], colours)
     return figure
 
 
@@ -171,36 +332,44 @@ def region_scores_figure(
     title: str,
     top_k: int = 5,
     colorbar_title: str = "score",
+    details: Sequence[str] | None = None,
 ) -> go.Figure:
-    """Scores on boxes: the image dimmed outside high-scoring boxes, the ``top_k`` boxes outlined and labelled.
+    """Scores on boxes: the image dimmed outside high-scoring boxes, the ``top_k`` boxes outlined, numbered with
+    badges that never overlap, and listed with their scores in the legend.
 
-    Every box answers hover with its label and score; the outline colour follows the shared colour scale
-    (sequential for unsigned scores, diverging around 0 for signed ones) and a colour bar gives the values.
+    Every box answers hover with its label and score (and ``details``, when given); the outline colour follows the
+    shared colour scale (sequential for unsigned scores, diverging around 0 for signed ones) and a colour bar gives
+    the values.
     """
     scores = np.asarray(scores, dtype=float)
     low, high = _colour_range(scores)
     scale = DIVERGING if _signed(scores) else SEQUENTIAL
-    figure = _image_figure(heat_image(image, boxes, scores), title)
+    shown_count = min(top_k, len(scores))
+    figure = _image_figure(
+        heat_image(image, boxes, scores), title, legend_rows=shown_count + (shown_count < len(scores))
+    )
     colours = _colours(scores, scale, low, high)
     ranked = np.argsort(-np.abs(scores), kind="stable")
-    shown = set(ranked[:top_k].tolist())
-    # Weakest first, so the strongest boxes are drawn on top.
-    for i in ranked[::-1]:
+    shown = ranked[:top_k].tolist()
+    # Unshown first, then the shown ones weakest first, so the strongest boxes are drawn on top.
+    for n, i in enumerate([*ranked[top_k:][::-1], *shown[::-1]]):
         hover = f"{html.escape(labels[i])}<br>{colorbar_title} {scores[i]:.3f}"
-        figure.add_trace(_box_trace(boxes[i], colours[i], hover, 3.0 if i in shown else 0.0))
+        if details is not None:
+            hover += f"<br>{details[i]}"
         if i in shown:
-            figure.add_annotation(
-                x=float(boxes[i][0]),
-                y=float(boxes[i][1]),
-                text=f"{html.escape(labels[i])} {scores[i]:.2g}",
-                showarrow=False,
-                xanchor="left",
-                yanchor="bottom",
-                font=dict(size=10, color="white"),
-                bgcolor="rgba(0,0,0,0.65)",
-                borderpad=1,
+            trace = _box_trace(
+                boxes[i], colours[i], hover, 3.0, name=f"{html.escape(labels[i])}: {scores[i]:.2g}"
             )
+        else:
+            legend = OTHER_LEGEND.format(k=top_k) if n == 0 else None
+            trace = _box_trace(boxes[i], "rgba(0,0,0,0)", hover, 0.0, name=legend, group="other")
+        figure.add_trace(trace)
+    badge_boxes = np.asarray(boxes, dtype=float)[shown].reshape(-1, 4)
+    _add_badges(
+        figure, image, badge_boxes, [labels[i].split(" ", 1)[0] for i in shown], [colours[i] for i in shown]
+    )
     figure.add_trace(_colorbar_trace(scale, low, high, colorbar_title))
+    figure.update_layout(legend_traceorder="reversed")  # drawn weakest first, listed strongest first
     return figure
 
 
@@ -400,9 +569,10 @@ def _click_targets(
 
 
 def clickable_regions(
-    figure: go.Figure, boxes: np.ndarray, labels: Sequence[str], *, num_labelled: int | None = None
+    figure: go.Figure, boxes: np.ndarray, hovers: Sequence[str], *, num_labelled: int | None = None
 ) -> go.Figure:
-    """A dot at the centre of every box: a click on it selects the region, tagged ``["region", r]``.
+    """A dot at the centre of every box: a click on it selects the region, tagged ``["region", r]``; hovering on it
+    shows the region's ``hovers`` text (HTML, escaped by the caller, as the boxes' own hover).
 
     Plotly reports no clicks on box outlines or their fills, hence the dots. Where dots of one size overlap, plotly
     gives the click to the one drawn last (a smaller dot would win over a larger one), so the detections (the first
@@ -410,13 +580,13 @@ def clickable_regions(
     detection last of all.
     """
     boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
-    labelled = len(labels) if num_labelled is None else num_labelled
-    order = [*reversed(range(labelled, len(labels))), *reversed(range(labelled))]
+    labelled = len(hovers) if num_labelled is None else num_labelled
+    order = [*reversed(range(labelled, len(hovers))), *reversed(range(labelled))]
     figure.add_trace(
         _click_targets(
             [(boxes[r, 0] + boxes[r, 2]) / 2 for r in order],
             [(boxes[r, 1] + boxes[r, 3]) / 2 for r in order],
-            [[REGION, r, labels[r]] for r in order],
+            [[REGION, r, hovers[r]] for r in order],
             "%{customdata[2]}<extra>click to select</extra>",
             marker=dict(
                 size=9,
@@ -502,12 +672,15 @@ def ranking_figure(
             orientation="h",
             marker_color=colours,
             text=[f"{p:.1%}" for p in probabilities],
-            textposition="auto",
+            # Every value printed: outside its bar, where no bar is too short to hold it, in room left for it.
+            textposition="outside",
+            constraintext="none",
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", type="category")
-    figure.update_xaxes(range=[0, max(1e-9, max(probabilities, default=1.0)) * 1.1], tickformat=".0%")
+    figure.update_xaxes(range=[0, max(1e-9, max(probabilities, default=1.0)) * 1.3], tickformat=".0%")
     figure.update_layout(title=title, height=80 + 28 * max(1, len(labels)), **_LAYOUT)
     return figure
 
@@ -530,6 +703,7 @@ def curves_figure(
 __all__ = [
     "DIVERGING",
     "SEQUENTIAL",
+    "badge_rectangles",
     "clickable_regions",
     "curves_figure",
     "detections_figure",
@@ -538,6 +712,7 @@ __all__ = [
     "mark_lines",
     "mark_regions",
     "matrix_heatmap",
+    "place_badges",
     "ranking_figure",
     "region_labels",
     "region_scores_figure",

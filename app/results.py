@@ -19,7 +19,13 @@ import streamlit as st
 import torch
 
 from analysis import session
-from analysis.compare import CheckpointComparison, compare_checkpoints, read_metrics, training_curves
+from analysis.compare import (
+    CheckpointComparison,
+    compare_checkpoints,
+    metrics_path,
+    read_metrics,
+    training_curves,
+)
 from analysis.export import export_npz
 from analysis.forward import AnswerScore, predict_answers, run
 from analysis.inputs import Example
@@ -35,6 +41,7 @@ from analysis.masked import (
 from analysis.relevancy import Relevancy
 from analysis.session import AttentionResult, Occlusion
 from app import datasets
+from app.directories import inside
 from app.loading import Checkpoint, Scene, example_for, load_model, scene
 from lxmert.precision import autocast
 
@@ -282,15 +289,22 @@ def comparison(
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=64)
-def curves(checkpoint_dir: str) -> dict[str, tuple[list[float], list[float]]] | None:
+def curves(checkpoint_dir: str, roots: tuple[str, ...]) -> dict[str, tuple[list[float], list[float]]] | None:
     """Every logged series of the run a checkpoint came from (its ``metrics.jsonl``), None when it has none.
 
     Re-read every 30 s, so a run still training shows its latest steps.
+
+    Raises:
+        ValueError: the metrics file leads outside ``roots`` (the app's configured directories), is not a regular
+            file, or is too large to be a run's log.
     """
     try:
-        return training_curves(read_metrics(checkpoint_dir))
+        path = metrics_path(checkpoint_dir)
     except FileNotFoundError:
         return None
+    if not any(inside(path, root) for root in roots):
+        raise ValueError(f"{path} leads outside the app's directories")
+    return training_curves(read_metrics(path))
 
 
 def positions_of(tokens_: Sequence[str]) -> list[int]:

@@ -28,8 +28,8 @@ from lxmert.model_sets import CheckpointEntry, ModelSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SOURCES = ("Gallery", "Random scene", "Upload", "Dataset")
-# Used only when an image comes without suggestions; the synthetic world's questions look like this.
-FALLBACK_TEXT = "What color is the circle?"
+# Used only when an image comes without suggestions: a question that presumes nothing about what is in it.
+FALLBACK_TEXT = "What is in the image?"
 CANNOT_RUN = " (cannot run here)"  # marks a checkpoint in the picker that cannot run on the set's detector
 SYNTHETIC_UPLOAD_NOTICE = (
     "This model set knows only the synthetic world (flat coloured shapes). On a photo, its regions and answers say "

@@ -83,6 +83,7 @@ ANSWERS_FILE = "answers.json"
 AUTHORS_ANSWERS_FILE = "trainval_label2ans.json"  # the authors' answer table, beside a downloaded task model
 META_FILE = "meta.json"
 PRETRAIN_CONFIG_FILE = "pretrain_config.json"  # what pre-training saves beside the model: its recipe
+SCORES_KEY = "scores"  # meta.json's measured scores: split → metric → value (see meta_scores)
 
 TIED_DECODER = "cls.predictions.decoder.weight"
 WORD_EMBEDDINGS = "lxmert.embeddings.word_embeddings.weight"
@@ -1008,6 +1009,29 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return read_json_record(Path(directory) / META_FILE)
 
 
+def meta_scores(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The scores a checkpoint's ``meta.json`` records under ``"scores"``: split → metric → value, e.g.
+    ``{"valid": {"accuracy": 0.60}, "chance": {...}}``; empty when it records none.
+
+    The one schema: ``training.export_default`` writes it and the app's checkpoint card reads it.
+
+    Raises:
+        ValueError: naming the field, when ``scores`` is not a table of tables of numbers.
+    """
+    scores = meta.get(SCORES_KEY, {})
+    if not isinstance(scores, dict):
+        raise ValueError(
+            f"meta.json: {SCORES_KEY!r} must be an object of splits, got {type(scores).__name__}"
+        )
+    for split, table in scores.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"meta.json: {SCORES_KEY}.{split} must be an object of metrics")
+        for metric, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"meta.json: {SCORES_KEY}.{split}.{metric} must be a number, got {value!r}")
+    return scores
+
+
 def qa_head_trained(directory: str | Path) -> bool | None:
     """Whether the QA head of a pre-training output (``OUTPUT/best``, ``OUTPUT/final``) ever trained: False when the
     QA task was off or the checkpoint was saved before ``qa_from_epoch``; None when the directory does not say (not
@@ -1038,6 +1062,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "load_state_into",
+    "meta_scores",
     "model_class_for",
     "outline_checkpoint",
     "qa_head_trained",

@@ -46,7 +46,7 @@ from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import CONFIG_FILE, TORCH_WEIGHTS_FILE, read_config
+from lxmert.checkpoints import AUTHORS_ANSWERS_FILE, CONFIG_FILE, TORCH_WEIGHTS_FILE, read_config
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection.convert import VG_VOCAB_DIR, convert
 from lxmert.detection.files import check_saved_detector
@@ -65,8 +65,11 @@ from lxmert.model_sets import CheckpointEntry, ModelSet, write_model_set
 from lxmert.tokenization import VOCAB_FILE
 
 TABLES_URL = "https://raw.githubusercontent.com/airsplay/lxmert/master/data"
-LABEL2ANS_FILE = "trainval_label2ans.json"
-TABLE_TASKS = ("vqa", "gqa")  # the checkpoints with an answer table: {TABLES_URL}/{task}/{LABEL2ANS_FILE}
+
+TABLE_TASKS = (
+    "vqa",
+    "gqa",
+)  # the checkpoints with an answer table: {TABLES_URL}/{task}/{AUTHORS_ANSWERS_FILE}
 VOCAB_REPO = LXMERT_REPOS["base"]
 DETECTOR_SOURCE_FILE = "source.json"  # in the detector directory: the repo and revision it was converted from
 MAX_TABLE_BYTES = 16 << 20  # far above any answer table: a larger body is not one
@@ -94,7 +97,7 @@ class DownloadConfig:
     )
     tables_url: str = field(
         default=TABLES_URL,
-        metadata={"help": f"where the answer tables are: <tables-url>/<vqa|gqa>/{LABEL2ANS_FILE}"},
+        metadata={"help": f"where the answer tables are: <tables-url>/<vqa|gqa>/{AUTHORS_ANSWERS_FILE}"},
     )
     vocab_dir: str = field(
         default=str(VG_VOCAB_DIR), metadata={"help": "the detector's Visual Genome vocabulary files"}
@@ -226,8 +229,8 @@ def fetch_checkpoint(name: str, root: Path, config: DownloadConfig, log: Log) ->
     place(hub_file(VOCAB_REPO, VOCAB_FILE, config.cache_dir, name), directory / VOCAB_FILE, log)
     if name in TABLE_TASKS:
         rows = read_config(directory).num_qa_labels
-        url = f"{config.tables_url.rstrip('/')}/{name}/{LABEL2ANS_FILE}"
-        fetch_table(url, directory / LABEL2ANS_FILE, rows, config.timeout, log)
+        url = f"{config.tables_url.rstrip('/')}/{name}/{AUTHORS_ANSWERS_FILE}"
+        fetch_table(url, directory / AUTHORS_ANSWERS_FILE, rows, config.timeout, log)
     return directory
 
 
@@ -263,7 +266,7 @@ def _is_detector(directory: Path) -> bool:
 
 
 def _complete_checkpoint(directory: Path, with_table: bool) -> bool:
-    files = (CONFIG_FILE, TORCH_WEIGHTS_FILE, VOCAB_FILE) + ((LABEL2ANS_FILE,) if with_table else ())
+    files = (CONFIG_FILE, TORCH_WEIGHTS_FILE, VOCAB_FILE) + ((AUTHORS_ANSWERS_FILE,) if with_table else ())
     return all((directory / f).is_file() for f in files)
 
 
@@ -278,7 +281,7 @@ def write_set(root: Path, log: Log) -> Path | None:
     for name, repo_id in LXMERT_REPOS.items():
         directory = root / repo_id.split("/")[1]
         if _complete_checkpoint(directory, name in TABLE_TASKS):
-            answers = directory / LABEL2ANS_FILE if name in TABLE_TASKS else None
+            answers = directory / AUTHORS_ANSWERS_FILE if name in TABLE_TASKS else None
             checkpoints[name] = CheckpointEntry(directory, answers=answers)
     if not checkpoints:
         log(f"model_set.json not written yet: no checkpoint in {root} (python -m lxmert.hub download vqa)")

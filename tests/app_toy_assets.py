@@ -115,7 +115,7 @@ def build_assets(root: Path, detector: Detector | None = None, world: str = "syn
     vocab = root / "vocab.txt"
     vocab.write_text("".join(t + "\n" for t in (*SPECIAL_TOKENS, *WORDS)))
     tokenizer = LxmertTokenizer(vocab)
-    meta = {"recipe": "random weights for tests", "scores": {"accuracy": 0.0}}
+    meta = {"recipe": "random weights for tests", "scores": {"valid": {"accuracy": 0.0}}}
     save_pretrained(
         LxmertForQuestionAnswering(_config(**sizes)).eval(),
         default / "model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -114,3 +115,31 @@ def test_metrics_are_read_tolerantly(tmp_path):
     assert "valid/loss" not in curves and "train/step/note" not in curves and "train/step/done" not in curves
     with pytest.raises(FileNotFoundError):
         read_metrics(tmp_path / "elsewhere")
+
+
+def test_metrics_that_are_not_a_run_log_are_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "metrics.jsonl")  # reading a pipe would never end
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_metrics(run)
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n" + " " * 2048)
+    with pytest.raises(ValueError, match="more than"):
+        read_metrics(big, max_bytes=1024)
+    assert read_metrics(big, max_bytes=4096) == [{"step": 1, "loss": 1.0}]
+
+
+def test_the_app_reads_no_metrics_outside_its_directories(tmp_path):
+    from app.results import curves
+
+    outside, root = tmp_path / "outside", tmp_path / "checkpoints"
+    outside.mkdir()
+    (outside / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    (root / "run" / "best").mkdir(parents=True)
+    (root / "run" / "metrics.jsonl").symlink_to(outside / "metrics.jsonl")
+    with pytest.raises(ValueError, match="leads outside the app's directories"):
+        curves(str(root / "run" / "best"), (str(root),))
+    assert curves(str(root / "run" / "best"), (str(root), str(outside)))["loss"] == ([1.0], [2.0])
+    assert curves(str(root / "none"), (str(root),)) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 from pathlib import Path
 
@@ -160,3 +161,13 @@ def rows(regions: Regions, order: list[int]) -> Regions:
     return dataclasses.replace(
         regions, **{name: getattr(regions, name)[order] for name in (*REGION_TOLERANCE, "object_ids")}
     )
+
+
+def test_the_card_shows_the_scores_the_shipped_model_records(app):
+    """The GQA accuracy that the README quotes for the shipped model (0.602) is in its meta.json under the one
+    schema export writes, and the Ask page's checkpoint card shows it."""
+    meta = json.loads((ASSETS / "default" / "model" / "meta.json").read_text())
+    accuracy = meta["scores"]["valid"]["accuracy"]
+    assert accuracy == pytest.approx(0.602, abs=5e-4)
+    card = [m.value for m in app.markdown if m.value.startswith("Scores on validation")]
+    assert card and f"accuracy **{accuracy:.4g}**" in card[0], [m.value for m in app.markdown]

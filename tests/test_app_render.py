@@ -69,16 +69,16 @@ def test_tokens_are_escaped_and_must_match_their_scores():
         render.token_highlight_html(["a", "b"], np.array([1.0]))
 
 
-def test_only_detections_are_labelled_and_only_the_top_scores_annotated():
+def test_only_detections_are_badged_and_only_the_top_scores_annotated():
     boxes = np.array([[0, 0, 4, 4], [5, 5, 9, 9], [1, 1, 3, 3]], dtype=float)
     labels = ["0 red circle", "1 blue square", "2 red star"]
     figure = render.detections_figure(white(), boxes, labels, np.ones((3, 2)), num_labelled=2)
-    assert [a.text for a in figure.layout.annotations] == ["0 red circle", "1 blue square"]
+    assert [a.text for a in figure.layout.annotations] == ["<b>0</b>", "<b>1</b>"]
     assert len(figure.data) == 1 + 3  # the image and one outline per box
     scored = render.region_scores_figure(
         white(), boxes, np.array([0.1, 0.7, 0.4]), labels, title="t", top_k=2
     )
-    assert [a.text for a in scored.layout.annotations] == ["2 red star 0.4", "1 blue square 0.7"]
+    assert [a.text for a in scored.layout.annotations] == ["<b>1</b>", "<b>2</b>"]
 
 
 def test_the_app_imports_analysis_and_lxmert_but_never_training():

@@ -11,14 +11,19 @@ top_k = st.slider("Answers to show", 3, 15, 5, key="ask_top_k")
 left, right = st.columns([3, 2], gap="large")
 with left:
     with reported("Answering"):
-        panels.show_answers(results.answers(page.query, top_k), key="answers")
+        num_answers = len(page.checkpoint.answers or ()) or None
+        panels.show_answers(results.answers(page.query, top_k), key="answers", num_answers=num_answers)
     panels.show_checkpoint_card(page.checkpoint, key="answer_checkpoint")
 with right:
     st.subheader("Does the sentence match the image?")
     matcher = checkpoint_with(page.inputs, "match", required=False)
     if matcher is not None:
         with reported("Matching"):
-            panels.show_match(results.match_probability(query_for(page.inputs, matcher)), key="match")
+            panels.show_match(
+                results.match_probability(query_for(page.inputs, matcher)),
+                validation_accuracy=panels.match_accuracy(matcher),
+                key="match",
+            )
         st.caption(f"Matching head of `{matcher.name}`, reading the text as a statement about the image.")
     panels.show_detections(page.scene, key="ask_detections")
 dataset_mode.show_questions(page)
@@ -33,5 +38,8 @@ if heads:
     with reported("Answering with heads silenced"):
         silenced = results.answers_silenced(page.query, tuple(heads), top_k)
         panels.show_answers(
-            silenced, key="answers_silenced", title=f"Top answers, {len(heads)} heads silenced"
+            silenced,
+            key="answers_silenced",
+            title=f"Top answers, {len(heads)} heads silenced",
+            num_answers=num_answers,
         )

@@ -98,7 +98,14 @@ if other in compared.cka:
             panels.plot(figure, key=f"compare_cka_{stream}")
 
 st.subheader("Training curves")
-logged = {name: results.curves(str(checkpoints[name].path)) for name in chosen}
+roots = (str(page.inputs.config.checkpoints_dir), str(page.inputs.config.assets_dir))
+logged = {}
+for name in chosen:
+    try:
+        logged[name] = results.curves(str(checkpoints[name].path), roots)
+    except (OSError, ValueError) as err:
+        st.caption(f"No training curves for `{name}`: {err}")
+        logged[name] = None
 missing = [name for name, series in logged.items() if series is None]
 if missing:
     st.caption("No metrics.jsonl beside " + ", ".join(f"`{name}`" for name in missing) + ".")

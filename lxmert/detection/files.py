@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -18,13 +20,15 @@ from safetensors.torch import save
 
 from lxmert.detection.config import DetectorConfig
 from lxmert.detection.regions import Regions
-from lxmert.fileio import atomic_write_bytes, read_text
+from lxmert.fileio import atomic_write_bytes, atomic_write_text, read_json_object, read_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 OBJECTS_FILE = "objects_vocab.txt"
 ATTRIBUTES_FILE = "attributes_vocab.txt"
 SAVED_FILES = (CONFIG_FILE, WEIGHTS_FILE, OBJECTS_FILE, ATTRIBUTES_FILE)
+# Optional: which attributes are of one kind (colour, size, fill), {kind: [names]}; Visual Genome's have none.
+ATTRIBUTE_KINDS_FILE = "attribute_kinds.json"
 REGIONS_DIR = "regions"
 # The 1600 objects and 400 attributes of the Visual Genome detector, whose ids the authors' obj36 files hold.
 VG_VOCAB_DIR = Path(__file__).resolve().parents[2] / "assets" / "vg"
@@ -57,6 +61,50 @@ def read_vocab(path: str | Path) -> list[str]:
         ValueError: naming the file, when it is not UTF-8 text.
     """
     return [line.split(",")[0].strip() for line in read_text(path).splitlines()]
+
+
+def _checked_kinds(kinds: dict, directory: Path) -> dict[str, list[str]]:
+    """``kinds`` if each is a list of names from the detector's attribute vocabulary, no name in two kinds."""
+    path = directory / ATTRIBUTE_KINDS_FILE
+    vocab = set(read_vocab(directory / ATTRIBUTES_FILE))
+    seen: set[str] = set()
+    for kind, names in kinds.items():
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{path}: kind {kind!r} must list attribute names")
+        unknown, twice = set(names) - vocab, seen & set(names)
+        if unknown or twice:
+            problem = (
+                f"names {sorted(unknown)} not in {ATTRIBUTES_FILE}" if unknown else f"repeats {sorted(twice)}"
+            )
+            raise ValueError(f"{path}: kind {kind!r} {problem}")
+        seen |= set(names)
+    return {kind: list(names) for kind, names in kinds.items()}
+
+
+def read_attribute_kinds(directory: str | Path) -> dict[str, list[str]]:
+    """The detector's attribute kinds, ``{kind: [attribute names]}`` from ``attribute_kinds.json``, in the file's
+    order; empty when the detector has none.
+
+    Raises:
+        ValueError: naming the file, when it is not an object of lists of attribute names of this detector's
+            vocabulary, or names one attribute in two kinds.
+    """
+    directory = Path(directory)
+    path = directory / ATTRIBUTE_KINDS_FILE
+    return _checked_kinds(read_json_object(path), directory) if path.is_file() else {}
+
+
+def write_attribute_kinds(directory: str | Path, kinds: dict[str, Sequence[str]]) -> Path:
+    """Record which of a saved detector's attributes are of one kind; returns the file written.
+
+    Raises:
+        ValueError: as :func:`read_attribute_kinds` would, before anything is written.
+    """
+    directory = Path(directory)
+    checked = _checked_kinds(kinds, directory)
+    path = directory / ATTRIBUTE_KINDS_FILE
+    atomic_write_text(path, json.dumps(checked, indent=1) + "\n")
+    return path
 
 
 def weights_digest(directory: str | Path) -> str:
@@ -110,6 +158,7 @@ def load_cached_regions(directory: str | Path, image: bytes) -> Regions | None:
 
 __all__ = [
     "ATTRIBUTES_FILE",
+    "ATTRIBUTE_KINDS_FILE",
     "CONFIG_FILE",
     "OBJECTS_FILE",
     "REGIONS_DIR",
@@ -119,8 +168,10 @@ __all__ = [
     "cached_regions_path",
     "check_saved_detector",
     "load_cached_regions",
+    "read_attribute_kinds",
     "read_detector_config",
     "read_vocab",
     "save_cached_regions",
+    "write_attribute_kinds",
     "weights_digest",
 ]

@@ -20,18 +20,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from lxmert.checkpoints import load_checkpoint
+from lxmert.checkpoints import SCORES_KEY, load_checkpoint, meta_scores
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.detection import Detector
-from lxmert.detection.files import save_cached_regions
-from lxmert.fileio import atomic_directory, read_json, read_json_object
+from lxmert.detection.files import ATTRIBUTES_FILE, read_vocab, save_cached_regions, write_attribute_kinds
+from lxmert.fileio import atomic_directory, read_json_object
 from lxmert.model_sets import CheckpointEntry, ModelSet, write_model_set
+from training.world.generate import WorldConfig, main_scene
+from training.world.language import execute, generate_questions
+from training.world.scenes import ATTRIBUTE_LABELS, COLOURS, FILLS, SIZES, Scene
+
+# The world's attributes by kind, in the order a description names them ("large blue striped star").
+WORLD_ATTRIBUTE_KINDS = {"size": SIZES, "colour": COLOURS, "fill": FILLS}
 
 RECIPE = "bash scripts/build_default.sh"
 METRICS_FILE = "metrics.jsonl"
 DEFAULT_SET_NAME = "Synthetic world (shipped default)"
+# The tables of a run's summary.json that are scores of the saved checkpoint (the train table is of the last epoch).
+SCORED_SPLITS = ("valid", "chance")
+SUGGESTIONS = 5  # questions suggested per sample image
+SUGGESTION_STREAM = 7  # a random stream of its own, apart from the world's (training/world/generate.py)
 
 
 @dataclass
@@ -60,6 +71,21 @@ def _run_dir(checkpoint: Path) -> Path:
     return checkpoint.parent if (checkpoint.parent / METRICS_FILE).is_file() else checkpoint
 
 
+def scores_from_summary(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A run's ``summary.json`` as the ``scores`` of ``meta.json`` (:func:`lxmert.checkpoints.meta_scores`): its
+    validation and chance tables, losses left out (they are not scores a reader compares)."""
+    scores = {
+        split: {
+            metric: value
+            for metric, value in summary[split].items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and not metric.endswith("loss")
+        }
+        for split in SCORED_SPLITS
+        if isinstance(summary.get(split), dict)
+    }
+    return meta_scores({SCORES_KEY: scores})
+
+
 def export_checkpoint(source: Path, target: Path, meta: dict[str, Any]) -> None:
     """Re-save a checkpoint in our format with ``meta`` and its run's metrics file."""
     loaded = load_checkpoint(source)
@@ -70,25 +96,48 @@ def export_checkpoint(source: Path, target: Path, meta: dict[str, Any]) -> None:
         shutil.copyfile(metrics, target / METRICS_FILE)
 
 
-def export_samples(world: Path, out: Path, gallery: int, scenes: int, questions_per_image: int = 5) -> None:
+def refers_to_visible(program: list[dict[str, Any]], scene: Scene) -> bool:
+    """Whether every object a question's program looks for (each ``select`` and ``relate``) is in the scene."""
+    return all(
+        execute(program[: k + 1], scene)
+        for k, step in enumerate(program)
+        if step["op"] in ("select", "relate")
+    )
+
+
+def suggested_questions(scene: Scene, count: int, rng: np.random.Generator) -> list[str]:
+    """Up to ``count`` questions about what is in ``scene``, from its ground truth: the world's GQA-style families,
+    kept when :func:`refers_to_visible`, open questions first (the first is what the app pre-fills)."""
+    visible = [q for q in generate_questions(scene, rng, 4 * count) if refers_to_visible(q.program, scene)]
+    visible.sort(key=lambda q: q.structural != "query")  # stable: otherwise in the order drawn
+    return [q.sent for q in visible[:count]]
+
+
+def sample_suggestions(world: WorldConfig, img_id: str, count: int = SUGGESTIONS) -> dict[str, list[str]]:
+    """The sidecar ``<img_id>.json`` of a sample image: ``{"questions": [...]}`` the app offers as suggestions."""
+    rng = np.random.default_rng([world.seed, SUGGESTION_STREAM, int(img_id.split("_")[1])])
+    return {"questions": suggested_questions(main_scene(world, img_id), count, rng)}
+
+
+def export_samples(
+    world: Path, out: Path, gallery: int, scenes: int, questions_per_image: int = SUGGESTIONS
+) -> None:
     """Held-out world images: the first ``gallery`` into ``out/``, the next ``scenes`` into ``out/scenes/``.
 
-    Each image gets a sidecar ``<id>.json`` of ``{"questions": [...]}`` from its GQA-style test questions, which the
-    app offers as suggestions.
+    Each image gets a sidecar ``<id>.json`` of questions about what is in it (:func:`sample_suggestions`).
     """
-    test_ids = read_json_object(world / "world.json")["splits"]["test"]
+    summary = read_json_object(world / "world.json")
+    test_ids = summary["splits"]["test"]
     if len(test_ids) < gallery + scenes:
         raise ValueError(f"the world's test split has {len(test_ids)} images, {gallery + scenes} are wanted")
-    questions: dict[str, list[str]] = {}
-    for item in read_json(world / "gqa" / "testdev.json"):
-        questions.setdefault(item["img_id"], []).append(item["sent"])
+    config = WorldConfig(**summary["config"])
     with atomic_directory(out) as tmp:
         (tmp / "scenes").mkdir()
         for i, img_id in enumerate(test_ids[: gallery + scenes]):
             dest = tmp if i < gallery else tmp / "scenes"
             shutil.copyfile(world / "images" / f"{img_id}.png", dest / f"{img_id}.png")
-            suggestions = questions.get(img_id, [])[:questions_per_image]
-            (dest / f"{img_id}.json").write_text(json.dumps({"questions": suggestions}, indent=1) + "\n")
+            sidecar = sample_suggestions(config, img_id, questions_per_image)
+            (dest / f"{img_id}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
 
 
 def cache_sample_regions(detector_dir: Path, samples: Path) -> int:
@@ -135,15 +184,19 @@ def main(argv: list[str] | None = None) -> None:
         (tmp / "meta.json").write_text(
             json.dumps({"recipe": RECIPE, "eval_test": detector_eval}, indent=2) + "\n"
         )
+        if read_vocab(tmp / ATTRIBUTES_FILE) == list(ATTRIBUTE_LABELS):  # a detector of the world
+            write_attribute_kinds(tmp, WORLD_ATTRIBUTE_KINDS)
     pretrained = Path(cfg.pretrained)
     export_checkpoint(
         pretrained,
         default / "pretrained",
-        {"recipe": RECIPE, "summary": _json(_run_dir(pretrained) / "summary.json")},
+        {"recipe": RECIPE, SCORES_KEY: scores_from_summary(_json(_run_dir(pretrained) / "summary.json"))},
     )
     qa = Path(cfg.qa)
     export_checkpoint(
-        qa, default / "model", {"recipe": RECIPE, "summary": _json(_run_dir(qa) / "summary.json")}
+        qa,
+        default / "model",
+        {"recipe": RECIPE, SCORES_KEY: scores_from_summary(_json(_run_dir(qa) / "summary.json"))},
     )
     write_default_set(default)
     export_samples(world, out / "samples", cfg.gallery, cfg.scenes)

@@ -19,14 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import load_pretrained, qa_head_trained, read_config
+from lxmert.checkpoints import AUTHORS_ANSWERS_FILE, load_pretrained, qa_head_trained, read_config
 from lxmert.modeling import IGNORE, LxmertForQuestionAnswering
 
 from .base import Losses, Stats, scalar
 from .finetune_base import FinetuneDataConfig, FinetuneTask
 from .finetune_data import QADataset, pad_regions
 
-ANSWER_TABLE_FILE = "trainval_label2ans.json"
+ANSWER_TABLE_FILE = AUTHORS_ANSWERS_FILE
 HEAD_INITS = ("transfer", "fresh")
 LOSSES = ("bce", "ce")
 

@@ -220,10 +220,19 @@ def _vqa_answer_type(answer: str) -> str:
     return "number" if answer.isdigit() else "other"
 
 
+def _main_scene_and_rng(cfg: WorldConfig, index: int) -> tuple[Scene, np.random.Generator]:
+    rng = np.random.default_rng([cfg.seed, MAIN_STREAM, index])
+    return sample_scene(rng, cfg.image_size, kinds=cfg.scene_kinds, kind_bias=cfg.scene_kind_bias), rng
+
+
+def main_scene(cfg: WorldConfig, img_id: str) -> Scene:
+    """The ground truth of main image ``img_id`` (``synth_000123``) of the world ``cfg`` makes, without the rest."""
+    return _main_scene_and_rng(cfg, int(img_id.split("_")[1]))[0]
+
+
 def _main_image_job(job: tuple[WorldConfig, str, int, str]) -> dict[str, Any]:
     cfg, img_id, index, out = job
-    rng = np.random.default_rng([cfg.seed, MAIN_STREAM, index])
-    scene = sample_scene(rng, cfg.image_size, kinds=cfg.scene_kinds, kind_bias=cfg.scene_kind_bias)
+    scene, rng = _main_scene_and_rng(cfg, index)
     _save_png(render_scene(scene), Path(out) / "images" / f"{img_id}.png")
     captions = generate_captions(scene, rng, cfg.captions_per_image)
     gqa = [_question_record(q) for q in generate_questions(scene, rng, cfg.gqa_questions_per_image)]
