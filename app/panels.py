@@ -132,7 +132,7 @@ def show_region(scene: Scene, region: int, *, key: str) -> None:
     """One region in a line: what its box's hover says (label, object, attributes by kind), and where the box is."""
     x1, y1, x2, y2 = scene.regions.boxes[region].tolist()
     st.markdown(
-        f"**Region {region}** · {region_details(scene)[region].replace('<br>', ' · ')} · "
+        f"{region_details(scene)[region].replace('<br>', ' · ')} · "
         f"box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})",
         unsafe_allow_html=True,
     )

@@ -191,7 +191,9 @@ def test_regions_page_selects_the_clicked_region(app, reference):
     open_page(app, "regions")
     click(app, "detections", ["region", 5])
     assert app.selectbox(key=region_key(app, "regions_region")).value == 5
-    assert any(m.value.startswith("**Region 5**") for m in app.markdown)
+    label = html.escape(app.selectbox(key=region_key(app, "regions_region")).format_func(5))
+    box_text = ", ".join(f"{v:.0f}" for v in regions.boxes[5].tolist())
+    assert any(m.value.startswith(f"<b>{label}</b>") and f"box ({box_text})" in m.value for m in app.markdown)
     assert dashed_boxes(figure(app, "detections")) == [box(regions, 5)]
 
 
