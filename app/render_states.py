@@ -1,0 +1,43 @@
+"""Hidden states drawn as points: a 2-D projection coloured by a label (the Probe page)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from app.render import _LAYOUT, BOX_PALETTE
+
+
+def projection_figure(
+    coords: np.ndarray,
+    classes: Sequence[str],
+    hover: Sequence[str],
+    *,
+    title: str,
+    axis_titles: Sequence[str],
+) -> go.Figure:
+    """(N, 2) points, one colour and legend entry per class, each point's ``hover`` on mouse-over."""
+    coords = np.asarray(coords, dtype=float)
+    figure = go.Figure()
+    for k, name in enumerate(dict.fromkeys(classes)):
+        rows = [i for i, c in enumerate(classes) if c == name]
+        figure.add_trace(
+            go.Scatter(
+                x=coords[rows, 0].tolist(),
+                y=coords[rows, 1].tolist(),
+                mode="markers",
+                name=name,
+                marker=dict(size=7, color=BOX_PALETTE[k % len(BOX_PALETTE)], opacity=0.8),
+                text=[hover[i] for i in rows],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    figure.update_xaxes(title=axis_titles[0])
+    figure.update_yaxes(title=axis_titles[1])
+    figure.update_layout(title=title, height=420, **_LAYOUT)
+    return figure
+
+
+__all__ = ["projection_figure"]
