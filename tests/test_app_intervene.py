@@ -6,14 +6,19 @@ after it must be what ``analysis`` gives for the same edit applied by a script t
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets
 from streamlit.testing.v1 import AppTest
 
+from analysis.attention import collect_attention
 from analysis.edits import Edit, apply_edits, least_important_heads
 from analysis.export import read_export
 from analysis.forward import predict_answers
@@ -21,16 +26,42 @@ from analysis.inputs import example_from_regions
 from analysis.interventions import head_importance
 from analysis.probe_curves import probe_study
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
-from lxmert.checkpoints import load_checkpoint
+from lxmert.checkpoints import load_checkpoint, save_pretrained
 from lxmert.detection import Detector
+from lxmert.detection.files import load_cached_regions, save_cached_regions
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 TIMEOUT = 120
+ATTENTION_SCALE = 30.0  # query and key weights: peaked attention that depends on the regions
+OUTPUT_SCALE = 10.0  # cross-attention values and outputs and the answer head: answers that follow it
+PRUNED = 8  # of the toy's 18 prunable heads: the least important move the answer least, by design
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
-    return build_assets(tmp_path_factory.mktemp("assets"))
+    """The toy assets with the sample's regions cached with distinct random features, and a default model whose
+    attention is sharpened: the toy's small random weights attend almost uniformly to near-identical regions, so
+    an edit would move its answers and maps less than a comparison's tolerance."""
+    root = build_assets(tmp_path_factory.mktemp("assets"))
+    detector_dir, image = root / "default" / "detector", (root / "samples" / "scene_0.png").read_bytes()
+    regions = Detector.from_pretrained(detector_dir)([root / "samples" / "scene_0.png"])[0]
+    features = torch.randn(regions.features.shape, generator=torch.Generator().manual_seed(2))
+    save_cached_regions(detector_dir, image, dataclasses.replace(regions, features=features))
+    loaded = load_checkpoint(root / "default" / "model")
+    with torch.no_grad():
+        for name, parameter in loaded.model.named_parameters():
+            if name.endswith(("query.weight", "key.weight")):
+                parameter.mul_(ATTENTION_SCALE)
+            elif "visual_attention.att.value" in name or "visual_attention.output.dense" in name or "answer_head" in name:
+                parameter.mul_(OUTPUT_SCALE)
+    save_pretrained(
+        loaded.model,
+        root / "default" / "model",
+        tokenizer=loaded.tokenizer,
+        answers=loaded.answers.label2ans,
+        meta=loaded.meta,
+    )
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +69,8 @@ def script(assets):
     """What a script gets for the sample: the model, the example, and the detector's regions of every sample."""
     detector = Detector.from_pretrained(assets / "default" / "detector")
     loaded = load_checkpoint(assets / "default" / "model")
-    regions = detector([assets / "samples" / "scene_0.png"])[0]
+    image = (assets / "samples" / "scene_0.png").read_bytes()
+    regions = load_cached_regions(assets / "default" / "detector", image)
     return loaded, example_from_regions(loaded.tokenizer, QUESTIONS[0], regions), detector
 
 
@@ -60,25 +92,50 @@ def shown_edits(app: AppTest) -> list[Edit]:
     return [Edit.from_dict(record) for record in json.loads(app.json[0].value)]
 
 
-def shown_after(app: AppTest) -> dict[str, float]:
-    table = app.dataframe[0].value  # the answers before and after
-    return dict(zip(table["answer"], table["after"], strict=True))
-
-
 def assert_after_is_analysis(app: AppTest, script, edits: list[Edit]) -> None:
-    """The page's probabilities after the edits are the script's for the same records."""
+    """The page's answer probabilities and attention change after the edits are the script's for the same
+    records, and the edits changed them (answers move little on a random model, attention visibly)."""
     loaded, example, _ = script
     edited = apply_edits(example, edits)
+    mask = edited.head_mask(loaded.model.config)
     expected = predict_answers(
-        loaded.model,
-        edited.example,
-        len(loaded.answers.label2ans),
-        loaded.answers.label2ans,
-        head_mask=edited.head_mask(loaded.model.config),
+        loaded.model, edited.example, len(loaded.answers.label2ans), loaded.answers.label2ans, head_mask=mask
     )
     expected = {a.answer: a.probability for a in expected}
-    shown = shown_after(app)
-    assert shown and all(p == pytest.approx(expected[name], abs=1e-5) for name, p in shown.items())
+    table = app.dataframe[0].value  # the answers before and after
+    for name, probability in zip(table["answer"], table["after"], strict=True):
+        assert probability == pytest.approx(expected[name], abs=1e-5)
+
+    def last_cross(maps) -> np.ndarray:
+        return maps.select("cross_l2v", maps.num_layers("cross_l2v") - 1)
+
+    before = last_cross(collect_attention(loaded.model, example))
+    after = last_cross(collect_attention(loaded.model, edited.example, head_mask=mask))
+    origin = np.array([-1 if o is None else o for o in edited.origin])
+    change = after - before[:, np.maximum(origin, 0)]
+    change[:, origin < 0] = np.nan
+    shown = array(chart(app, "Change of language").z)
+    np.testing.assert_allclose(shown, change, atol=1e-5)
+    assert np.nanmax(np.abs(shown)) > 1e-3
+    assert np.abs(table["after"] - table["before"]).max() > 1e-3
+
+
+def array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or numpy's bytes as plotly writes them (``{"dtype", "bdata", "shape"}``)."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).astype(float)
+    return np.array(value, dtype=float)
+
+
+def chart(app: AppTest, title: str):
+    """The first trace of the chart whose title starts with ``title``."""
+    for element in app.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        if spec["layout"].get("title", {}).get("text", "").startswith(title):
+            return SimpleNamespace(**spec["data"][0])
+    raise AssertionError(f"no chart titled {title!r}")
 
 
 def region_key(app: AppTest, prefix: str) -> str:
@@ -161,12 +218,12 @@ def test_silencing_heads_is_an_edit(app, script):
 
 def test_pruning_removes_the_heads_the_gradient_ranks_lowest(app, script):
     loaded, example, _ = script
-    app.slider(key="intervene_prune").set_value(3).run()
+    app.slider(key="intervene_prune").set_value(PRUNED).run()
     assert_clean(app)
     (edit,) = shown_edits(app)
     target = predict_answers(loaded.model, example, 1)[0].index
     importance = head_importance(loaded.model, example, [target])
-    assert edit == Edit("prune", heads=least_important_heads(importance, loaded.model.config, 3))
+    assert edit == Edit("prune", heads=least_important_heads(importance, loaded.model.config, PRUNED))
     assert_after_is_analysis(app, script, [edit])
 
 
