@@ -52,7 +52,11 @@ def assets(tmp_path_factory) -> Path:
         for name, parameter in loaded.model.named_parameters():
             if name.endswith(("query.weight", "key.weight")):
                 parameter.mul_(ATTENTION_SCALE)
-            elif "visual_attention.att.value" in name or "visual_attention.output.dense" in name or "answer_head" in name:
+            elif (
+                "visual_attention.att.value" in name
+                or "visual_attention.output.dense" in name
+                or "answer_head" in name
+            ):
                 parameter.mul_(OUTPUT_SCALE)
     save_pretrained(
         loaded.model,
@@ -212,7 +216,9 @@ def test_silencing_heads_is_an_edit(app, script):
     assert_clean(app)
     (edit,) = shown_edits(app)
     config = script[0].model.config
-    assert edit == Edit("silence", heads=tuple(("cross_l2v", l, h) for l in range(config.x_layers) for h in range(2)))
+    assert edit == Edit(
+        "silence", heads=tuple(("cross_l2v", l, h) for l in range(config.x_layers) for h in range(2))
+    )
     assert_after_is_analysis(app, script, [edit])
 
 
@@ -259,7 +265,9 @@ def test_probe_page_draws_a_curve_per_stream_as_analysis_probes(app, assets, scr
     assert_clean(app)
     loaded, _, detector = script
     paths = sorted((assets / "samples").glob("*.png")) + sorted((assets / "samples" / "scenes").glob("*.png"))
-    items = [(p.name, detector([p])[0], QUESTIONS if p.name == "scene_0.png" else (QUESTIONS[0],)) for p in paths]
+    items = [
+        (p.name, detector([p])[0], QUESTIONS if p.name == "scene_0.png" else (QUESTIONS[0],)) for p in paths
+    ]
     expected = probe_study(
         loaded.model, loaded.tokenizer, items, detector.objects_vocab, detector.attributes_vocab
     ).points
