@@ -217,7 +217,7 @@ def test_silencing_heads_is_an_edit(app, script):
     (edit,) = shown_edits(app)
     config = script[0].model.config
     assert edit == Edit(
-        "silence", heads=tuple(("cross_l2v", l, h) for l in range(config.x_layers) for h in range(2))
+        "silence", heads=tuple(("cross_l2v", layer, h) for layer in range(config.x_layers) for h in range(2))
     )
     assert_after_is_analysis(app, script, [edit])
 
