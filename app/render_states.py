@@ -40,4 +40,33 @@ def projection_figure(
     return figure
 
 
-__all__ = ["projection_figure"]
+__all__ = ["depth_figure", "projection_figure"]
+
+
+def depth_figure(
+    series: dict[str, tuple[Sequence[str], Sequence[float]]],
+    depths: Sequence[str],
+    *,
+    title: str,
+    y_title: str,
+    dashed: Sequence[str] = (),
+) -> go.Figure:
+    """One line per named series over named depths (e.g. ``input``, ``language 1``, ``cross 1``) in the order of
+    ``depths``, so two streams of different depths share their cross layers; ``dashed`` series are baselines."""
+    figure = go.Figure()
+    for k, (name, (xs, ys)) in enumerate(series.items()):
+        figure.add_trace(
+            go.Scatter(
+                x=list(xs),
+                y=list(ys),
+                mode="lines+markers",
+                name=name,
+                line=dict(dash="dash" if name in dashed else "solid", width=1 if name in dashed else 2),
+                marker=dict(size=5 if name in dashed else 8, color=BOX_PALETTE[k // 2 % len(BOX_PALETTE)]),
+                hovertemplate=f"{name}, %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(depths), title="layer")
+    figure.update_yaxes(title=y_title, range=[0, 1.05], tickformat=".0%")
+    figure.update_layout(title=title, height=380, legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return figure

@@ -278,9 +278,14 @@ def test_probe_page_draws_a_curve_per_stream_as_analysis_probes(app, assets, scr
     assert len(vision) == 1 + config.r_layers + config.x_layers
     shown = table[table["stream"] == "regions"]
     np.testing.assert_allclose(shown["probe accuracy"], [p.test_accuracy for p in vision], atol=1e-6)
-    curve = app.get("plotly_chart")[0]
-    traces = json.loads(curve.proto.spec)["data"]
-    assert {t["name"] for t in traces} >= {"regions, vision layers", "regions, cross layers"}
+    regions = next(
+        SimpleNamespace(**t)
+        for t in json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
+        if t["name"] == "regions"
+    )
+    depths = ["input", *(f"vision {i + 1}" for i in range(config.r_layers))]
+    assert regions.x == depths + [f"cross {i + 1}" for i in range(config.x_layers)]
+    np.testing.assert_allclose(array(regions.y), [p.test_accuracy for p in vision], atol=1e-6)
     app.toggle(key="probe_cross_modal").set_value(False).run()
     assert_clean(app)
     assert len(app.dataframe[1].value) == 8  # the nearest neighbours

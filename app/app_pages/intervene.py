@@ -15,6 +15,7 @@ from app.render_before_after import before_after_figure
 from app.state import widget_key
 
 EDITS_KEY = "intervene_edits"
+SHOWN_REGIONS = 12  # the region relevancy chart's bars; the export holds every region
 SCOPE_KEY = "intervene_scope"
 KIND_NAMES = {
     "delete": "Delete regions",
@@ -48,6 +49,13 @@ def box_picker(
     return (float(left), float(top), left + box_width, top + box_height)
 
 
+def region_name(region: int, origin: int | None) -> str:
+    """A region after the edits, by the label of the region it came from (which carries its own index)."""
+    if origin is None:
+        return f"{region} (added)"
+    return labels[origin] if origin == region else f"{region} (was {labels[origin]})"
+
+
 st.title("Intervene")
 st.caption(
     "Edit what the model sees and ask again. The edits run on a copy of the input; head edits are masks for one "
@@ -66,9 +74,7 @@ labels = page.scene.labels
 
 with reported("Applying the edits", stop=True):
     edited = apply_edits(page.query.example(), region_edits())
-current = [
-    f"{r} · {labels[o]}" if o is not None else f"{r} · added copy" for r, o in enumerate(edited.origin)
-]
+current = [region_name(r, o) for r, o in enumerate(edited.origin)]
 
 st.subheader("Edit the regions")
 kind = st.radio("Edit", list(KIND_NAMES), format_func=KIND_NAMES.get, horizontal=True, key="intervene_kind")
@@ -191,7 +197,7 @@ with words_column:
             [f"{i} {t}" for i, t in enumerate(tokens)],
             *result.token_relevancy,
             title="Word relevancy",
-            value_format=".2f",
+            value_format=".2g",
         ),
         key="intervene_token_relevancy",
     )

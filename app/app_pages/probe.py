@@ -8,9 +8,9 @@ import numpy as np
 import streamlit as st
 
 from analysis.probing import nearest_neighbours, pca
-from app import panels, render, results_probe, state
+from app import panels, results_probe, state
 from app.context import page_context, reported
-from app.render_states import projection_figure
+from app.render_states import depth_figure, projection_figure
 
 STREAM_NAMES = {"language": "words", "vision": "regions"}
 
@@ -55,28 +55,30 @@ with reported("Probing", stop=True):
 for note in study.notes:
     st.caption(f"Not drawn: {note}")
 
-label = st.selectbox("Label", list(study.class_names), key="probe_label")
-curves = {}
+labels = list(study.class_names)
+label = st.selectbox(
+    "Label", labels, index=labels.index("colour") if "colour" in labels else 0, key="probe_label"
+)
+series, depths = {}, ["input"]
 for stream, shown in STREAM_NAMES.items():
     points = [p for p in study.points if p.label == label and p.stream == stream]
-    for stage in (stream, "cross"):
-        staged = [p for p in points if p.stage == stage]
-        if staged:
-            curves[f"{shown}, {stage} layers"] = (
-                [p.layer for p in staged],
-                [p.test_accuracy for p in staged],
-            )
+    single = sum(p.stage != "cross" for p in points)  # the input and the single-modality layers
+    names = [
+        "input" if p.layer == 0 else f"{p.stage} {p.layer if p.stage != 'cross' else p.layer - single + 1}"
+        for p in points
+    ]
+    depths += [n for n in names if n not in depths]
     if points:
-        curves[f"{shown}, majority baseline"] = (
-            [p.layer for p in points],
-            [p.majority_accuracy for p in points],
-        )
+        series[shown] = (names, [p.test_accuracy for p in points])
+        series[f"{shown}, majority baseline"] = (names, [p.majority_accuracy for p in points])
+depths = sorted(depths, key=lambda d: ("input", "language", "vision", "cross").index(d.split()[0]))
 panels.plot(
-    render.curves_figure(
-        curves,
+    depth_figure(
+        series,
+        depths,
         title=f"Which layer knows {label}? Held-out probe accuracy",
-        x_title="layer (0 = embeddings / visual feature encoder)",
         y_title="accuracy",
+        dashed=[name for name in series if name.endswith("baseline")],
     ),
     key="probe_curve",
 )
