@@ -188,7 +188,7 @@ st.caption(
     "after the edits is set beside the region it came from (an added region has none)."
 )
 tokens = result.maps_after.tokens
-after_labels = [f"{r} · {labels[o]}" if o >= 0 else f"{r} · added copy" for r, o in enumerate(result.origin)]
+after_labels = [region_name(r, None if o < 0 else o) for r, o in enumerate(result.origin)]
 region_before = np.array([result.region_relevancy_before[o] if o >= 0 else np.nan for o in result.origin])
 words_column, regions_column = st.columns(2, gap="large")
 with words_column:
@@ -202,13 +202,15 @@ with words_column:
         key="intervene_token_relevancy",
     )
 with regions_column:
+    shown = np.argsort(-np.fmax(np.nan_to_num(region_before), result.region_relevancy_after), kind="stable")
+    shown = np.sort(shown[:SHOWN_REGIONS])
     panels.plot(
         before_after_figure(
-            after_labels,
-            region_before,
-            result.region_relevancy_after,
-            title="Region relevancy",
-            value_format=".2f",
+            [after_labels[r] for r in shown],
+            region_before[shown],
+            result.region_relevancy_after[shown],
+            title=f"Region relevancy, the {len(shown)} most relevant on either side",
+            value_format=".2g",
         ),
         key="intervene_region_relevancy",
     )
