@@ -39,6 +39,11 @@ def before_after_figure(
         )
 
     figure = go.Figure([bar(before, "before", BEFORE_COLOUR), bar(after, "after", AFTER_COLOUR)])
+    values = np.concatenate([np.asarray(before, dtype=float), np.asarray(after, dtype=float)])
+    values = values[np.isfinite(values)]
+    low, high = (min(0.0, values.min()), max(0.0, values.max())) if values.size else (0.0, 1.0)
+    pad = 0.25 * (high - low) or 1.0  # room for the printed values beside the bars
+    figure.update_xaxes(range=[low - (pad if low < 0 else 0.0), high + pad])
     figure.update_yaxes(autorange="reversed", type="category")
     if value_format.endswith("%"):
         figure.update_xaxes(tickformat=".0%")

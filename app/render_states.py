@@ -6,8 +6,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import ImageColor
 
 from app.render import _LAYOUT, BOX_PALETTE
+
+
+def class_colour(name: str, index: int) -> str:
+    """A class named by a colour ("blue") is drawn in it; any other takes the palette's ``index``-th colour."""
+    try:
+        ImageColor.getrgb(name)
+        return name
+    except ValueError:
+        return BOX_PALETTE[index % len(BOX_PALETTE)]
 
 
 def projection_figure(
@@ -18,7 +28,8 @@ def projection_figure(
     title: str,
     axis_titles: Sequence[str],
 ) -> go.Figure:
-    """(N, 2) points, one colour and legend entry per class, each point's ``hover`` on mouse-over."""
+    """(N, 2) points, one colour (:func:`class_colour`, outlined so white shows) and legend entry per class, each
+    point's ``hover`` on mouse-over."""
     coords = np.asarray(coords, dtype=float)
     figure = go.Figure()
     for k, name in enumerate(dict.fromkeys(classes)):
@@ -29,7 +40,9 @@ def projection_figure(
                 y=coords[rows, 1].tolist(),
                 mode="markers",
                 name=name,
-                marker=dict(size=7, color=BOX_PALETTE[k % len(BOX_PALETTE)], opacity=0.8),
+                marker=dict(
+                    size=7, color=class_colour(name, k), opacity=0.85, line=dict(width=0.5, color="#444")
+                ),
                 text=[hover[i] for i in rows],
                 hovertemplate="%{text}<extra></extra>",
             )

@@ -59,7 +59,7 @@ labels = list(study.class_names)
 label = st.selectbox(
     "Label", labels, index=labels.index("colour") if "colour" in labels else 0, key="probe_label"
 )
-series, depths = {}, ["input"]
+series, depths, depth_of = {}, ["input"], {}
 for stream, shown in STREAM_NAMES.items():
     points = [p for p in study.points if p.label == label and p.stream == stream]
     single = sum(p.stage != "cross" for p in points)  # the input and the single-modality layers
@@ -67,6 +67,7 @@ for stream, shown in STREAM_NAMES.items():
         "input" if p.layer == 0 else f"{p.stage} {p.layer if p.stage != 'cross' else p.layer - single + 1}"
         for p in points
     ]
+    depth_of.update({(stream, p.layer): name for p, name in zip(points, names, strict=True)})
     depths += [n for n in names if n not in depths]
     if points:
         series[shown] = (names, [p.test_accuracy for p in points])
@@ -90,8 +91,7 @@ st.dataframe(
     [
         {
             "stream": STREAM_NAMES[p.stream],
-            "layer": p.layer,
-            "stage": p.stage,
+            "layer": depth_of[(p.stream, p.layer)],
             "probe accuracy": p.test_accuracy,
             "majority": p.majority_accuracy,
             "train rows": p.num_train,
