@@ -208,3 +208,10 @@ def test_probe_study_reads_a_label_written_into_the_features(model, tokenizer):
     assert [p.stage for p in vision] == ["vision"] * (1 + config.r_layers) + ["cross"] * config.x_layers
     assert vision[0].test_accuracy >= 0.9 > vision[0].majority_accuracy
     assert any("language states" in note for note in study.notes)  # no word names an object class here
+
+
+def test_the_attribute_kinds_are_the_synthetic_worlds():
+    from training.world.scenes import ATTRIBUTE_LABELS, COLOURS, FILLS, SIZES
+
+    assert ATTRIBUTE_KINDS == {"colour": COLOURS, "size": SIZES, "fill": FILLS}
+    assert sum(ATTRIBUTE_KINDS.values(), ()) == ATTRIBUTE_LABELS

@@ -63,9 +63,8 @@ st.caption(
 )
 page = page_context("answer")
 scope = (page.inputs.image.digest, page.inputs.num_regions, page.checkpoint.name)
-if (
-    st.session_state.get(SCOPE_KEY) != scope
-):  # region indices and heads mean nothing on another input or model
+# Region indices and heads mean nothing on another input or model: their edits start again.
+if st.session_state.get(SCOPE_KEY) != scope:
     st.session_state[SCOPE_KEY] = scope
     st.session_state[EDITS_KEY] = []
 top_k = st.slider("Answers to compare", 3, 10, 5, key="intervene_top_k")
