@@ -289,3 +289,14 @@ def test_probe_page_draws_a_curve_per_stream_as_analysis_probes(app, assets, scr
     app.toggle(key="probe_cross_modal").set_value(False).run()
     assert_clean(app)
     assert len(app.dataframe[1].value) == 8  # the nearest neighbours
+
+
+def test_edits_start_again_on_another_region_count(app):
+    """Region indices of one input mean nothing on another: the list is cleared, not replayed on the wrong regions."""
+    next(m for m in app.multiselect if m.key.startswith("intervene_delete")).set_value([5]).run()
+    app.button(key="intervene_apply").click().run()
+    assert len(app.session_state["intervene_edits"]) == 1
+    app.sidebar.slider(key="num_regions").set_value(3).run()
+    assert_clean(app)
+    assert app.session_state["intervene_edits"] == []
+    assert len(next(m for m in app.multiselect if m.key.startswith("intervene_delete")).options) == 3
