@@ -288,7 +288,10 @@ def test_probe_page_draws_a_curve_per_stream_as_analysis_probes(app, assets, scr
     np.testing.assert_allclose(array(regions.y), [p.test_accuracy for p in vision], atol=1e-6)
     app.toggle(key="probe_cross_modal").set_value(False).run()
     assert_clean(app)
-    assert len(app.dataframe[1].value) == 8  # the nearest neighbours
+    neighbours = app.dataframe[1].value
+    assert len(neighbours) == 8
+    # The query is the first region of the first sample, scene_0.png.
+    assert "scene_0.png" not in set(neighbours["image"])
 
 
 def test_edits_start_again_on_another_region_count(app):

@@ -13,6 +13,7 @@ from app.context import page_context, reported
 from app.render_states import depth_figure, projection_figure
 
 STREAM_NAMES = {"language": "words", "vision": "regions"}
+NEIGHBOURS = 8
 
 st.title("Probe")
 st.caption(
@@ -141,7 +142,18 @@ chosen = st.selectbox(
     "Region", range(len(labelled)), format_func=lambda i: f"{hover[i]} · {classes[i]}", key="probe_query"
 )
 cross_modal = st.toggle("Among the words", value=True, key="probe_cross_modal")
-neighbours = nearest_neighbours(bank, layer, "vis", int(labelled[chosen]), k=8, cross_modal=cross_modal)
+query_row = int(labelled[chosen])
+query_image = study.images[bank.region_refs[query_row][0]]
+candidates = nearest_neighbours(
+    bank,
+    layer,
+    "vis",
+    query_row,
+    k=len(bank.lang[layer] if cross_modal else bank.vis[layer]),
+    cross_modal=cross_modal,
+)
+# The same region under the image's other questions is its own nearest neighbour: regions come from other images.
+neighbours = [n for n in candidates if cross_modal or study.images[n.example] != query_image][:NEIGHBOURS]
 st.dataframe(
     [
         {
