@@ -1,6 +1,6 @@
 """The Probe page's cached result: linear probes of every layer over the shipped sample images and questions.
 
-Keyed on plain values (the detector and checkpoint directories, device, precision, region count and the samples'
+Keyed on plain values (the detector and checkpoint directories and the set's vocabulary and answer files, device, precision, region count and the samples'
 names, bytes and questions), so it is computed once per model and sample set, whatever the sidebar's image.
 """
 
@@ -24,10 +24,13 @@ def study(
     precision: str,
     num_regions: int,
     samples: tuple[Sample, ...],
+    vocab: str | None = None,
+    answers: str | None = None,
     seed: int = 0,
 ) -> ProbeStudy:
-    """Hidden states of every (sample, question) and a probe per label, stream and layer."""
-    loaded = load_model(checkpoint, checkpoint_name, device)
+    """Hidden states of every (sample, question) and a probe per label, stream and layer (``vocab`` and
+    ``answers``: the files a model set gives a checkpoint without its own)."""
+    loaded = load_model(checkpoint, checkpoint_name, device, vocab, answers)
     items = []
     object_names, attr_names = [], []
     for name, data, questions in samples:

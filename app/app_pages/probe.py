@@ -52,6 +52,8 @@ with reported("Probing", stop=True):
         query.precision,
         query.num_regions,
         tuple(samples),
+        query.vocab,
+        query.answers,
     )
 for note in study.notes:
     st.caption(f"Not drawn: {note}")
