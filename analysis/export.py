@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,13 @@ VERSION = 1
 
 
 def export_metadata(
-    example: Example, checkpoint_id: str, settings: Mapping[str, Any] | None = None
+    example: Example,
+    checkpoint_id: str,
+    settings: Mapping[str, Any] | None = None,
+    edits: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """What identifies an export: format, checkpoint, input (tokens, boxes, feature hash) and settings."""
+    """What identifies an export: format, checkpoint, input (tokens, boxes, feature hash), settings, and the edits
+    (``analysis.edits.Edit.to_dict`` records, in order) that made the input from the image's, if any."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -41,6 +45,7 @@ def export_metadata(
         "object_ids": None if example.object_ids is None else example.object_ids.tolist(),
         "attr_ids": None if example.attr_ids is None else example.attr_ids.tolist(),
         "feature_hash": example.feature_hash(),
+        "edits": [dict(edit) for edit in edits],
     }
 
 
@@ -85,13 +90,14 @@ def export_json(
     settings: Mapping[str, Any] | None = None,
     stats: HeadStats | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
+    edits: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write the metadata and every array (attention per family, head statistics, ``extra``) as one JSON object.
 
     Arrays are nested lists under ``arrays``, keyed ``attention/<family>``, ``head_stats/<stat>/<family>`` and
     ``extra/<name>``.
     """
-    payload = export_metadata(example, checkpoint_id, settings)
+    payload = export_metadata(example, checkpoint_id, settings, edits)
     payload["arrays"] = {name: _json_safe(value) for name, value in _arrays(maps, stats, extra).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,10 +113,11 @@ def export_npz(
     settings: Mapping[str, Any] | None = None,
     stats: HeadStats | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
+    edits: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write the arrays as a compressed NPZ, the metadata as JSON in its ``metadata`` entry."""
     arrays = _arrays(maps, stats, extra)
-    arrays["metadata"] = np.array(json.dumps(export_metadata(example, checkpoint_id, settings)))
+    arrays["metadata"] = np.array(json.dumps(export_metadata(example, checkpoint_id, settings, edits)))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     path = Path(path)

@@ -26,6 +26,8 @@ PAGES = [
     st.Page("app_pages/masked_object.py", title="Masked object", icon=":material/crop_free:"),
     st.Page("app_pages/attributions.py", title="Attributions", icon=":material/insights:"),
     st.Page("app_pages/compare.py", title="Compare checkpoints", icon=":material/compare:"),
+    st.Page("app_pages/intervene.py", title="Intervene", icon=":material/tune:"),
+    st.Page("app_pages/probe.py", title="Probe", icon=":material/science:"),
 ]
 
 

@@ -60,6 +60,8 @@ PAGES = {
     "Masked object": "masked_object",
     "Attributions": "attributions",
     "Compare checkpoints": "compare",
+    "Intervene": "intervene",
+    "Probe": "probe",
 }
 # Two questions about the first sample (synth_000010: a medium blue dotted pentagon, a medium white striped arrow and
 # three blue arrows). The shipped model answers the first as its ground truth says (medium) and the second wrongly
@@ -151,6 +153,11 @@ def wait_until_idle(page) -> None:
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=RUN_S)
 
 
+def click_and_wait(page, locator) -> None:
+    locator.click()
+    wait_until_idle(page)
+
+
 def go_to(page, title: str) -> None:
     """Open a page from the navigation (same session, so the upload stays) and wait for its run to end."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
@@ -220,6 +227,13 @@ def test_first_answer_then_upload_ask_and_every_page(server, browser, assets, sc
             page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').first.wait_for(
                 timeout=RUN_S
             )
+        if title == "Intervene":  # one edit, so the screenshot shows before and after
+            click_and_wait(page, page.get_by_text("Swap two regions' features", exact=True))
+            click_and_wait(page, page.get_by_role("button", name="Apply this edit"))
+            page.get_by_text("Change of language → vision attention").first.wait_for(timeout=RUN_S)
+        if title == "Probe":
+            click_and_wait(page, page.get_by_role("button", name="Probe every layer"))
+            page.get_by_text("Which layer knows").first.wait_for(timeout=RUN_S)
         screenshot(page, screenshots / f"{name}.png")
         if title == "Attention":
             click_a_cell_of_the_map_then_a_box(page)

@@ -28,7 +28,16 @@ from lxmert.detection.files import load_cached_regions
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
 APP = REPO / "app" / "main.py"
-PAGES = ("ask", "regions", "attention", "masked_word", "masked_object", "attributions", "compare")
+PAGES = (
+    "ask",
+    "regions",
+    "attention",
+    "masked_word",
+    "masked_object",
+    "attributions",
+    "compare",
+    "intervene",
+)
 
 pytestmark = pytest.mark.skipif(
     not (ASSETS / "default" / "detector" / "config.json").is_file()
@@ -51,6 +60,18 @@ def test_every_page_draws_on_the_default_model(app, page):
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
     assert app.get("plotly_chart")
+
+
+@pytest.mark.slow
+def test_the_probe_page_finds_colour_in_the_default_models_region_states(app):
+    """The shipped samples' detections carry a colour the probe reads far above the majority baseline."""
+    app.switch_page("app_pages/probe.py").run()
+    app.button(key="probe_run").click().run()
+    assert not app.exception and not app.error
+    app.selectbox(key="probe_label").set_value("colour").run()
+    table = app.dataframe[0].value  # the probes
+    regions = table[table["stream"] == "regions"]
+    assert (regions["probe accuracy"] > regions["majority"] + 0.5).all()
 
 
 def test_the_first_answer_is_the_one_analysis_gives(app):
