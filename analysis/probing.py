@@ -120,6 +120,9 @@ def linear_probe(
     """
     keep = labels >= 0
     features, labels, groups = features[keep], labels[keep], groups[keep]
+    # Classes numbered 0..C-1 by the labels that occur: a 1600-object vocabulary would otherwise give the solver
+    # 1600 outputs where a few dozen are seen.
+    labels = np.unique(labels, return_inverse=True)[1].reshape(-1)
     unique_groups = np.unique(groups)
     if len(unique_groups) < 2:
         raise ValueError("a probe needs labelled rows from at least two examples (one to train, one to test)")

@@ -32,7 +32,16 @@ from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, 
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 DATA = Path(__file__).resolve().parent / "data"
-PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions", "compare")
+PAGES = (
+    "regions",
+    "ask",
+    "attention",
+    "masked_word",
+    "masked_object",
+    "attributions",
+    "compare",
+    "intervene",
+)
 TIMEOUT = 120
 OBJECTS = read_vocab(VG_VOCAB_DIR / OBJECTS_FILE)
 ATTRIBUTES = read_vocab(VG_VOCAB_DIR / ATTRIBUTES_FILE)
@@ -162,6 +171,16 @@ def test_every_page_draws_on_the_stored_regions(app, page):
     open_page(app, page)
     assert_clean(app)
     assert app.get("plotly_chart"), f"page {page} drew no figure"
+
+
+def test_probe_reads_the_dataset_images_and_questions(app):
+    open_page(app, "probe")
+    assert_clean(app)
+    assert any("questions** from the dataset" in m.value for m in app.markdown)
+    app.button(key="probe_run").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    # Two photos are too few to hold one out for every label: what is drawn is drawn, the rest is named.
+    assert app.get("plotly_chart") or any("Not drawn" in c.value for c in app.caption)
 
 
 def test_a_checkpoint_for_other_features_gets_a_message_naming_both_sizes(tmp_path, monkeypatch):

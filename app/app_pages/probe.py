@@ -1,19 +1,22 @@
 """Probe: which layer knows colour? Linear probes, a PCA and nearest neighbours of the hidden states of every layer.
 
-The data are the shipped samples (the gallery and the random-scene pool) with their suggested questions; the
-labels are the detector's (``analysis/probe_curves.py`` says why that stands in for the scenes' ground truth).
+The data are the shipped samples (the gallery and the random-scene pool) with their suggested questions, or in
+dataset mode the dataset's images with their questions; the labels are the detector's (or the feature store's) (``analysis/probe_curves.py`` says why that stands in for the scenes' ground truth).
 """
 
 import numpy as np
 import streamlit as st
 
 from analysis.probing import nearest_neighbours, pca
-from app import panels, results_probe, state
+from app import datasets, panels, results_probe, state
 from app.context import page_context, reported
 from app.render_states import depth_figure, projection_figure
 
 STREAM_NAMES = {"language": "words", "vision": "regions"}
 NEIGHBOURS = 8
+# In dataset mode, the probes read this many of its images with questions, and this many questions of each.
+DATASET_IMAGES = 60
+DATASET_QUESTIONS = 5
 
 st.title("Probe")
 st.caption(
@@ -22,19 +25,34 @@ st.caption(
 )
 page = page_context(needs_text=False)
 config = page.inputs.config
-paths = list(dict.fromkeys(state.image_files(config.samples_dir) + state.scene_pool(config.samples_dir)))
+dataset_root = page.inputs.image.dataset[0] if page.inputs.image and page.inputs.image.dataset else None
 samples = []
-for path in paths:
-    sample = state.read_sample(str(path))
-    questions = sample.suggestions or ((page.inputs.text,) if page.inputs.text else ())
-    if questions:
-        samples.append((sample.name, sample.data, questions))
-if not samples:
-    st.info(f"No sample images with questions in {config.samples_dir}: the probes need a few.")
-    st.stop()
+if dataset_root is not None:
+    with reported("Reading the dataset", stop=True):
+        opened = datasets.open_dataset(dataset_root)
+    for img_id, items in opened.questions.items():
+        if len(samples) == DATASET_IMAGES:
+            break
+        if items and img_id in opened.store:
+            samples.append((img_id, b"", tuple(item["sent"] for item in items[:DATASET_QUESTIONS])))
+    source = f"the dataset `{opened.dataset.name}` (its first {DATASET_IMAGES} images with questions at most)"
+    if not samples:
+        st.info(f"The dataset `{opened.dataset.name}` has no image with questions: the probes need a few.")
+        st.stop()
+else:
+    paths = list(dict.fromkeys(state.image_files(config.samples_dir) + state.scene_pool(config.samples_dir)))
+    for path in paths:
+        sample = state.read_sample(str(path))
+        questions = sample.suggestions or ((page.inputs.text,) if page.inputs.text else ())
+        if questions:
+            samples.append((sample.name, sample.data, questions))
+    source = f"`{config.samples_dir}` (images without suggested questions take the sidebar's)"
+    if not samples:
+        st.info(f"No sample images with questions in {config.samples_dir}: the probes need a few.")
+        st.stop()
 st.markdown(
-    f"**{len(samples)} images, {sum(len(q) for _, _, q in samples)} questions** from `{config.samples_dir}` "
-    f"(images without suggested questions take the sidebar's), on `{page.checkpoint.name}`."
+    f"**{len(samples)} images, {sum(len(q) for _, _, q in samples)} questions** from {source}, "
+    f"on `{page.checkpoint.name}`."
 )
 if st.button("Probe every layer", key="probe_run", icon=":material/play_arrow:"):
     st.session_state["probe_requested"] = True
@@ -54,6 +72,7 @@ with reported("Probing", stop=True):
         tuple(samples),
         query.vocab,
         query.answers,
+        dataset_root,
     )
 for note in study.notes:
     st.caption(f"Not drawn: {note}")
