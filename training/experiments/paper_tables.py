@@ -152,12 +152,15 @@ def table_rows(table: int, scale: Scale) -> list[Row]:
     if table == 3:
         rows = []
         for k in scale.cross_layers:
+            layers = f"{k} cross layer{'s' if k > 1 else ''}"
             if k == scale.x_layers:
-                rows.append(Row(f"Train + scratch ({k} cross layer{'s' if k > 1 else ''})", f"scratch-x{k}", "Train + scratch",
-                                (65.1, 50.0, 50.9)))  # fmt: skip
+                rows.append(
+                    Row(f"Train + scratch ({layers})", f"scratch-x{k}", "Train + scratch", (65.1, 50.0, 50.9))
+                )
             else:
-                rows.append(Row(f"{k} cross layers, from scratch", f"scratch-x{k}", f"BERT + {k} CrossAtt",
-                                PAPER_CROSS[k]))  # fmt: skip
+                rows.append(
+                    Row(f"{layers}, from scratch", f"scratch-x{k}", f"BERT + {k} CrossAtt", PAPER_CROSS[k])
+                )
         return [*rows, Row("Pre-train + scratch", "full", "Pre-train + scratch", PAPER_FULL[1])]
     if table == 4:
         return [
@@ -460,10 +463,11 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
 
 
 def tables_with_runs(runs: Runs) -> list[int]:
+    """The tables every row of which has a finished run (the full recipe's rows alone do not make a table)."""
     return [
         t
         for t in (3, 4, 5)
-        if any(runs.finished(r.start, task) for r in table_rows(t, runs.scale) for task in TASKS)
+        if all(any(runs.finished(r.start, task) for task in TASKS) for r in table_rows(t, runs.scale))
     ]
 
 
