@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import time
@@ -58,6 +59,7 @@ class Scale:
     qa_loss: str  # VQA / GQA loss (ce or bce)
     cross_layers: tuple[int, ...]  # cross-modality layers of the from-scratch rows of Table 3
     x_layers: int  # the architecture's (the pre-trained rows')
+    note: str  # what the scale's numbers can and cannot say, printed at the top of the page
 
 
 SHALLOW = (
@@ -86,6 +88,8 @@ SCALES = {
         qa_loss="ce",
         cross_layers=(1, 2),
         x_layers=1,
+        note="A smoke test of the command (64 images, 10 NLVR2 training pairs, 2 pre-training epochs, 1 "
+        "fine-tuning epoch): its numbers say nothing about the paper's claims.",
     ),
     # The embedded default's recipe (scripts/build_default.sh) at half its pre-training epochs, on a world with
     # 3000 main images and 1000 NLVR2 image pairs; not run in full on this CPU (see docs/paper_tables.md).
@@ -98,6 +102,8 @@ SCALES = {
         qa_loss="ce",
         cross_layers=(1, 2),
         x_layers=1,
+        note="The embedded default's recipe at half its pre-training epochs, on 3000 main images and 1000 NLVR2 "
+        "image pairs (about 6 CPU hours for the three tables with 3 seeds, estimated from single runs).",
     ),
     # The paper's model and recipe (base preset: 9/5/5 layers, batch 256, lr 1e-4, 20 epochs; fine-tuning batch
     # 32, 4 epochs, lr 5e-5) on a larger world; for GPUs (under torchrun, with the world and features made first).
@@ -110,6 +116,7 @@ SCALES = {
         qa_loss="bce",
         cross_layers=(1, 2, 3, 4, 5),
         x_layers=5,
+        note="The paper's model size and recipe on a 40,000-image world, for GPUs.",
     ),
 }  # fmt: skip
 
@@ -259,6 +266,10 @@ class Runs:
     def prepare(self) -> None:
         """The scale's world and its region features (each skipped when complete)."""
         if not (self.world / "world.json").is_file():
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise RuntimeError(
+                    f"no world at {self.world}: under torchrun, make it first with one process: {self.world_command()}"
+                )
             build_world(WorldConfig(out=str(self.world), **self.scale.world), progress=False)
         threads = self.config.threads or 2
         summary = extract(
@@ -388,6 +399,8 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "valid accuracy, NLVR2 valid accuracy and consistency), in percent, mean ± sample standard deviation over "
         "the seeds (n = seeds finished). Paper: its dev-set numbers (Tables 3–5), for the trend, not the level: "
         "the world, the model size and the schedule are not the paper's.",
+        "",
+        f"Scale `{config.scale}`: {scale.note}",
         "",
     ]
     cpu_total = 0.0
