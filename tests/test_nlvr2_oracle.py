@@ -2,9 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from training.experiments.nlvr2_oracle import SeenObject, annotated_objects, oracle_predictions, oracle_scores
+from lxmert.data.task_files import load_nlvr2
+from training.experiments.nlvr2_oracle import (
+    SeenObject,
+    annotated_objects,
+    detected_objects,
+    oracle_predictions,
+    oracle_scores,
+)
 from training.world.generate import WorldConfig, build_world
 
 
@@ -31,6 +39,17 @@ def test_the_oracle_checks_each_sentence_on_the_two_images_objects():
         oracle_predictions([{**items[0], "sent": "The images are nice."}], objects)
 
 
+def test_detections_count_as_objects_from_the_confidence_threshold_up():
+    row = {"objects_id": np.array([0, 1, 1, 2]), "objects_conf": np.array([0.9, 0.5, 0.2, 0.49])}
+    found = detected_objects(row, ["circle", "square", "star"], threshold=0.5)
+    assert [o.shape for o in found] == ["circle", "square"]
+    left, right = found, detected_objects(row, ["circle", "square", "star"], threshold=0.1)
+    items = [
+        {"identifier": "valid-0-0-0", "img0": "l", "img1": "r", "sent": "Exactly one image contains a star."}
+    ]
+    assert oracle_predictions(items, {"l": left, "r": right}) == {"valid-0-0-0": True}
+
+
 def test_annotations_become_objects_with_their_attributes():
     annotation = {"img_id": "x", "objects": [{"label": "heart", "attributes": ["pink", "small", "striped"]}]}
     assert annotated_objects(annotation) == [SeenObject("heart", "pink", "small", "striped")]
@@ -47,4 +66,7 @@ def test_a_generated_worlds_labels_follow_from_its_sentences_and_scenes(tmp_path
     labels = [d["label"] for d in json.loads((out / "nlvr2/train.json").read_text())]
     assert 0.3 < sum(labels) / len(labels) < 0.7
     for split in ("train", "valid"):
-        assert oracle_scores(out, split) == {"accuracy": 1.0, "consistency": 1.0}
+        scores, pairs = oracle_scores(out, split)
+        assert scores == {"accuracy": 1.0, "consistency": 1.0} and pairs == len(
+            load_nlvr2(out / f"nlvr2/{split}.json")
+        )

@@ -386,7 +386,7 @@ def baselines(world: Path) -> dict[str, dict[str, float]]:
         valid = load(world / task / f"{valid_split}.json")
         top = fit_majority(train, lambda d: OVERALL, answer)[OVERALL]
         chance[task] = score({d[key]: top for d in valid}, valid)
-    return {"chance": chance, "question-only": reports, "oracle": {"nlvr2": oracle_scores(world)}}
+    return {"chance": chance, "question-only": reports, "oracle": {"nlvr2": oracle_scores(world)[0]}}
 
 
 def render(runs: Runs, tables: Sequence[int]) -> str:
