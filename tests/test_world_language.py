@@ -14,7 +14,7 @@ from training.world.language import (
     unique_description,
 )
 from training.world.scenes import Background, Scene, SceneObject, compute_relations, sample_scene
-from training.world.statements import Statement, evaluate, sample_statement_set
+from training.world.statements import Statement, evaluate, read_statement, sample_statement_set
 
 
 def obj(shape, colour, size, fill, box):
@@ -129,20 +129,45 @@ def test_annotators_mostly_agree_after_vqa_preprocessing():
 
 
 def test_statements_evaluate_on_hand_scenes():
-    left = hand_scene()
-    right = Scene(256, 256, left.background, [left.objects[1]], compute_relations([left.objects[1]], 256))
-    square = {"shape": "square"}
-    red = {"colour": "red"}
+    left = hand_scene().objects  # red circle, blue square, red star
+    right = [
+        left[1],
+        obj("star", "green", "large", "solid", (10.0, 10.0, 60.0, 60.0)),
+    ]  # blue square, green star
+    square, red, star, heart = {"shape": "square"}, {"colour": "red"}, {"shape": "star"}, {"shape": "heart"}
     assert evaluate(Statement("", "both_contain", {"attrs": square}), left, right)
+    assert not evaluate(Statement("", "both_contain", {"attrs": red}), left, right)
     assert evaluate(Statement("", "one_contains", {"attrs": red}), left, right)
-    assert evaluate(Statement("", "left_more", {"attrs": red}), left, right)
-    assert evaluate(Statement("", "count_total", {"attrs": square, "n": 2}), left, right)
-    assert not evaluate(Statement("", "none_contain", {"attrs": red}), left, right)
-    relation = {"a": {"shape": "circle"}, "predicate": "left of", "b": {"colour": "blue"}}
-    assert evaluate(Statement("", "relation_somewhere", relation), left, right)
-    assert not evaluate(
-        Statement("", "relation_somewhere", {**relation, "predicate": "right of"}), left, right
+    assert not evaluate(Statement("", "one_contains", {"attrs": star}), left, right)
+    assert evaluate(Statement("", "none_contain", {"attrs": heart}), left, right)
+    assert not evaluate(Statement("", "none_contain", {"attrs": star}), left, right)
+    assert evaluate(Statement("", "more", {"attrs": red, "side": "left"}), left, right)
+    assert not evaluate(Statement("", "more", {"attrs": red, "side": "right"}), left, right)
+    assert evaluate(Statement("", "more", {"attrs": {}, "side": "left"}), left, right)  # 3 objects against 2
+    assert not evaluate(Statement("", "more", {"attrs": star, "side": "left"}), left, right)  # 1 against 1
+    assert evaluate(Statement("", "same_count", {"attrs": star}), left, right)
+    assert not evaluate(Statement("", "same_count", {"attrs": red}), left, right)
+
+
+def test_statement_texts_read_back_to_what_they_say():
+    assert read_statement("Both images contain a red object.") == Statement(
+        "Both images contain a red object.", "both_contain", {"attrs": {"colour": "red"}}
     )
+    assert read_statement("The right image has more crosses than the left image.").params == {
+        "attrs": {"shape": "cross"},
+        "side": "right",
+    }
+    assert read_statement("The left image has more objects than the right image.").params["attrs"] == {}
+    assert read_statement("Neither image contains an orange object.").params == {
+        "attrs": {"colour": "orange"}
+    }
+    for bad in ("Both images contain a purple dragon.", "The left image is prettier."):
+        with pytest.raises(ValueError, match="dragon|not a statement"):
+            read_statement(bad)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        statement, _ = sample_statement_set(rng, pairs=2, size=64)
+        assert read_statement(statement.text) == statement
 
 
 def test_statement_sets_mix_true_and_false_pairs():
@@ -152,6 +177,17 @@ def test_statement_sets_mix_true_and_false_pairs():
         statement, pairs = sample_statement_set(rng, pairs=4)
         assert len(pairs) == 4
         assert len({id(s) for left, right, _ in pairs for s in (left, right)}) == 8  # no image reused
-        assert all(evaluate(statement, left, right) == truth for left, right, truth in pairs)
+        assert all(evaluate(statement, left.objects, right.objects) == truth for left, right, truth in pairs)
         mixed += len({truth for *_, truth in pairs}) == 2
     assert mixed >= 4
+
+
+def test_statement_labels_are_balanced_within_each_family():
+    rng = np.random.default_rng(11)
+    truths: dict[str, list[bool]] = {}
+    for _ in range(40):
+        statement, pairs = sample_statement_set(rng, pairs=4, size=64)
+        truths.setdefault(statement.family, []).extend(truth for *_, truth in pairs)
+    assert len(truths) >= 4  # most families drawn
+    for family, values in truths.items():
+        assert abs(np.mean(values) - 0.5) <= 0.15, family

@@ -1,13 +1,22 @@
-"""NLVR2-style statements: one sentence about a pair of images (left, right), true or false.
+"""NLVR2-style statements: one sentence about what a pair of images (left, right) share or differ in, true or false.
+
+Every statement compares the two images: a shape or colour that both contain, exactly one contains or neither
+contains; which image has more of a shape or colour (or more objects); whether the two have as many of one. A model
+must therefore look at both images, as in NLVR2: no statement can be settled from one image alone.
 
 A statement is proposed from a first pair of scenes (so its objects are plausible), then judged on further pairs by
-``evaluate``; ``sample_statement_set`` keeps drawing pairs until about half of them make it true, so that each
-sentence has true and false pairs and NLVR2's consistency (all pairs of a sentence right) is meaningful.
+``evaluate``; ``sample_statement_set`` keeps drawing pairs until half of them make it true, so that each sentence
+has true and false pairs, the labels are balanced, and NLVR2's consistency (all pairs of a sentence right) is
+meaningful. ``read_statement`` recovers a statement from its text alone, which is what the symbolic oracle of
+``training.experiments.nlvr2_oracle`` runs on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import itertools
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,15 +24,15 @@ import numpy as np
 
 from training.world.language import (
     ATTRIBUTE_VALUES,
-    DIRECTIONS,
-    NUMBER_WORDS,
-    RELATION_PHRASE,
-    filter_of,
+    DESCRIPTOR_ORDER,
     matches,
     noun_phrase,
     with_article,
 )
 from training.world.scenes import Scene, sample_scene
+
+SIDES = ("left", "right")
+COMPARED = ("shape", "colour")  # the attributes statements name and compare across the pair
 
 
 @dataclass
@@ -33,120 +42,124 @@ class Statement:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _count(scene: Scene, attrs: dict[str, str]) -> int:
-    return sum(matches(o, attrs) for o in scene.objects)
+def _count(objects: Sequence[Any], attrs: dict[str, str]) -> int:
+    return sum(matches(o, attrs) for o in objects)
 
 
-def _has_relation(scene: Scene, a: dict[str, str], predicate: str, b: dict[str, str]) -> bool:
-    return any(
-        matches(scene.objects[r.subject], a) and matches(scene.objects[r.object], b)
-        for r in scene.relations
-        if r.predicate == predicate
-    )
+def evaluate(statement: Statement, left: Sequence[Any], right: Sequence[Any]) -> bool:
+    """Truth of a statement on the objects of a (left, right) pair of images.
 
-
-def evaluate(statement: Statement, left: Scene, right: Scene) -> bool:
-    """Truth of a statement on a (left, right) pair of scenes."""
+    Args:
+        statement: family and params as the families below build them (the text is not read).
+        left, right: the objects of each image: anything with ``shape``, ``colour``, ``size`` and ``fill``
+            attributes (``SceneObject``s, or objects read back from annotations or detections).
+    """
     p = statement.params
     family = statement.family
-    if family == "count_total":
-        return _count(left, p["attrs"]) + _count(right, p["attrs"]) == p["n"]
-    if family == "both_contain":
-        return _count(left, p["attrs"]) > 0 and _count(right, p["attrs"]) > 0
-    if family == "one_contains":
-        return (_count(left, p["attrs"]) > 0) != (_count(right, p["attrs"]) > 0)
-    if family == "left_more":
-        return _count(left, p["attrs"]) > _count(right, p["attrs"])
-    if family == "side_exact":
-        return _count(left if p["side"] == "left" else right, p["attrs"]) == p["n"]
-    if family == "relation_somewhere":
-        return any(_has_relation(s, p["a"], p["predicate"], p["b"]) for s in (left, right))
-    if family == "none_contain":
-        return _count(left, p["attrs"]) == 0 and _count(right, p["attrs"]) == 0
+    if family in ("both_contain", "one_contains", "none_contain"):
+        present = (_count(left, p["attrs"]) > 0, _count(right, p["attrs"]) > 0)
+        return {
+            "both_contain": all,
+            "one_contains": lambda x: sum(x) == 1,
+            "none_contain": lambda x: not any(x),
+        }[family](present)
+    if family == "more":
+        first, second = (left, right) if p["side"] == "left" else (right, left)
+        return _count(first, p["attrs"]) > _count(second, p["attrs"])
+    if family == "same_count":
+        return _count(left, p["attrs"]) == _count(right, p["attrs"])
     raise ValueError(f"unknown statement family {family!r}")
 
 
 def _pick_attrs(left: Scene, right: Scene, rng: np.random.Generator) -> dict[str, str]:
+    """The shape or the colour of a random object of the pair."""
     scene = left if rng.random() < 0.5 else right
-    return filter_of(scene.objects[rng.integers(len(scene.objects))], rng)
+    obj = scene.objects[rng.integers(len(scene.objects))]
+    key = COMPARED[rng.integers(len(COMPARED))]
+    return {key: getattr(obj, key)}
 
 
-def _count_total(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    attrs = _pick_attrs(left, right, rng)
-    n = _count(left, attrs) + _count(right, attrs) + int(rng.integers(-1, 2))
-    if not 1 <= n < len(NUMBER_WORDS):
-        return None
-    noun = noun_phrase(attrs, is_plural=n != 1)
-    verb = "are" if n != 1 else "is"
-    text = f"There {verb} exactly {NUMBER_WORDS[n]} {noun} in the two images."
-    return Statement(text, "count_total", {"attrs": attrs, "n": n})
+def _presence(family: str, template: str) -> Callable[[Scene, Scene, np.random.Generator], Statement]:
+    def propose(left: Scene, right: Scene, rng: np.random.Generator) -> Statement:
+        attrs = _pick_attrs(left, right, rng)
+        return Statement(template.format(with_article(noun_phrase(attrs))), family, {"attrs": attrs})
+
+    propose.__name__ = f"_{family}"
+    return propose
 
 
-def _both_contain(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    attrs = _pick_attrs(left, right, rng)
-    return Statement(
-        f"Both images contain {with_article(noun_phrase(attrs))}.", "both_contain", {"attrs": attrs}
-    )
-
-
-def _one_contains(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    attrs = _pick_attrs(left, right, rng)
-    return Statement(
-        f"Exactly one image contains {with_article(noun_phrase(attrs))}.", "one_contains", {"attrs": attrs}
-    )
-
-
-def _left_more(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    attrs = _pick_attrs(left, right, rng)
-    text = f"The left image has more {noun_phrase(attrs, is_plural=True)} than the right image."
-    return Statement(text, "left_more", {"attrs": attrs})
-
-
-def _side_exact(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    attrs = _pick_attrs(left, right, rng)
-    side = "left" if rng.random() < 0.5 else "right"
-    n = _count(left if side == "left" else right, attrs) + int(rng.integers(0, 2))
-    if not 1 <= n < len(NUMBER_WORDS):
-        return None
-    noun = noun_phrase(attrs, is_plural=n != 1)
-    text = f"The {side} image contains exactly {NUMBER_WORDS[n]} {noun}."
-    return Statement(text, "side_exact", {"attrs": attrs, "side": side, "n": n})
-
-
-def _relation_somewhere(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    scene = left if rng.random() < 0.5 else right
-    options = [r for r in scene.relations if r.predicate in DIRECTIONS]
-    if not options:
-        return None
-    r = options[rng.integers(len(options))]
-    a, b = filter_of(scene.objects[r.subject], rng), filter_of(scene.objects[r.object], rng)
-    phrase = (
-        f"{with_article(noun_phrase(a))} is {RELATION_PHRASE[r.predicate]} {with_article(noun_phrase(b))}"
-    )
-    return Statement(
-        f"In at least one image, {phrase}.", "relation_somewhere", {"a": a, "predicate": r.predicate, "b": b}
-    )
-
-
-def _none_contain(left: Scene, right: Scene, rng: np.random.Generator) -> Statement | None:
-    # A near miss of an object in the pair (one attribute changed) that neither image has.
-    attrs = _pick_attrs(left, right, rng)
-    key = str(rng.choice(list(attrs)))
-    attrs[key] = str(rng.choice([v for v in ATTRIBUTE_VALUES[key] if v != attrs[key]]))
+def _none_contain(left: Scene, right: Scene, rng: np.random.Generator) -> Statement:
+    # Any shape or colour: one taken from the pair would make the first pair false every time.
+    key = COMPARED[rng.integers(len(COMPARED))]
+    attrs = {key: str(rng.choice(ATTRIBUTE_VALUES[key]))}
     return Statement(
         f"Neither image contains {with_article(noun_phrase(attrs))}.", "none_contain", {"attrs": attrs}
     )
 
 
-STATEMENT_FAMILIES: tuple[Callable[[Scene, Scene, np.random.Generator], Statement | None], ...] = (
-    _count_total,
-    _both_contain,
-    _one_contains,
-    _left_more,
-    _side_exact,
-    _relation_somewhere,
+def _more(left: Scene, right: Scene, rng: np.random.Generator) -> Statement:
+    attrs = {} if rng.random() < 1 / 3 else _pick_attrs(left, right, rng)  # {}: "more objects"
+    side = SIDES[rng.integers(2)]
+    other = SIDES[1 - SIDES.index(side)]
+    text = f"The {side} image has more {noun_phrase(attrs, is_plural=True)} than the {other} image."
+    return Statement(text, "more", {"attrs": attrs, "side": side})
+
+
+def _same_count(left: Scene, right: Scene, rng: np.random.Generator) -> Statement:
+    attrs = _pick_attrs(left, right, rng)
+    text = f"The two images have the same number of {noun_phrase(attrs, is_plural=True)}."
+    return Statement(text, "same_count", {"attrs": attrs})
+
+
+STATEMENT_FAMILIES: tuple[Callable[[Scene, Scene, np.random.Generator], Statement], ...] = (
+    _presence("both_contain", "Both images contain {}."),
+    _presence("one_contains", "Exactly one image contains {}."),
     _none_contain,
+    _more,
+    _same_count,
 )
+
+_NP = r"(?P<np>[a-z -]+?)"
+_TEMPLATES = (
+    ("both_contain", rf"Both images contain an? {_NP}\."),
+    ("one_contains", rf"Exactly one image contains an? {_NP}\."),
+    ("none_contain", rf"Neither image contains an? {_NP}\."),
+    ("more", rf"The (?P<side>left|right) image has more {_NP} than the (?:left|right) image\."),
+    ("same_count", rf"The two images have the same number of {_NP}\."),
+)
+
+
+@functools.cache
+def _noun_phrases() -> dict[str, dict[str, str]]:
+    """Every noun phrase of at most two attributes, singular and plural, mapped back to its attributes."""
+    phrases: dict[str, dict[str, str]] = {}
+    for n in range(3):
+        for keys in itertools.combinations(DESCRIPTOR_ORDER, n):
+            for values in itertools.product(*(ATTRIBUTE_VALUES[k] for k in keys)):
+                attrs = dict(zip(keys, values, strict=True))
+                for is_plural in (False, True):
+                    phrases[noun_phrase(attrs, is_plural=is_plural)] = attrs
+    return phrases
+
+
+def read_statement(text: str) -> Statement:
+    """The statement a sentence of ``STATEMENT_FAMILIES`` says, from its text alone.
+
+    Raises:
+        ValueError: the text is no statement of these families, or names no known shape, colour or object.
+    """
+    for family, pattern in _TEMPLATES:
+        found = re.fullmatch(pattern, text)
+        if found is None:
+            continue
+        attrs = _noun_phrases().get(found["np"])
+        if attrs is None:
+            raise ValueError(f"statement {text!r}: {found['np']!r} names no known objects")
+        params: dict[str, Any] = {"attrs": dict(attrs)}
+        if family == "more":
+            params["side"] = found["side"]
+        return Statement(text, family, params)
+    raise ValueError(f"{text!r} is not a statement of the world's families")
 
 
 def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_tries: int = 30) -> Statement:
@@ -158,11 +171,10 @@ def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_t
     fallback = None
     for _ in range(max_tries):
         statement = STATEMENT_FAMILIES[rng.integers(len(STATEMENT_FAMILIES))](left, right, rng)
-        if statement is not None:
-            if evaluate(statement, left, right):
-                return statement
-            fallback = fallback or statement
-    return fallback or _both_contain(left, right, rng)
+        if evaluate(statement, left.objects, right.objects):
+            return statement
+        fallback = fallback or statement
+    return fallback
 
 
 def sample_statement_set(
@@ -183,19 +195,20 @@ def sample_statement_set(
     statement, best_gap = None, 1.0
     for _ in range(proposals):
         candidate = propose_statement(pool[0], pool[1], rng)
-        rate = float(np.mean([evaluate(candidate, pool[i], pool[j]) for i, j in rest])) if rest else 0.5
+        truths = [evaluate(candidate, pool[i].objects, pool[j].objects) for i, j in rest]
+        rate = float(np.mean(truths)) if rest else 0.5
         if abs(rate - 0.5) < best_gap:
             statement, best_gap = candidate, abs(rate - 0.5)
         if best_gap <= 0.3:
             break
-    found = [(pool[0], pool[1], evaluate(statement, pool[0], pool[1]))]
+    found = [(pool[0], pool[1], evaluate(statement, pool[0].objects, pool[1].objects))]
     used = {0, 1}
     for index in range(1, pairs):
         wanted = sum(t for *_, t in found) < (index + 1) / 2  # too few true so far -> look for a true pair
         free = [i for i in range(len(pool)) if i not in used]
         candidates = [(i, j) for i in free for j in free if i != j]
         candidates = [candidates[k] for k in rng.permutation(len(candidates))]
-        truths = [evaluate(statement, pool[i], pool[j]) for i, j in candidates]
+        truths = [evaluate(statement, pool[i].objects, pool[j].objects) for i, j in candidates]
         pick = truths.index(wanted) if wanted in truths else 0
         (i, j), truth = candidates[pick], truths[pick]
         used |= {i, j}

@@ -1,0 +1,69 @@
+"""``python -m training.paper_tables`` at the tiny scale: the runs, the page, and resuming."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from lxmert.fileio import read_json
+from training.experiments.paper_tables import RUN_FILE, main, mean_std
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mean_std_prints_percent_with_the_sample_std():
+    assert mean_std([0.5, 0.7]) == "60.0 ± 14.1"  # std = 0.2 / sqrt(2)
+    assert mean_std([0.25]) == "25.0"
+    assert mean_std([]) == "–"
+
+
+def row(page: str, label: str) -> list[str]:
+    (line,) = [line for line in page.splitlines() if line.startswith(f"| {label} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+@pytest.mark.slow
+def test_table_3_at_tiny_scale_with_two_seeds_writes_the_page_and_resumes(tmp_path):
+    runs_dir, out = tmp_path / "runs", tmp_path / "tables.md"
+    argv = ["--table", "3", "--seeds", "2", "--scale", "tiny", "--runs", str(runs_dir), "--out", str(out),
+            "--detector", str(ROOT / "assets/default/detector"), "--threads", "1"]  # fmt: skip
+    first = main(argv)
+    # Two seeds of: one pre-training, then VQA, GQA and NLVR2 from it and from scratch with 1 and 2 cross layers.
+    assert len(first.ran) == 2 * (1 + 3 * 3)
+    page = out.read_text()
+
+    assert row(page, "Train + scratch (1 cross layer)")[-4:] == ["Train + scratch", "65.1", "50.0", "50.9"]
+    assert row(page, "Pre-train + scratch")[-4:] == ["Pre-train + scratch", "69.9", "60.0", "74.9"]
+    assert row(page, "2 cross layers, from scratch")[-4:] == ["BERT + 2 CrossAtt", "65.8", "56.1", "50.9"]
+    assert "## Table 4" not in page  # not run
+
+    # The cells are the mean ± sample std, in percent, of the scores the two seeds' runs recorded.
+    finetune = runs_dir / "tiny" / "finetune"
+    for start, label in (("full", "Pre-train + scratch"), ("scratch-x2", "2 cross layers, from scratch")):
+        cells = row(page, label)
+        assert cells[1] == "2"
+        for column, (task, metric) in enumerate(
+            [("vqa", "accuracy"), ("gqa", "accuracy"), ("nlvr2", "accuracy"), ("nlvr2", "consistency")],
+            start=2,
+        ):
+            a, b = (
+                read_json(finetune / f"{start}-{task}-seed{s}" / "summary.json")["valid"][metric]
+                for s in (0, 1)
+            )
+            mean, std = 50 * (a + b), 100 * abs(a - b) / math.sqrt(2)
+            assert cells[column] == f"{mean:.1f} ± {std:.1f}", (label, task, metric)
+
+    assert "python -m training.pretrain " in page and "python -m training.finetune nlvr2 " in page
+    assert re.search(
+        r"oracle: .* \| 100\.0 \| 100\.0 \|", page
+    )  # the world's statements follow from their text
+
+    # A second call reuses every run; a run without its record is the only one made again.
+    summary = finetune / "full-gqa-seed1" / "summary.json"
+    written = summary.stat().st_mtime_ns
+    assert main(argv).ran == []
+    assert summary.stat().st_mtime_ns == written and out.read_text() == page
+    (finetune / "full-vqa-seed0" / RUN_FILE).unlink()
+    again = main(argv).ran
+    assert len(again) == 1 and "full-vqa-seed0" in again[0]

@@ -1,0 +1,126 @@
+"""The ceiling of the world's NLVR2: a symbolic oracle that reads each statement's text and checks it on the scenes.
+
+The oracle knows nothing of how a statement was made: it parses the sentence (``read_statement``) and evaluates it
+on the ground-truth objects of the two images (``annotations/nlvr2_<split>.json``). Its accuracy is the best a
+model can reach that sees every object perfectly; anything below 1.0 would mean the text leaves the label open.
+With ``--features`` it checks the statements about shapes on the detector's confident regions instead: what the
+region labels a model reads still tell.
+Beside it, the question-only baseline (``training.world.baselines``) and chance show where a model that does not
+look stays.
+
+    python -m training.experiments.nlvr2_oracle --world runs/world --split valid
+    python -m training.experiments.nlvr2_oracle --world runs/world --features runs/features --threshold 0.7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.store import FeatureStores
+from lxmert.data.task_files import load_nlvr2
+from lxmert.detection.files import read_vocab
+from lxmert.fileio import read_json
+from training.engine.metrics import nlvr2_scores
+from training.world.statements import evaluate, read_statement
+
+
+@dataclass(frozen=True)
+class SeenObject:
+    """An object as the ground truth (or a perfect detector) describes it."""
+
+    shape: str
+    colour: str
+    size: str
+    fill: str
+
+
+def annotated_objects(annotation: Mapping[str, Any]) -> list[SeenObject]:
+    """The objects of one ``annotations/<split>.json`` entry."""
+    return [SeenObject(o["label"], *o["attributes"]) for o in annotation["objects"]]
+
+
+def detected_objects(
+    row: Mapping[str, Any], objects_vocab: Sequence[str], threshold: float
+) -> list[SeenObject]:
+    """The regions of a feature-store row detected with at least ``threshold`` confidence, as shapes.
+
+    A region carries a single attribute label (its likeliest of colour, size and fill), so only its shape is kept
+    and statements about colours cannot be checked on detections.
+    """
+    return [
+        SeenObject(objects_vocab[label], "", "", "")
+        for label, confidence in zip(row["objects_id"], row["objects_conf"], strict=True)
+        if confidence >= threshold
+    ]
+
+
+def oracle_predictions(
+    items: Sequence[Mapping[str, Any]], objects: Mapping[str, Sequence[Any]]
+) -> dict[str, bool]:
+    """Identifier → the truth of the item's sentence, parsed from its text, on the objects of its two images.
+
+    Raises:
+        KeyError: an item's image has no entry in ``objects``.
+        ValueError: a sentence is not one of the world's statements.
+    """
+    return {
+        item["identifier"]: evaluate(
+            read_statement(item["sent"]), objects[item["img0"]], objects[item["img1"]]
+        )
+        for item in items
+    }
+
+
+def oracle_scores(
+    world: str | Path, split: str = "valid", features: str = "", threshold: float = 0.5
+) -> tuple[dict[str, float], int]:
+    """Accuracy and consistency of the oracle on a world's NLVR2 split (``nlvr2/<split>.json``), and the pairs scored.
+
+    Args:
+        features: a feature store of the world's images: check the statements on the detector's regions
+            (``detected_objects``) instead of the ground truth, for the statements that name no colour.
+        threshold: the detection confidence a region needs to count as an object.
+    """
+    world = Path(world)
+    items = load_nlvr2(world / "nlvr2" / f"{split}.json")
+    if features:
+        items = [i for i in items if "colour" not in read_statement(i["sent"]).params["attrs"]]
+        stores, vocab = FeatureStores([features]), read_vocab(world / "objects_vocab.txt")
+        images = {image for item in items for image in (item["img0"], item["img1"])}
+        objects = {image: detected_objects(stores.get(image), vocab, threshold) for image in images}
+    else:
+        annotations = read_json(world / "annotations" / f"nlvr2_{split}.json")
+        objects = {a["img_id"]: annotated_objects(a) for a in annotations}
+    return nlvr2_scores(oracle_predictions(items, objects), items), len(items)
+
+
+@dataclass
+class OracleConfig:
+    world: str = field(metadata={"help": "world directory written by python -m training.world"})
+    split: str = field(
+        default="valid", metadata={"help": "NLVR2 split to score", "choices": ["train", "valid", "test"]}
+    )
+    features: str = field(
+        default="",
+        metadata={"help": "feature store: check the colour-free statements on its detected regions instead"},
+    )
+    threshold: float = field(default=0.5, metadata={"help": "confidence a detected region needs to count"})
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m training.experiments.nlvr2_oracle", description=__doc__)
+    add_dataclass_arguments(parser, OracleConfig, "oracle")
+    config = dataclass_from_args(OracleConfig, parser.parse_args(argv))
+    scores, pairs = oracle_scores(config.world, config.split, config.features, config.threshold)
+    print(json.dumps({**scores, "pairs": pairs}))
+    return scores
+
+
+if __name__ == "__main__":
+    main()

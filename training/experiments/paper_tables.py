@@ -1,0 +1,516 @@
+"""The paper's Tables 3, 4 and 5 on the synthetic world: pre-training variants, each fine-tuned on VQA, GQA and NLVR2.
+
+    python -m training.paper_tables --table 3 --seeds 3 --scale small
+
+One world and its detector features per scale (``RUNS/<scale>/world``, ``features``); for every seed, the table's
+pre-training variants (``python -m training.pretrain``) and their fine-tuning on the three tasks (``python -m
+training.finetune``), called in-process with the command lines the page prints. A run whose ``final/`` checkpoint,
+``summary.json`` and ``paper_run.json`` (its command and measured CPU seconds) exist is not run again, so an
+interrupted command resumes, and tables that share a variant (the full recipe is in all three) share its runs. The
+page (``--out``) is rewritten from every finished run of the scale after each table: mean ± sample std over seeds
+of the final validation score (no checkpoint is picked on the split it is scored on), the paper's numbers beside,
+chance, the question-only baselines and the NLVR2 oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lxmert.answers import AnswerTable
+from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.store import FeatureStores
+from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
+from lxmert.fileio import atomic_write_text, read_json
+from lxmert.modeling import LxmertForPreTraining
+from training.detection.extraction import ExtractConfig, extract
+from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from training.engine.trainer import SUMMARY_FILE
+from training.experiments.nlvr2_oracle import oracle_scores
+from training.tasks import finetuning, pretraining_run
+from training.tasks.pretraining import PretrainTask, read_pretrain_json
+from training.world.baselines import OVERALL, best_answer, fit_majority, world_baselines
+from training.world.generate import WorldConfig, build_world
+
+RUN_FILE = "paper_run.json"  # beside a finished run's summary.json: its command and CPU seconds
+TASKS = ("vqa", "gqa", "nlvr2")
+TASK_TITLES = {"vqa": "VQA", "gqa": "GQA", "nlvr2": "NLVR2"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A world and a schedule: how big every run of a table is."""
+
+    world: dict[str, Any]  # WorldConfig fields
+    pretrain: tuple[str, ...]  # python -m training.pretrain flags shared by every variant
+    epochs: int  # pre-training epochs; the paper's QA-in-the-second-half starts at epochs // 2
+    finetune: tuple[str, ...]  # python -m training.finetune flags shared by the three tasks
+    finetune_epochs: dict[str, int]
+    qa_loss: str  # VQA / GQA loss (ce or bce)
+    cross_layers: tuple[int, ...]  # cross-modality layers of the from-scratch rows of Table 3
+    x_layers: int  # the architecture's (the pre-trained rows')
+    note: str  # what the scale's numbers can and cannot say, printed at the top of the page
+
+
+SHALLOW = (
+    "--preset",
+    "tiny",
+    "--l-layers",
+    "1",
+    "--r-layers",
+    "0",
+    "--initializer-range",
+    "0.1",
+    "--dropout",
+    "0",
+)
+SCALES = {
+    # A test's: seconds per run on one core.
+    "tiny": Scale(
+        world=dict(
+            images=64, nlvr2_fraction=0.5, pairs_per_statement=2, nlvr2_valid_fraction=0.25,
+            nlvr2_test_fraction=0.1, scene_kinds=5, min_vqa_answer_count=1, workers=1,
+        ),
+        pretrain=(*SHALLOW, "--batch-size", "32", "--lr", "1e-3", "--save-every", "0"),
+        epochs=2,
+        finetune=("--batch-size", "8", "--lr", "1e-3", "--save-every", "0"),
+        finetune_epochs={"vqa": 1, "gqa": 1, "nlvr2": 1},
+        qa_loss="ce",
+        cross_layers=(1, 2),
+        x_layers=1,
+        note="A smoke test of the command (64 images, 10 NLVR2 training pairs, 2 pre-training epochs, 1 "
+        "fine-tuning epoch): its numbers say nothing about the paper's claims.",
+    ),
+    # The embedded default's recipe (scripts/build_default.sh) at half its pre-training epochs, on a world with
+    # 3000 main images and 1000 NLVR2 image pairs; not run in full on this CPU (see docs/paper_tables.md).
+    "small": Scale(
+        world=dict(images=5000, nlvr2_fraction=0.4, scene_kinds=5),
+        pretrain=(*SHALLOW, "--batch-size", "64", "--lr", "1e-3"),
+        epochs=10,
+        finetune=("--batch-size", "32", "--lr", "1e-3"),
+        finetune_epochs={"vqa": 4, "gqa": 4, "nlvr2": 8},
+        qa_loss="ce",
+        cross_layers=(1, 2),
+        x_layers=1,
+        note="The embedded default's recipe at half its pre-training epochs, on 3000 main images and 1000 NLVR2 "
+        "image pairs. Estimated from single runs, not run as a whole: 18 pre-trainings of ~12 min and 24 "
+        "fine-tuning triples of ~7 min, about 6.5 hours alone on 2 cores for the three tables with 3 seeds.",
+    ),
+    # The paper's model and recipe (base preset: 9/5/5 layers, batch 256, lr 1e-4, 20 epochs; fine-tuning batch
+    # 32, 4 epochs, lr 5e-5) on a larger world; for GPUs (under torchrun, with the world and features made first).
+    "full": Scale(
+        world=dict(images=40000, nlvr2_fraction=0.25, scene_kinds=5),
+        pretrain=("--preset", "base", "--batch-size", "256", "--lr", "1e-4"),
+        epochs=20,
+        finetune=("--batch-size", "32", "--lr", "5e-5"),
+        finetune_epochs={"vqa": 4, "gqa": 4, "nlvr2": 4},
+        qa_loss="bce",
+        cross_layers=(1, 2, 3, 4, 5),
+        x_layers=5,
+        note="The paper's model size and recipe on a 40,000-image world, for GPUs.",
+    ),
+}  # fmt: skip
+
+
+def pretraining_flags(scale: Scale) -> dict[str, tuple[str, ...]]:
+    """Pre-training variant → its flags beyond the scale's. ``full`` is the paper's recipe, in every table."""
+    half = str(scale.epochs // 2)
+    return {
+        "full": ("--qa-from-epoch", half),
+        "no-qa": ("--no-task-qa",),
+        "qa-all": ("--qa-from-epoch", "0"),
+        "vision-none": ("--qa-from-epoch", half, "--no-task-obj-predict"),
+        "vision-feat": ("--qa-from-epoch", half, "--visual-losses", "feat"),
+        "vision-label": ("--qa-from-epoch", half, "--visual-losses", "obj,attr"),
+    }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: how the fine-tuned model starts, and the paper's row it stands beside."""
+
+    label: str
+    start: str  # a pre-training variant, or "scratch-x<k>" (fine-tuned from random weights, k cross layers)
+    paper_row: str
+    paper: tuple[float | None, float | None, float | None]  # VQA, GQA, NLVR2 dev accuracy (%)
+
+
+PAPER_FULL = ("P10+QA10, Feat+Label (the full recipe)", (69.9, 60.0, 74.9))
+# The paper's rows "BERT + k CrossAtt": not pre-trained, language layers from BERT (ours: from random weights).
+PAPER_CROSS = {
+    1: (64.6, 55.5, 52.4),
+    2: (65.8, 56.1, 50.9),
+    3: (66.4, 56.6, 50.9),
+    4: (66.4, 56.0, 50.9),
+    5: (66.5, 56.3, 50.9),
+}
+
+
+def table_rows(table: int, scale: Scale) -> list[Row]:
+    if table == 3:
+        rows = []
+        for k in scale.cross_layers:
+            layers = f"{k} cross layer{'s' if k > 1 else ''}"
+            if k == scale.x_layers:
+                rows.append(
+                    Row(f"Train + scratch ({layers})", f"scratch-x{k}", "Train + scratch", (65.1, 50.0, 50.9))
+                )
+            else:
+                rows.append(
+                    Row(f"{layers}, from scratch", f"scratch-x{k}", f"BERT + {k} CrossAtt", PAPER_CROSS[k])
+                )
+        return [*rows, Row("Pre-train + scratch", "full", "Pre-train + scratch", PAPER_FULL[1])]
+    if table == 4:
+        return [
+            Row("No QA in pre-training", "no-qa", "P20 + FT", (68.9, 58.2, 72.4)),
+            Row("QA in every epoch", "qa-all", "(not in the paper)", (None, None, None)),
+            Row("QA in the second half", "full", "P10+QA10 + FT", PAPER_FULL[1]),
+        ]
+    if table == 5:
+        return [
+            Row("No vision tasks", "vision-none", "No Vision Tasks", (66.3, 57.1, 50.9)),
+            Row("Feature regression", "vision-feat", "Feat", (69.2, 59.5, 72.9)),
+            Row("Label classification", "vision-label", "Label", (69.5, 59.3, 73.5)),
+            Row("Both", "full", "Feat + Label", PAPER_FULL[1]),
+        ]
+    raise ValueError(f"no table {table}: choose 3, 4 or 5")
+
+
+TABLE_TITLES = {
+    3: "Table 3: pre-training against training from scratch, and cross-modality layers from scratch",
+    4: "Table 4: the image-QA pre-training task",
+    5: "Table 5: the vision pre-training tasks",
+}
+
+
+@dataclass
+class PaperTablesConfig:
+    table: int = field(metadata={"help": "which of the paper's tables", "choices": [3, 4, 5]})
+    seeds: int = field(default=3, metadata={"help": "seeds per variant (seed 0, 1, ...)"})
+    scale: str = field(default="small", metadata={"help": "world and schedule", "choices": sorted(SCALES)})
+    runs: str = field(default="runs/paper_tables", metadata={"help": "where worlds, features and runs go"})
+    out: str = field(
+        default="docs/paper_tables.md", metadata={"help": "the page written from the finished runs"}
+    )
+    detector: str = field(default="assets/default/detector", metadata={"help": "detector of the features"})
+    threads: int = field(default=0, metadata={"help": "CPU threads per run (0: PyTorch's default)"})
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+
+
+@dataclass
+class RunRecord:
+    """A finished run: its command, measured CPU seconds, and what its summary.json says."""
+
+    command: str
+    cpu_seconds: float
+    summary: dict[str, Any]
+
+
+class Runs:
+    """The runs of one scale under ``RUNS/<scale>``: run each once, and read back what finished runs recorded."""
+
+    def __init__(self, config: PaperTablesConfig):
+        self.config = config
+        self.scale = SCALES[config.scale]
+        self.root = Path(config.runs, config.scale)
+        self.world = self.root / "world"
+        self.features = self.root / "features"
+        self.ran: list[str] = []  # commands run by this process (not skipped)
+
+    # -- one run, once ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def record(output: Path) -> RunRecord | None:
+        """The record of a finished run in ``output``, None when it has not finished."""
+        files = (output / "final" / "config.json", output / SUMMARY_FILE, output / RUN_FILE)
+        if not all(f.is_file() for f in files):
+            return None
+        run = read_json(output / RUN_FILE)
+        return RunRecord(run["command"], run["cpu_seconds"], read_json(output / SUMMARY_FILE))
+
+    def _once(self, output: Path, command: str, run: Callable[[], Any]) -> RunRecord:
+        done = self.record(output)
+        if done is not None:
+            return done
+        start = time.process_time()
+        run()
+        payload = {"command": command, "cpu_seconds": time.process_time() - start}
+        atomic_write_text(output / RUN_FILE, json.dumps(payload, indent=2) + "\n")
+        self.ran.append(command)
+        return self.record(output)
+
+    def _threads(self) -> list[str]:
+        return ["--threads", str(self.config.threads)] if self.config.threads else []
+
+    # -- the steps -------------------------------------------------------------------------------------------------
+
+    def world_command(self) -> str:
+        flags = [f"--{k.replace('_', '-')} {v}" for k, v in self.scale.world.items() if k != "workers"]
+        return f"python -m training.world --out {self.world} {' '.join(flags)}"
+
+    def extract_command(self) -> str:
+        return f"python -m training.extract --images {self.world} --out {self.features} --detector {self.config.detector}"
+
+    def prepare(self) -> None:
+        """The scale's world and its region features (each skipped when complete)."""
+        if not (self.world / "world.json").is_file():
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise RuntimeError(
+                    f"no world at {self.world}: under torchrun, make it first with one process: {self.world_command()}"
+                )
+            build_world(WorldConfig(out=str(self.world), **self.scale.world), progress=False)
+        threads = self.config.threads or 2
+        summary = extract(
+            ExtractConfig(images=str(self.world), out=str(self.features), detector=self.config.detector,
+                          num_threads=threads)
+        )  # fmt: skip
+        if not summary.finalized:
+            raise RuntimeError(f"feature extraction into {self.features} left {summary.remaining} images")
+
+    def pretrain(self, variant: str, seed: int) -> tuple[Path, RunRecord]:
+        output = self.root / "pretrain" / f"{variant}-seed{seed}"
+        argv = [
+            "--world", str(self.world), "--features", str(self.features), *self.scale.pretrain,
+            "--x-layers", str(self.scale.x_layers), "--epochs", str(self.scale.epochs),
+            *pretraining_flags(self.scale)[variant], "--seed", str(seed), "--output", str(output), *self._threads(),
+        ]  # fmt: skip
+        command = "python -m training.pretrain " + shlex.join(argv)
+        return output, self._once(output, command, lambda: pretraining_run.main(argv))
+
+    def architecture(self, x_layers: int) -> Path:
+        """An untrained checkpoint of the scale's architecture with ``x_layers``: what from-scratch rows start from.
+
+        Only its configuration, vocabulary and answer table are used (``--from-scratch``); they are those of a
+        pre-training run of the world, whose WordPiece vocabulary is the same in every process.
+        """
+        output = self.root / "architecture" / f"x{x_layers}"
+        if (output / "config.json").is_file():
+            return output
+        argv = [
+            "--world", str(self.world), "--features", str(self.features), *self.scale.pretrain,
+            "--x-layers", str(x_layers), "--output", str(output),
+        ]  # fmt: skip
+        config, _ = pretraining_run.parse_args(argv)
+        train_data = read_pretrain_json(config.train_paths(), config.max_images)
+        tokenizer = pretraining_run.load_tokenizer(config, output, train_data)
+        answers = AnswerTable.from_all_ans(config.answers_path())
+        features = FeatureStores(config.feature_paths())
+        model = LxmertForPreTraining(
+            pretraining_run.model_config(config, tokenizer, answers, features.feature_dim)
+        )
+        task = PretrainTask(tokenizer, answers, config)
+        model.save_pretrained(output, **task.save_pretrained_kwargs())
+        return output
+
+    def finetune(self, task: str, start: str, init: Path, seed: int) -> RunRecord:
+        output = self.root / "finetune" / f"{start}-{task}-seed{seed}"
+        splits = ["--train", "train", "--valid", "valid"] if task == "gqa" else []
+        loss = ["--loss", self.scale.qa_loss] if task != "nlvr2" else []
+        argv = [
+            task, "--init", str(init), *(["--from-scratch"] if start.startswith("scratch") else []),
+            "--data", str(self.world / task), "--features", str(self.features), *splits, *loss,
+            *self.scale.finetune, "--epochs", str(self.scale.finetune_epochs[task]), "--seed", str(seed),
+            "--output", str(output), *self._threads(),
+        ]  # fmt: skip
+        command = "python -m training.finetune " + shlex.join(argv)
+        return self._once(output, command, lambda: finetuning.finetune(*finetuning.parse_args(argv)))
+
+    def start_point(self, start: str, seed: int) -> Path:
+        if start.startswith("scratch-x"):
+            return self.architecture(int(start.removeprefix("scratch-x")))
+        return self.pretrain(start, seed)[0] / "final"
+
+    def run_table(self, table: int) -> None:
+        self.prepare()
+        for seed in range(self.config.seeds):
+            for row in table_rows(table, self.scale):
+                init = self.start_point(row.start, seed)
+                for task in TASKS:
+                    self.finetune(task, row.start, init, seed)
+
+    # -- what finished runs say ------------------------------------------------------------------------------------
+
+    def finished(self, start: str, task: str) -> list[RunRecord]:
+        """Finished fine-tuning runs of a start point on a task, in seed order."""
+        found = []
+        for output in sorted((self.root / "finetune").glob(f"{start}-{task}-seed*")):
+            record = self.record(output)
+            if record is not None:
+                found.append(record)
+        return found
+
+    def pretrain_records(self, start: str) -> list[RunRecord]:
+        return [r for o in sorted((self.root / "pretrain").glob(f"{start}-seed*")) if (r := self.record(o))]
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """Percent, one decimal, as the paper prints: "69.9 ± 0.4" (sample std over seeds), "69.9" for one value."""
+    if not values:
+        return "–"
+    mean = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def _paper(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def baselines(world: Path) -> dict[str, dict[str, float]]:
+    """Chance (the most frequent training answer for every item), question-only and oracle scores on valid."""
+    reports = {r.task: r.scores for r in world_baselines(world)}
+    splits = {
+        "vqa": (load_vqa, ("train", "nominival"), "minival", vqa_scores, "question_id", lambda d: best_answer(d["label"])),
+        "gqa": (load_gqa, ("train",), "valid", gqa_scores, "question_id", lambda d: best_answer(d["label"])),
+        "nlvr2": (load_nlvr2, ("train",), "valid", nlvr2_scores, "identifier", lambda d: d["label"]),
+    }  # fmt: skip
+    chance = {}
+    for task, (load, train_splits, valid_split, score, key, answer) in splits.items():
+        train = [
+            d for s in train_splits for d in load(world / task / f"{s}.json") if d.get("label") is not None
+        ]
+        valid = load(world / task / f"{valid_split}.json")
+        top = fit_majority(train, lambda d: OVERALL, answer)[OVERALL]
+        chance[task] = score({d[key]: top for d in valid}, valid)
+    return {"chance": chance, "question-only": reports, "oracle": {"nlvr2": oracle_scores(world)[0]}}
+
+
+def render(runs: Runs, tables: Sequence[int]) -> str:
+    """The page: every table with finished runs, the baselines, the commands and the CPU time."""
+    config, scale = runs.config, runs.scale
+    lines = [
+        "# The paper's Tables 3, 4 and 5 on the synthetic world",
+        "",
+        f"Written by `python -m training.paper_tables` from the finished runs of scale `{config.scale}` under "
+        f"`{runs.root}`. Ours: validation score after the last fine-tuning epoch (VQA minival soft score, GQA "
+        "valid accuracy, NLVR2 valid accuracy and consistency), in percent, mean ± sample standard deviation over "
+        "the seeds (n = seeds finished). Paper: its dev-set numbers (Tables 3–5), for the trend, not the level: "
+        "the world, the model size and the schedule are not the paper's.",
+        "",
+        f"Scale `{config.scale}`: {scale.note}",
+        "",
+        "NLVR2 as the authors' `nlvr2_model.py` has it: the statement is encoded with each image separately, the "
+        "two pooled outputs are concatenated and classified by Linear(2h, 2h)-GeLU-LayerNorm-Linear(2h, 2) "
+        "(`LxmertForNLVR2`; `tests/test_checkpoints_parity.py` checks it against an independent rebuild of theirs). "
+        "The world's statements compare the two images (a shape or colour that both, exactly one or neither "
+        "contain; which has more; the same number), and every statement has as many true as false image pairs.",
+        "",
+    ]
+    cpu_total = 0.0
+    for table in tables:
+        rows = table_rows(table, scale)
+        lines += [
+            f"## {TABLE_TITLES[table]}",
+            "",
+            "| ours | n | VQA | GQA | NLVR2 | NLVR2 consistency | paper's row | paper VQA | paper GQA | paper NLVR2 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        cpu = 0.0
+        for row in rows:
+            cells, counts = [], []
+            for task in TASKS:
+                records = runs.finished(row.start, task)
+                counts.append(len(records))
+                cpu += sum(r.cpu_seconds for r in records)
+                cells.append(mean_std([r.summary["valid"]["accuracy"] for r in records]))
+            consistency = [r.summary["valid"]["consistency"] for r in runs.finished(row.start, "nlvr2")]
+            cells.append(mean_std(consistency))
+            n = "/".join(str(c) for c in counts) if len(set(counts)) > 1 else str(counts[0])
+            paper = " | ".join(_paper(v) for v in row.paper)
+            lines.append(f"| {row.label} | {n} | {' | '.join(cells)} | {row.paper_row} | {paper} |")
+            if not row.start.startswith("scratch"):
+                cpu += sum(r.cpu_seconds for r in runs.pretrain_records(row.start))
+        cpu_total += cpu
+        lines += ["", f"CPU time of this table's runs (process time, shared runs counted in each table): "
+                  f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).", ""]  # fmt: skip
+    scores = baselines(runs.world)
+    lines += [
+        "## Baselines (validation splits of the same world)",
+        "",
+        "| | VQA | GQA | NLVR2 | NLVR2 consistency | paper |",
+        "|---|---|---|---|---|---|",
+        "| chance: the most frequent training answer | "
+        + " | ".join(mean_std([scores["chance"][t]["accuracy"]]) for t in TASKS)
+        + f" | {mean_std([scores['chance']['nlvr2'].get('consistency', 0.0)])} | – |",
+        "| question only: the most frequent answer of the question's template | "
+        + " | ".join(mean_std([scores["question-only"][t]["accuracy"]]) for t in TASKS)
+        + f" | {mean_std([scores['question-only']['nlvr2']['consistency']])} | language only 44.3 / 41.1 / 51.1 |",
+        "| oracle: the statement, parsed from its text, checked on the ground-truth objects | – | – | "
+        + f"{mean_std([scores['oracle']['nlvr2']['accuracy']])} | {mean_std([scores['oracle']['nlvr2']['consistency']])}"
+        + " | human 96.3 (NLVR2) |",
+        "",
+        "## Commands",
+        "",
+        "```bash",
+        runs.world_command(),
+        runs.extract_command(),
+    ]
+    defaults = PaperTablesConfig(table=3)
+    where = "".join(
+        f" --{name} {getattr(config, name)}"
+        for name in ("runs", "out", "detector")
+        if getattr(config, name) != getattr(defaults, name)
+    )
+    commands = []
+    for table in tables:
+        lines.append(
+            f"python -m training.paper_tables --table {table} --seeds {config.seeds} --scale {config.scale}{where}"
+        )
+        for row in table_rows(table, scale):
+            for task in TASKS:
+                for output in sorted((runs.root / "finetune").glob(f"{row.start}-{task}-seed*")):
+                    record = runs.record(output)
+                    if record is not None:
+                        commands.append(record.command)
+            commands += [r.command for r in runs.pretrain_records(row.start)]
+    lines += ["```", "", "Each run, as the command ran it in-process:", "", "```bash"]
+    lines += sorted(set(commands))
+    lines += [
+        "```",
+        "",
+        f"CPU time of all runs on this page: {cpu_total / 3600:.2f} h ({cpu_total / 60:.1f} min, process time).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def tables_with_runs(runs: Runs) -> list[int]:
+    """The tables every row of which has a finished run (the full recipe's rows alone do not make a table)."""
+    return [
+        t
+        for t in (3, 4, 5)
+        if all(any(runs.finished(r.start, task) for task in TASKS) for r in table_rows(t, runs.scale))
+    ]
+
+
+def main(argv: list[str] | None = None) -> Runs:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.paper_tables", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    add_dataclass_arguments(parser, PaperTablesConfig, "tables")
+    config = dataclass_from_args(PaperTablesConfig, parser.parse_args(argv))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    runs = Runs(config)
+    runs.run_table(config.table)
+    atomic_write_text(Path(config.out), render(runs, tables_with_runs(runs)))
+    print(f"{len(runs.ran)} runs made, the rest reused; {config.out} written")
+    return runs
+
+
+__all__ = ["PaperTablesConfig", "Runs", "SCALES", "main", "mean_std", "render", "table_rows"]
