@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.metrics import nlvr2_scores
 from lxmert.data.store import FeatureStores
 from lxmert.data.task_files import load_nlvr2
 from lxmert.detection.files import read_vocab
 from lxmert.fileio import read_json
-from training.engine.metrics import nlvr2_scores
 from training.world.statements import evaluate, read_statement
 
 

@@ -29,12 +29,12 @@ import torch
 
 from lxmert.answers import AnswerTable
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.store import FeatureStores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
 from lxmert.fileio import atomic_write_text, read_json
 from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
-from training.engine.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import oracle_scores
 from training.tasks import finetuning, pretraining_run
