@@ -28,6 +28,16 @@ def restored_threads():
 
 
 @pytest.fixture
+def single_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower: a module
+    that trains one takes this for every test (``pytestmark = pytest.mark.usefixtures("single_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_config() -> LxmertConfig:
     """The ``tiny`` preset with small output vocabularies, so tests build models in milliseconds."""
     return LxmertConfig.preset(
