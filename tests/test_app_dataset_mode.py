@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from app_harness import assert_clean, assert_no_exception, open_page, start_app
-from app_toy_assets import build_assets
+from app_toy_assets import build_assets, toy_detector
 from dataset_sample import PHOTOS, QUESTIONS, build_dataset
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -28,7 +28,7 @@ from app.config import DATASETS_ENV
 from app.datasets import stored_scene
 from lxmert.checkpoints import load_checkpoint
 from lxmert.data.tsv import iter_tsv
-from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes, Regions
+from lxmert.detection import Detector, Regions
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, read_vocab
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -49,17 +49,7 @@ ATTRIBUTES = read_vocab(VG_VOCAB_DIR / ATTRIBUTES_FILE)
 def vg_detector(feature_dim: int = 2048) -> Detector:
     """A small random detector with the Visual Genome vocabularies and the real feature size; dataset mode never
     runs it (the app reads only its config), but the models beside it take its sizes."""
-    config = DetectorConfig.preset(
-        "small",
-        small_channels=(8, 16, 32),
-        feature_dim=feature_dim,
-        num_classes=len(OBJECTS),
-        num_attributes=len(ATTRIBUTES),
-        class_embed_dim=8,
-        attr_hidden_dim=16,
-        num_regions=8,
-    )
-    return Detector(FasterRCNNWithAttributes(config), OBJECTS, ATTRIBUTES)
+    return toy_detector(OBJECTS, ATTRIBUTES, feature_dim)
 
 
 @pytest.fixture(scope="module")
