@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from app_toy_assets import NUM_REGIONS, QUESTIONS
@@ -17,6 +18,9 @@ from analysis.inputs import Example, example_from_regions
 from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.checkpoints import LoadedCheckpoint, load_checkpoint
 from lxmert.detection import Detector
+
+if TYPE_CHECKING:
+    from app.results import Query
 
 APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 TIMEOUT = 120  # the first run in a process imports torch, captum and plotly and loads the models
@@ -75,7 +79,7 @@ def sample_example(
     return loaded, example_from_regions(loaded.tokenizer, text, regions)
 
 
-def sample_query(assets: Path, text: str = QUESTIONS[0], **fields):
+def sample_query(assets: Path, text: str = QUESTIONS[0], **fields) -> Query:
     """The app's :class:`app.results.Query` for the sample with the default model, as the app opens on it;
     ``fields`` replace any of its fields."""
     from app.results import Query
