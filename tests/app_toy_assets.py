@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from analysis_toy import toy_config
 from PIL import Image, ImageDraw
 
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
@@ -37,21 +38,15 @@ NUM_REGIONS = 8
 
 
 def _config(**overrides) -> LxmertConfig:
+    """The analysis tests' tiny sizes (``tests/analysis_toy.py``) with this world's vocabularies."""
     fields = dict(
         vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
-        hidden_size=16,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-        l_layers=2,
-        r_layers=1,
-        x_layers=2,
         visual_feat_dim=FEATURE_DIM,
         num_object_labels=len(OBJECTS),
         num_attr_labels=len(ATTRIBUTES),
         num_qa_labels=len(ANSWERS),
     )
-    return LxmertConfig(**{**fields, **overrides})
+    return toy_config(**{**fields, **overrides})
 
 
 def toy_detector(
