@@ -6,6 +6,7 @@ environment; the reference helpers call ``analysis`` directly on the same files,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,18 @@ def assert_clean(app: AppTest, where: object = None) -> None:
     exceptions, errors = [e.value for e in app.exception], [e.value for e in app.error]
     assert not exceptions, exceptions if where is None else (where, exceptions)
     assert not errors, errors if where is None else (where, errors)
+
+
+def answer_headlines(app: AppTest) -> list[str]:
+    """The answers the page shows, first to last: ``### Answer: **<answer>**  \n<p>% probability`` each."""
+    return [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
+
+
+def first_answer(app: AppTest) -> tuple[str, float]:
+    """The first answer the page shows, and its probability in percent as shown."""
+    headline = answer_headlines(app)[0]
+    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    return answer, float(probability)
 
 
 def sample_example(

@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
-from app_harness import assert_clean, open_page, start_app
+from app_harness import assert_clean, first_answer, open_page, start_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -76,12 +75,11 @@ def test_the_first_answer_is_the_one_analysis_gives(app):
     loaded = load_checkpoint(ASSETS / "default" / "model")
     example = example_from_regions(loaded.tokenizer, text, detector([sample])[0])
     expected = predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    answer, probability = first_answer(app)
     assert answer == expected.answer
     # Half the display's rounding step, plus the app's use of the cached regions: the probabilities they give and
     # those of regions detected here differ by at most 5.4e-5 points over every sample.
-    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05 + 1e-3)
+    assert probability == pytest.approx(100 * expected.probability, abs=0.05 + 1e-3)
     assert text in (read_sample(str(sample)).suggestions or (text,))
 
 

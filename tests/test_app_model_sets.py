@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_harness import assert_clean, assert_no_exception, open_page, start_app
+from app_harness import answer_headlines, assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import ANSWERS, FEATURE_DIM, build_assets, scene_image
 from streamlit.testing.v1 import AppTest
 
@@ -110,7 +110,7 @@ def test_a_mismatched_checkpoint_is_marked_and_named_with_both_sizes_never_a_ten
     reason = "needs 2048-d region features; this set's detector gives 256-d"
     assert any(reason in c.value for c in app.sidebar.caption)
     assert not app.error, [e.value for e in app.error]
-    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert answer_headlines(app)
     picker.set_value("mismatched/wide").run()
     assert_no_exception(app)
     assert [e.value for e in app.error] == [f"Checkpoint `mismatched/wide` cannot be loaded: {reason}"]
@@ -170,7 +170,7 @@ def test_published_layouts_answer_on_their_set(assets, published, checkpoint, mo
     pick_set(app, published)
     app.sidebar.selectbox(key="checkpoint").set_value(checkpoint).run()
     assert_clean(app)
-    answers = [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
+    answers = answer_headlines(app)
     assert answers and answers[0].removeprefix("### Answer: **").split("**")[0] in ANSWERS
     assert not any(SYNTHETIC_CAPTION in c.value for c in app.sidebar.caption)
 

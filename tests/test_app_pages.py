@@ -7,12 +7,20 @@ The app runs in-process; ``LXMERT_ASSETS_DIR`` points it at the tiny assets. Res
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
-from app_harness import SAMPLE, assert_clean, open_page, sample_example, sample_query, start_app
+from app_harness import (
+    SAMPLE,
+    answer_headlines,
+    assert_clean,
+    first_answer,
+    open_page,
+    sample_example,
+    sample_query,
+    start_app,
+)
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets, scene_image
 from streamlit.testing.v1 import AppTest
 
@@ -60,7 +68,7 @@ def test_opens_on_the_default_model_with_an_answer(app):
     assert app.sidebar.selectbox(key="checkpoint").value == "default/model"
     assert app.sidebar.text_input(key="text").value == QUESTIONS[0]  # the sample's sidecar suggestion
     assert app.sidebar.slider(key="num_regions").value == NUM_REGIONS
-    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert answer_headlines(app)
     assert len(charts(app)) == 2  # the answers and the detections
 
 
@@ -80,10 +88,9 @@ def test_every_page_draws_without_errors(app, page):
 def test_ask_shows_the_answer_analysis_gives_from_a_script(app, assets):
     open_page(app, "ask")
     expected = script_answer(assets, assets / "samples" / SAMPLE, QUESTIONS[0])
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    answer, probability = first_answer(app)
     assert answer == expected[0].answer
-    assert float(probability) == pytest.approx(100 * expected[0].probability, abs=0.05)
+    assert probability == pytest.approx(100 * expected[0].probability, abs=0.05)
 
 
 def test_match_score_is_the_matching_head_of_the_pretrained_parent(app, assets):
@@ -226,7 +233,7 @@ def test_silencing_every_cross_head_answers_as_analysis_does_with_that_head_mask
     cross = ["cross_l2v", "cross_v2l"]
     app.multiselect(key="silence_families").set_value(cross).run()
     assert_clean(app)
-    headline = [m.value for m in app.markdown if m.value.startswith("### Answer")][1]
+    headline = answer_headlines(app)[1]
     loaded, example = sample_example(assets)
     config = loaded.model.config
     heads = [
@@ -323,7 +330,7 @@ def test_a_sample_with_cached_regions_is_answered_without_the_detector(tmp_path,
     sample = app.sidebar.selectbox(key="sample").value
     monkeypatch.undo()
     expected = script_answer(root, sample, QUESTIONS[0], k=1)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
+    headline = answer_headlines(app)[0]
     assert f"**{expected.answer}**" in headline
 
 
@@ -343,10 +350,9 @@ def test_the_app_runs_bf16_when_set_and_says_so(assets, monkeypatch):
     loaded, example = sample_example(assets)
     with autocast("bf16", "cpu"):
         expected = predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    answer, probability = first_answer(app)
     assert answer == expected.answer
-    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05)
+    assert probability == pytest.approx(100 * expected.probability, abs=0.05)
 
 
 def test_the_app_says_fp32_when_asked(app):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_harness import assert_clean, assert_no_exception, open_page, start_app
+from app_harness import answer_headlines, assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import build_assets
 from checkpoint_corpus import CODE_RAN, KINDS, build_corpus
 from streamlit.testing.v1 import AppTest
@@ -104,10 +104,6 @@ def _pick(app: AppTest, name: str) -> AppTest:
     return app.sidebar.selectbox(key="checkpoint").set_value(name).run()
 
 
-def _answers(app: AppTest) -> list[str]:
-    return [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
 def test_the_app_shows_the_fault_and_stays_usable(kind, corpus, app):
@@ -123,14 +119,14 @@ def test_the_app_shows_the_fault_and_stays_usable(kind, corpus, app):
         errors = [e.value for e in app.error]
         if kind.fault is None:
             assert not errors, errors
-            assert _answers(app)
+            assert answer_headlines(app)
         else:
             assert len(errors) == 1, errors
             assert f"Checkpoint `{kind.name}` cannot be loaded" in errors[0]
             assert re.search(kind.fault, errors[0], re.DOTALL), errors[0]
     _pick(app, DEFAULT)
     assert_clean(app)
-    assert _answers(app)
+    assert answer_headlines(app)
     assert not (directory / CODE_RAN).exists()
 
 
