@@ -14,10 +14,12 @@ The weights are random, so predictions mean nothing; the tests check the app's p
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from analysis_toy import toy_config
 from PIL import Image, ImageDraw
 
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
@@ -36,35 +38,33 @@ NUM_REGIONS = 8
 
 
 def _config(**overrides) -> LxmertConfig:
+    """The analysis tests' tiny sizes (``tests/analysis_toy.py``) with this world's vocabularies."""
     fields = dict(
         vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
-        hidden_size=16,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-        l_layers=2,
-        r_layers=1,
-        x_layers=2,
         visual_feat_dim=FEATURE_DIM,
         num_object_labels=len(OBJECTS),
         num_attr_labels=len(ATTRIBUTES),
         num_qa_labels=len(ANSWERS),
     )
-    return LxmertConfig(**{**fields, **overrides})
+    return toy_config(**{**fields, **overrides})
 
 
-def _detector() -> Detector:
+def toy_detector(
+    objects: Sequence[str] = OBJECTS, attributes: Sequence[str] = ATTRIBUTES, feature_dim: int = FEATURE_DIM
+) -> Detector:
+    """A small Faster R-CNN with random weights that names ``objects`` and ``attributes`` and gives
+    ``feature_dim``-d region features, ``NUM_REGIONS`` regions an image."""
     config = DetectorConfig.preset(
         "small",
         small_channels=(8, 16, 32),
-        feature_dim=FEATURE_DIM,
-        num_classes=len(OBJECTS),
-        num_attributes=len(ATTRIBUTES),
+        feature_dim=feature_dim,
+        num_classes=len(objects),
+        num_attributes=len(attributes),
         class_embed_dim=8,
         attr_hidden_dim=16,
         num_regions=NUM_REGIONS,
     )
-    return Detector(FasterRCNNWithAttributes(config), list(OBJECTS), list(ATTRIBUTES))
+    return Detector(FasterRCNNWithAttributes(config), list(objects), list(attributes))
 
 
 def scene_image(seed: int, size: int = 96) -> Image.Image:
@@ -105,7 +105,7 @@ def build_assets(root: Path, detector: Detector | None = None, world: str = "syn
     torch.manual_seed(0)
     default = root / "default"
     (default).mkdir(parents=True)
-    detector = detector or _detector()
+    detector = detector or toy_detector()
     detector.save_pretrained(default / "detector")
     sizes = dict(
         visual_feat_dim=detector.config.feature_dim,

@@ -28,6 +28,16 @@ def restored_threads():
 
 
 @pytest.fixture
+def single_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower: a module
+    that trains one takes this for every test (``pytestmark = pytest.mark.usefixtures("single_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_config() -> LxmertConfig:
     """The ``tiny`` preset with small output vocabularies, so tests build models in milliseconds."""
     return LxmertConfig.preset(
@@ -43,3 +53,29 @@ def detector_dir(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("detector")
     tiny_detector().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    """The analysis tests' toy vocabulary (``tests.analysis_toy.toy_tokenizer``), one per test module."""
+    from analysis_toy import toy_tokenizer
+
+    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The analysis tests' toy question-answering model (``tests.analysis_toy.toy_qa_model``), one per test module:
+    what a test changes in it, only the same module's later tests see."""
+    from analysis_toy import toy_qa_model
+
+    return toy_qa_model()
+
+
+@pytest.fixture(scope="module")
+def pretraining_model():
+    """The analysis tests' toy model with every pretraining head (``tests.analysis_toy.toy_pretraining_model``),
+    one per test module, like :func:`model`."""
+    from analysis_toy import toy_pretraining_model
+
+    return toy_pretraining_model()

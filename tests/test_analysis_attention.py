@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_toy import FEAT_DIM, toy_example, toy_pretraining_model, toy_qa_model, toy_tokenizer
+from analysis_toy import FEAT_DIM, toy_example, toy_pretraining_model
 
 from analysis.attention import (
     AttentionMaps,
@@ -18,16 +18,6 @@ from analysis.attention import (
 from analysis.forward import run
 from analysis.inputs import batch_inputs, example_from_tensors
 from analysis.interventions import delete_regions, head_mask
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return toy_qa_model()
 
 
 def test_example_from_tensors_strips_padding_and_keeps_regions_in_step(tokenizer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_toy import toy_example, toy_qa_model, toy_tokenizer
+from analysis_toy import toy_example
 
 from analysis.attributions import (
     activation_bytes_per_row,
@@ -16,16 +16,6 @@ from analysis.attributions import (
     token_occlusion,
     word_baseline_ids,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return toy_qa_model()
 
 
 def logit(model, example, target, ids=None, feats=None, pos=None) -> float:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from analysis_toy import toy_example, toy_qa_model, toy_tokenizer
+from analysis_toy import toy_example, toy_qa_model
 
 from analysis.compare import (
     attention_divergence,
@@ -19,11 +19,6 @@ from analysis.compare import (
     representation_cka,
     training_curves,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
 
 
 def test_linear_cka_invariances():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from analysis_toy import NUM_ATTRS, toy_example, toy_qa_model, toy_regions, toy_tokenizer
+from analysis_toy import NUM_ATTRS, toy_example, toy_qa_model, toy_regions
 
 from analysis.attention import collect_attention
 from analysis.counterfactual import counterfactual
@@ -18,17 +18,6 @@ from analysis.forward import answer_logits, run
 from analysis.interventions import add_region, delete_regions, move_region, pruned_heads, swap_features
 from analysis.probe_curves import ATTRIBUTE_KINDS, OBJECT_LABEL, detected_labels, probe_study, token_labels
 from analysis.probing import collect_states
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return toy_qa_model()
-
 
 EDITS = [
     Edit("delete", (0, 2)),

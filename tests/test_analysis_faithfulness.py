@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from analysis_toy import toy_qa_model, toy_regions, toy_tokenizer
+from analysis_toy import toy_qa_model, toy_regions
 
 from analysis.datasets import QAItem, sample
 from analysis.faithfulness import (
@@ -27,16 +27,6 @@ from analysis.forward import answer_logits, run
 from analysis.inputs import example_from_regions
 
 QUESTIONS = ["what colour is the ball", "is there a red cube left of the ball", "what is big"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return toy_qa_model()
 
 
 def test_kept_items_follow_the_scores():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_toy import FEAT_DIM, toy_example, toy_pretraining_model, toy_tokenizer
+from analysis_toy import FEAT_DIM, toy_example
 
 from analysis.attention import collect_attention
 from analysis.forward import answer_logits, run
@@ -21,26 +21,16 @@ from analysis.interventions import (
 )
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return toy_pretraining_model()
-
-
 def states(model, example, mask=None):
     with torch.no_grad():
         return run(model, example, output_attentions=True, output_hidden_states=True, head_mask=mask)
 
 
-def test_masking_a_head_changes_only_what_depends_on_it(model, tokenizer):
+def test_masking_a_head_changes_only_what_depends_on_it(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
-    c = model.config
-    before = states(model, example)
-    after = states(model, example, head_mask(c, [("vis_self", 0, 1)]))
+    c = pretraining_model.config
+    before = states(pretraining_model, example)
+    after = states(pretraining_model, example, head_mask(c, [("vis_self", 0, 1)]))
     # The language encoder never reads the relationship encoder: identical, layer by layer.
     for layer in range(c.l_layers + 1):
         assert torch.equal(before.language_hidden_states[layer], after.language_hidden_states[layer]), layer
@@ -55,47 +45,49 @@ def test_masking_a_head_changes_only_what_depends_on_it(model, tokenizer):
         assert torch.equal(before.attentions.lang_self[layer], after.attentions.lang_self[layer])
 
 
-def test_the_last_layers_vision_to_language_heads_cannot_move_the_answer(model, tokenizer):
+def test_the_last_layers_vision_to_language_heads_cannot_move_the_answer(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
-    c = model.config
+    c = pretraining_model.config
     last = c.x_layers - 1
     mask = head_mask(c, [("cross_v2l", last, h) for h in range(c.num_attention_heads)])
-    before, after = states(model, example), states(model, example, mask)
+    before, after = states(pretraining_model, example), states(pretraining_model, example, mask)
     assert torch.equal(answer_logits(before), answer_logits(after))
     assert not torch.allclose(before.vision_output, after.vision_output)
 
 
-def test_pruning_equals_masking_and_restores_the_weights(model, tokenizer):
+def test_pruning_equals_masking_and_restores_the_weights(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
     heads = [("lang_self", 1, 0), ("cross_l2v", 0, 1), ("cross_v2l", 0, 1), ("x_vis_self", 1, 0)]
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
     with torch.no_grad():
-        masked = answer_logits(run(model, example, head_mask=head_mask(model.config, heads)))
-        with pruned_heads(model, heads):
-            pruned = answer_logits(run(model, example))
+        masked = answer_logits(
+            run(pretraining_model, example, head_mask=head_mask(pretraining_model.config, heads))
+        )
+        with pruned_heads(pretraining_model, heads):
+            pruned = answer_logits(run(pretraining_model, example))
     torch.testing.assert_close(pruned, masked, rtol=1e-5, atol=1e-6)
-    for key, value in model.state_dict().items():
+    for key, value in pretraining_model.state_dict().items():
         assert torch.equal(value, saved[key]), key
     with pytest.raises(ValueError, match="shared"):
-        with pruned_heads(model, [("cross_l2v", 0, 1)]):
+        with pruned_heads(pretraining_model, [("cross_l2v", 0, 1)]):
             pass
     with pytest.raises(IndexError, match="layers"):
-        head_mask(model.config, [("vis_self", 5, 0)])
+        head_mask(pretraining_model.config, [("vis_self", 5, 0)])
 
 
-def test_pruning_restores_the_weights_after_an_error(model):
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
+def test_pruning_restores_the_weights_after_an_error(pretraining_model):
+    saved = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
     with pytest.raises(RuntimeError, match="boom"):
-        with pruned_heads(model, [("lang_self", 0, 0)]):
+        with pruned_heads(pretraining_model, [("lang_self", 0, 0)]):
             raise RuntimeError("boom")
-    for key, value in model.state_dict().items():
+    for key, value in pretraining_model.state_dict().items():
         assert torch.equal(value, saved[key]), key
 
 
-def test_head_importance_is_the_first_order_effect_of_removing_a_head(model, tokenizer):
+def test_head_importance_is_the_first_order_effect_of_removing_a_head(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
-    c = model.config
-    importance = head_importance(model, example, targets=[2])
+    c = pretraining_model.config
+    importance = head_importance(pretraining_model, example, targets=[2])
     # A central difference: a float32 logit moves by a few units in the last place with the thread count, which a
     # one-sided difference at eps 1e-3 turned into up to 4.4e-3 (relative) between 1 and 2 threads; this one
     # stayed within 2.5e-4 of the gradient (1 thread, 2 threads, and 2 beside a busy process).
@@ -104,8 +96,8 @@ def test_head_importance_is_the_first_order_effect_of_removing_a_head(model, tok
         lower, upper = head_mask(c, ()), head_mask(c, ())
         lower[family][layer, head], upper[family][layer, head] = 1 - eps, 1 + eps
         with torch.no_grad():
-            below = answer_logits(run(model, example, head_mask=lower))[0, 2]
-            above = answer_logits(run(model, example, head_mask=upper))[0, 2]
+            below = answer_logits(run(pretraining_model, example, head_mask=lower))[0, 2]
+            above = answer_logits(run(pretraining_model, example, head_mask=upper))[0, 2]
         assert importance[family][layer, head] == pytest.approx(
             abs(float(above - below)) / (2 * eps), rel=2e-3
         )
@@ -113,12 +105,12 @@ def test_head_importance_is_the_first_order_effect_of_removing_a_head(model, tok
     assert importance["cross_v2l"][-1].max() == 0.0 and importance["x_vis_self"][-1].max() == 0.0
 
 
-def test_region_edits(model, tokenizer):
+def test_region_edits(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
     deleted = delete_regions(example, [0, 3])
     assert deleted.num_regions == example.num_regions - 2
     assert torch.equal(deleted.object_ids, example.object_ids[[1, 2, 4]])
-    maps = collect_attention(model, deleted)
+    maps = collect_attention(pretraining_model, deleted)
     for family in ("vis_self", "cross_l2v", "cross_v2l", "x_vis_self"):
         assert deleted.num_regions in maps.maps[family].shape[2:], family
 
@@ -142,11 +134,11 @@ def test_region_edits(model, tokenizer):
         add_region(example, torch.zeros(FEAT_DIM), [0.0, 0.0, 1.0, 1.0])
 
 
-def test_rerun_applies_the_head_mask_to_every_prediction(model, tokenizer):
+def test_rerun_applies_the_head_mask_to_every_prediction(pretraining_model, tokenizer):
     example = toy_example(tokenizer)
-    mask = head_mask(model.config, [("cross_l2v", 0, 0), ("lang_self", 1, 1)])
-    plain = rerun(model, example, tokenizer, word_positions=[2], regions=[1])
-    masked = rerun(model, example, tokenizer, head_mask=mask, word_positions=[2], regions=[1])
+    mask = head_mask(pretraining_model.config, [("cross_l2v", 0, 0), ("lang_self", 1, 1)])
+    plain = rerun(pretraining_model, example, tokenizer, word_positions=[2], regions=[1])
+    masked = rerun(pretraining_model, example, tokenizer, head_mask=mask, word_positions=[2], regions=[1])
     assert masked.answers[0].logit != pytest.approx(plain.answers[0].logit)
     assert masked.masked_words[0].original_probability != pytest.approx(
         plain.masked_words[0].original_probability
@@ -154,6 +146,8 @@ def test_rerun_applies_the_head_mask_to_every_prediction(model, tokenizer):
     ids = example.input_ids.clone()
     ids[2] = tokenizer.mask_token_id
     with torch.no_grad():
-        direct = model(ids[None], example.visual_feats[None], example.visual_pos[None], head_mask=mask)
+        direct = pretraining_model(
+            ids[None], example.visual_feats[None], example.visual_pos[None], head_mask=mask
+        )
     expected = float(direct.prediction_logits[0, 2].softmax(-1)[example.input_ids[2]])
     assert masked.masked_words[0].original_probability == pytest.approx(expected, rel=1e-5)

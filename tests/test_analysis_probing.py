@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from analysis_toy import FEAT_DIM, toy_example, toy_qa_model, toy_tokenizer
+from analysis_toy import FEAT_DIM, toy_example, toy_qa_model
 
 from analysis.probing import (
     collect_states,
@@ -17,11 +17,6 @@ from analysis.probing import (
     pca,
     probe_layers,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
 
 
 def labelled_examples(tokenizer, count: int = 12):

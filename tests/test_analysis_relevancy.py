@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_toy import toy_example, toy_qa_model, toy_tokenizer
+from analysis_toy import toy_example, toy_qa_model
 
 from analysis.attention import AttentionMaps, collect_attention
 from analysis.relevancy import (
@@ -126,11 +126,6 @@ def test_vision_to_language_of_an_earlier_layer_reaches_the_text_relevancy():
     expected_tt[0, 0] = 0.0
     np.testing.assert_allclose(r["R_tt"], expected_tt)
     np.testing.assert_allclose(r["R_it"], d1)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
 
 
 def test_each_cross_direction_gets_its_own_gradient(tokenizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from analysis_toy import toy_example, toy_pretraining_model, toy_qa_model, toy_regions, toy_tokenizer
+from analysis_toy import toy_example, toy_pretraining_model, toy_qa_model, toy_regions
 
 from analysis.attention import collect_attention, head_stats
 from analysis.export import export_json, export_npz, read_export
@@ -13,11 +13,6 @@ from analysis.relevancy import gradient_relevancy
 from analysis.session import SessionConfig, analyze, analyze_example
 
 OBJECT_NAMES = ["ball", "cube", "cone", "ring", "star", "disc"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return toy_tokenizer(tmp_path_factory.mktemp("vocab"))
 
 
 def test_analyze_computes_every_panel_for_a_pretraining_model(tokenizer):

@@ -15,16 +15,13 @@ import re
 from pathlib import Path
 
 import pytest
+from app_harness import SAMPLE, assert_no_exception, open_page, start_app
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets
 from streamlit.testing.v1 import AppTest
 
 from analysis.inputs import example_from_regions
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
-
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
-TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +32,7 @@ def assets(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(assets):
     """The sample's regions and tokens as a script gets them, independent of the app."""
-    regions = Detector.from_pretrained(assets / "default" / "detector")([assets / "samples" / "scene_0.png"])[
-        0
-    ]
+    regions = Detector.from_pretrained(assets / "default" / "detector")([assets / "samples" / SAMPLE])[0]
     tokens = example_from_regions(
         load_checkpoint(assets / "default" / "model").tokenizer, QUESTIONS[0], regions
     )
@@ -46,16 +41,7 @@ def reference(assets):
 
 @pytest.fixture
 def app(assets, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-
-
-def open_page(app: AppTest, page: str) -> AppTest:
-    app.switch_page(f"app_pages/{page}.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return start_app(assets, monkeypatch)
 
 
 def chart(app: AppTest, key: str):
@@ -93,7 +79,7 @@ def click(app: AppTest, key: str, tag: list | None = None, *, at: tuple | None =
                     {"selection": {"points": [point], "point_indices": [index], "box": [], "lasso": []}}
                 )
                 app._run(states)
-                assert not app.exception, [e.value for e in app.exception]
+                assert_no_exception(app)
                 assert not app.warning, [w.value for w in app.warning]
                 return app
     raise AssertionError(f"chart {key} has no point tagged {tag} or at {at}")
@@ -132,7 +118,7 @@ def outlined_lines(spec: dict) -> tuple[list[int], list[int]]:
 
 def test_a_click_on_a_cross_attention_cell_selects_its_word_and_region_everywhere(app, reference):
     regions, tokens = reference
-    open_page(app, "attention")
+    assert_no_exception(open_page(app, "attention"))
     token_key, region_key_ = region_key(app, "attention_token"), region_key(app, "attention_region")
     # The defaults: the question's last word ("What color is the circle?"), and region 0.
     assert (app.selectbox(key=token_key).value, app.selectbox(key=region_key_).value) == (
@@ -152,7 +138,7 @@ def test_a_click_on_a_cross_attention_cell_selects_its_word_and_region_everywher
 
 
 def test_with_special_tokens_hidden_a_cell_still_selects_the_word_drawn_there(app):
-    open_page(app, "attention")
+    assert_no_exception(open_page(app, "attention"))
     app.toggle(key="attention_hide_special").set_value(True).run()
     click(app, "attention_map", ["cell", 0, 1])  # the first row drawn is the word after [CLS]
     assert app.selectbox(key=region_key(app, "attention_token")).value == 1
@@ -160,7 +146,7 @@ def test_with_special_tokens_hidden_a_cell_still_selects_the_word_drawn_there(ap
 
 
 def test_a_vision_to_language_cell_selects_the_region_of_its_row_and_the_word_of_its_column(app):
-    open_page(app, "attention")
+    assert_no_exception(open_page(app, "attention"))
     app.selectbox(key="attention_family").set_value("cross_v2l").run()
     click(app, "attention_map", ["cell", 6, 3])
     assert app.selectbox(key=region_key(app, "attention_region")).value == 6
@@ -171,7 +157,7 @@ def test_a_vision_to_language_cell_selects_the_region_of_its_row_and_the_word_of
 def test_a_click_on_a_box_selects_its_region_and_the_dropdown_still_leads(app, reference):
     regions, tokens = reference
     word = tokens.index("circle")
-    open_page(app, "attention")
+    assert_no_exception(open_page(app, "attention"))
     token_key, region_key_ = region_key(app, "attention_token"), region_key(app, "attention_region")
     click(app, "word_on_image", ["region", 3])
     assert app.selectbox(key=region_key_).value == 3
@@ -188,7 +174,7 @@ def test_a_click_on_a_box_selects_its_region_and_the_dropdown_still_leads(app, r
 
 def test_regions_page_selects_the_clicked_region(app, reference):
     regions, _ = reference
-    open_page(app, "regions")
+    assert_no_exception(open_page(app, "regions"))
     click(app, "detections", ["region", 5])
     assert app.selectbox(key=region_key(app, "regions_region")).value == 5
     label = html.escape(app.selectbox(key=region_key(app, "regions_region")).format_func(5))
@@ -199,7 +185,7 @@ def test_regions_page_selects_the_clicked_region(app, reference):
 
 def test_a_click_on_a_box_masks_its_region_and_a_second_click_unmasks_it(app, reference):
     regions, _ = reference
-    open_page(app, "masked_object")
+    assert_no_exception(open_page(app, "masked_object"))
     chooser = region_key(app, "masked_regions")
 
     def masked_headings() -> list[str]:
@@ -220,7 +206,7 @@ def test_a_click_on_a_box_masks_its_region_and_a_second_click_unmasks_it(app, re
 
 def test_attributions_give_the_clicked_regions_score_and_rank(app, reference):
     regions, _ = reference
-    open_page(app, "attributions")
+    assert_no_exception(open_page(app, "attributions"))
     click(app, "explanation", ["region", 2])
     selector = app.selectbox(key=region_key(app, "attribution_region"))
     assert selector.value == 2
@@ -234,7 +220,7 @@ def test_attributions_give_the_clicked_regions_score_and_rank(app, reference):
 
 
 def test_a_click_on_the_head_grid_shows_that_head_in_the_map(app):
-    open_page(app, "attention")
+    assert_no_exception(open_page(app, "attention"))
     click(app, "head_grid", at=("h2", "v→l 1"))
     assert app.selectbox(key="attention_family").value == "cross_v2l"
     assert (app.selectbox(key="map_layer").value, app.selectbox(key="map_head").value) == (0, 1)

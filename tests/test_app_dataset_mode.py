@@ -16,21 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from app_toy_assets import build_assets
+from app_harness import assert_clean, assert_no_exception, open_page, start_app
+from app_toy_assets import build_assets, toy_detector
 from dataset_sample import PHOTOS, QUESTIONS, build_dataset
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from analysis.forward import predict_answers
 from analysis.inputs import example_from_regions
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DATASETS_ENV, DEVICE_ENV
+from app.config import DATASETS_ENV
 from app.datasets import stored_scene
 from lxmert.checkpoints import load_checkpoint
 from lxmert.data.tsv import iter_tsv
-from lxmert.detection import Detector, DetectorConfig, FasterRCNNWithAttributes, Regions
+from lxmert.detection import Detector, Regions
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, read_vocab
 
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 DATA = Path(__file__).resolve().parent / "data"
 PAGES = (
     "regions",
@@ -42,7 +42,6 @@ PAGES = (
     "compare",
     "intervene",
 )
-TIMEOUT = 120
 OBJECTS = read_vocab(VG_VOCAB_DIR / OBJECTS_FILE)
 ATTRIBUTES = read_vocab(VG_VOCAB_DIR / ATTRIBUTES_FILE)
 
@@ -50,17 +49,7 @@ ATTRIBUTES = read_vocab(VG_VOCAB_DIR / ATTRIBUTES_FILE)
 def vg_detector(feature_dim: int = 2048) -> Detector:
     """A small random detector with the Visual Genome vocabularies and the real feature size; dataset mode never
     runs it (the app reads only its config), but the models beside it take its sizes."""
-    config = DetectorConfig.preset(
-        "small",
-        small_channels=(8, 16, 32),
-        feature_dim=feature_dim,
-        num_classes=len(OBJECTS),
-        num_attributes=len(ATTRIBUTES),
-        class_embed_dim=8,
-        attr_hidden_dim=16,
-        num_regions=8,
-    )
-    return Detector(FasterRCNNWithAttributes(config), OBJECTS, ATTRIBUTES)
+    return toy_detector(OBJECTS, ATTRIBUTES, feature_dim)
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +62,7 @@ def assets(tmp_path_factory) -> Path:
 def start(assets: Path, monkeypatch, datasets: Path | None = None) -> AppTest:
     """The app on ``assets`` with the input source "Dataset"; datasets from ``datasets`` (default:
     ``<assets>/datasets``)."""
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    if datasets is None:
-        monkeypatch.delenv(DATASETS_ENV, raising=False)
-    else:
-        monkeypatch.setenv(DATASETS_ENV, str(datasets))
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app = start_app(assets, monkeypatch, env={DATASETS_ENV: None if datasets is None else str(datasets)})
     app.sidebar.radio(key="source").set_value("Dataset").run()
     return app
 
@@ -88,15 +70,6 @@ def start(assets: Path, monkeypatch, datasets: Path | None = None) -> AppTest:
 @pytest.fixture
 def app(assets, monkeypatch) -> AppTest:
     return start(assets, monkeypatch)
-
-
-def assert_clean(app: AppTest) -> None:
-    assert not app.exception, [e.value for e in app.exception]
-    assert not app.error, [e.value for e in app.error]
-
-
-def open_page(app: AppTest, page: str) -> AppTest:
-    return app.switch_page(f"app_pages/{page}.py").run()
 
 
 def authors_row(photo: str, tmp_path: Path) -> dict:
@@ -178,7 +151,7 @@ def test_probe_reads_the_dataset_images_and_questions(app):
     assert_clean(app)
     assert any("questions** from the dataset" in m.value for m in app.markdown)
     app.button(key="probe_run").click().run()
-    assert not app.exception, [e.value for e in app.exception]
+    assert_no_exception(app)
     # Two photos are too few to hold one out for every label: what is drawn is drawn, the rest is named.
     assert app.get("plotly_chart") or any("Not drawn" in c.value for c in app.caption)
 
@@ -188,7 +161,7 @@ def test_a_checkpoint_for_other_features_gets_a_message_naming_both_sizes(tmp_pa
     build_dataset(toy / "datasets" / "coco")
     app = start(toy, monkeypatch)
     open_page(app, "ask")
-    assert not app.exception, [e.value for e in app.exception]
+    assert_no_exception(app)
     message = " ".join(e.value for e in app.error)
     assert "32-d" in message and "2048-d" in message, message
 
@@ -202,7 +175,7 @@ def test_unusable_datasets_are_named_and_the_others_still_listed(assets, tmp_pat
     outside = build_dataset(tmp_path / "outside", questions=[])
     os.symlink(outside, datasets / "linked")
     app = start(assets, monkeypatch, datasets)
-    assert not app.exception, [e.value for e in app.exception]
+    assert_no_exception(app)
     assert app.sidebar.selectbox(key="dataset").options == ["good"]  # the symlink out is not followed
     warning = " ".join(w.value for w in app.sidebar.warning)
     assert "broken" in warning and "lacks the field 'images'" in warning

@@ -9,17 +9,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from app_harness import assert_clean, first_answer, open_page, start_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from analysis.forward import predict_answers
 from analysis.inputs import example_from_regions
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.state import image_files, read_sample
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector, Regions
@@ -27,7 +26,6 @@ from lxmert.detection.files import load_cached_regions
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
-APP = REPO / "app" / "main.py"
 PAGES = (
     "ask",
     "regions",
@@ -48,26 +46,21 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def app(monkeypatch) -> AppTest:
-    for name in (ASSETS_ENV, CHECKPOINTS_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    return AppTest.from_file(str(APP), default_timeout=300).run()
+    return start_app(None, monkeypatch, timeout=300)
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_draws_on_the_default_model(app, page):
-    app.switch_page(f"app_pages/{page}.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    assert not app.error, [e.value for e in app.error]
+    assert_clean(open_page(app, page))
     assert app.get("plotly_chart")
 
 
 @pytest.mark.slow
 def test_the_probe_page_finds_colour_in_the_default_models_region_states(app):
     """The shipped samples' detections carry a colour the probe reads far above the majority baseline."""
-    app.switch_page("app_pages/probe.py").run()
+    open_page(app, "probe")
     app.button(key="probe_run").click().run()
-    assert not app.exception and not app.error
+    assert_clean(app)
     app.selectbox(key="probe_label").set_value("colour").run()
     table = app.dataframe[0].value  # the probes
     regions = table[table["stream"] == "regions"]
@@ -82,12 +75,11 @@ def test_the_first_answer_is_the_one_analysis_gives(app):
     loaded = load_checkpoint(ASSETS / "default" / "model")
     example = example_from_regions(loaded.tokenizer, text, detector([sample])[0])
     expected = predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    answer, probability = first_answer(app)
     assert answer == expected.answer
     # Half the display's rounding step, plus the app's use of the cached regions: the probabilities they give and
     # those of regions detected here differ by at most 5.4e-5 points over every sample.
-    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05 + 1e-3)
+    assert probability == pytest.approx(100 * expected.probability, abs=0.05 + 1e-3)
     assert text in (read_sample(str(sample)).suggestions or (text,))
 
 

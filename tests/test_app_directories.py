@@ -17,19 +17,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from app_harness import assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import build_assets
-from streamlit.testing.v1 import AppTest
 
 from app import loading
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.directories import MAX_ENTRIES
 from app.state import image_files, read_sample
 from lxmert.checkpoints import CONFIG_FILE, WEIGHTS_FILE
 from lxmert.tokenization import VOCAB_FILE
 
-REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app" / "main.py"
-TIMEOUT = 120
 NOBODY = 65534
 
 
@@ -292,14 +288,9 @@ def test_the_app_starts_normally_beside_bad_entries_and_names_them_once(assets, 
     (checkpoints / "self").symlink_to(checkpoints / "self")
     (checkpoints / "b").symlink_to(assets / "runs" / "b", target_is_directory=True)  # outside the directory
     deny(monkeypatch, checkpoints / "lost+found")
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.setenv(CHECKPOINTS_ENV, str(checkpoints))
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
     for page in ("ask", "compare"):
-        app.switch_page(f"app_pages/{page}.py").run()
-        assert not app.exception, [e.value for e in app.exception]
-        assert not app.error, [e.value for e in app.error]
+        assert_clean(open_page(app, page))
         assert app.get("plotly_chart")
         assert app.sidebar.selectbox(key="checkpoint").options == [
             "default/model",
@@ -322,11 +313,8 @@ def test_the_app_says_when_its_search_stopped_early(assets, tmp_path, monkeypatc
     checkpoints.mkdir()
     for i in range(MAX_ENTRIES + 1):
         (checkpoints / f"{i:05d}.log").touch()
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.setenv(CHECKPOINTS_ENV, str(checkpoints))
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
+    assert_no_exception(app)
     assert [w.value for w in app.sidebar.warning] == [
         f"The search of {checkpoints} stopped after {MAX_ENTRIES} entries: checkpoints beyond them are not listed."
     ]
@@ -336,9 +324,6 @@ def test_a_detector_leading_outside_the_assets_is_refused(assets, tmp_path, monk
     copy = tmp_path / "assets"
     shutil.copytree(assets, copy, ignore=shutil.ignore_patterns("detector"))
     (copy / "default" / "detector").symlink_to(assets / "default" / "detector", target_is_directory=True)
-    monkeypatch.setenv(ASSETS_ENV, str(copy))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = start_app(copy, monkeypatch)
+    assert_no_exception(app)
     assert any("detector leads outside" in e.value for e in app.error), [e.value for e in app.error]

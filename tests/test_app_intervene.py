@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from app_harness import assert_clean, open_page, sample_query, start_app
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets
 from streamlit.testing.v1 import AppTest
 
@@ -25,13 +26,10 @@ from analysis.forward import predict_answers
 from analysis.inputs import example_from_regions
 from analysis.interventions import head_importance
 from analysis.probe_curves import probe_study
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.checkpoints import load_checkpoint, save_pretrained
 from lxmert.detection import Detector
 from lxmert.detection.files import load_cached_regions, save_cached_regions
 
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
-TIMEOUT = 120
 ATTENTION_SCALE = 30.0  # query and key weights: peaked attention that depends on the regions
 OUTPUT_SCALE = 10.0  # cross-attention values and outputs and the answer head: answers that follow it
 PRUNED = 8  # of the toy's 18 prunable heads: the least important move the answer least, by design
@@ -80,16 +78,7 @@ def script(assets):
 
 @pytest.fixture
 def app(assets, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    return app.switch_page("app_pages/intervene.py").run()
-
-
-def assert_clean(app: AppTest) -> None:
-    assert not app.exception, [e.value for e in app.exception]
-    assert not app.error, [e.value for e in app.error]
+    return open_page(start_app(assets, monkeypatch), "intervene")
 
 
 def shown_edits(app: AppTest) -> list[Edit]:
@@ -234,21 +223,10 @@ def test_pruning_removes_the_heads_the_gradient_ranks_lowest(app, script):
 
 
 def test_the_export_carries_the_edits(app, assets, tmp_path):
-    from app.results import Query
     from app.results_interventions import edited_export
 
     edits = (Edit("delete", (2,)), Edit("silence", heads=(("lang_self", 0, 1),)))
-    query = Query(
-        detector=str(assets / "default" / "detector"),
-        checkpoint=str(assets / "default" / "model"),
-        checkpoint_name="default/model",
-        device="cpu",
-        precision="fp32",
-        image=(assets / "samples" / "scene_0.png").read_bytes(),
-        image_name="scene_0.png",
-        num_regions=NUM_REGIONS,
-        text=QUESTIONS[0],
-    )
+    query = sample_query(assets)
     path = tmp_path / "edited.npz"
     path.write_bytes(edited_export(query, edits, 5))
     metadata, arrays = read_export(path)
@@ -259,7 +237,7 @@ def test_the_export_carries_the_edits(app, assets, tmp_path):
 
 
 def test_probe_page_draws_a_curve_per_stream_as_analysis_probes(app, assets, script):
-    app.switch_page("app_pages/probe.py").run()
+    open_page(app, "probe")
     assert any("run on request" in i.value for i in app.info)
     app.button(key="probe_run").click().run()
     assert_clean(app)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from app_harness import answer_headlines, assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import ANSWERS, FEATURE_DIM, build_assets, scene_image
 from streamlit.testing.v1 import AppTest
 
 from app import loading
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, AppConfig
+from app.config import AppConfig
 from app.sets import SYNTHETIC_CAPTION, find_sets
 from app.state import SYNTHETIC_UPLOAD_NOTICE
 from lxmert import LxmertConfig, LxmertForQuestionAnswering
@@ -29,9 +30,7 @@ from lxmert.model_sets import CheckpointEntry, ModelSet, read_model_set, write_m
 from training.release.default_assets import write_default_set
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app" / "main.py"
 SHIPPED_DETECTOR = REPO / "assets" / "default" / "detector"  # the synthetic world's, 256-d features
-TIMEOUT = 120
 
 
 @pytest.fixture(autouse=True)
@@ -90,19 +89,8 @@ def mismatched_set(assets: Path, root: Path) -> Path:
     )
 
 
-def run_app(monkeypatch, assets: Path, checkpoints: Path) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.setenv(CHECKPOINTS_ENV, str(checkpoints))
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-
-
 def pick_set(app: AppTest, directory: Path) -> AppTest:
     return app.sidebar.selectbox(key="model_set").set_value(str(directory.resolve())).run()
-
-
-def assert_no_exception(app: AppTest) -> None:
-    assert not app.exception, [e.value for e in app.exception]
 
 
 def test_a_mismatched_checkpoint_is_marked_and_named_with_both_sizes_never_a_tensor_error(
@@ -110,7 +98,7 @@ def test_a_mismatched_checkpoint_is_marked_and_named_with_both_sizes_never_a_ten
 ):
     checkpoints = tmp_path / "checkpoints"
     mismatched_set(assets, checkpoints / "mismatched")
-    app = run_app(monkeypatch, assets, checkpoints)
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
     assert app.sidebar.selectbox(key="model_set").options == ["Toy set", "Mismatched"]
     pick_set(app, checkpoints / "mismatched")
     assert_no_exception(app)
@@ -122,12 +110,12 @@ def test_a_mismatched_checkpoint_is_marked_and_named_with_both_sizes_never_a_ten
     reason = "needs 2048-d region features; this set's detector gives 256-d"
     assert any(reason in c.value for c in app.sidebar.caption)
     assert not app.error, [e.value for e in app.error]
-    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert answer_headlines(app)
     picker.set_value("mismatched/wide").run()
     assert_no_exception(app)
     assert [e.value for e in app.error] == [f"Checkpoint `mismatched/wide` cannot be loaded: {reason}"]
     picker.set_value("mismatched/fits").run()
-    app.switch_page("app_pages/compare.py").run()
+    open_page(app, "compare")
     app.multiselect(key="compare_checkpoints").set_value(["mismatched/fits", "mismatched/wide"]).run()
     assert_no_exception(app)
     assert any("2048-d" in e.value and "256-d" in e.value for e in app.error)
@@ -178,12 +166,11 @@ def published(assets, tmp_path_factory) -> Path:
 @pytest.mark.slow  # the authors' file is 768 wide: some 40 MB to write and load
 @pytest.mark.parametrize("checkpoint", ["real/authors", "real/vqa"])
 def test_published_layouts_answer_on_their_set(assets, published, checkpoint, monkeypatch):
-    app = run_app(monkeypatch, assets, published.parent)
+    app = start_app(assets, monkeypatch, checkpoints=published.parent)
     pick_set(app, published)
     app.sidebar.selectbox(key="checkpoint").set_value(checkpoint).run()
-    assert_no_exception(app)
-    assert not app.error, [e.value for e in app.error]
-    answers = [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
+    assert_clean(app)
+    answers = answer_headlines(app)
     assert answers and answers[0].removeprefix("### Answer: **").split("**")[0] in ANSWERS
     assert not any(SYNTHETIC_CAPTION in c.value for c in app.sidebar.caption)
 
@@ -198,7 +185,7 @@ def upload(app: AppTest) -> AppTest:
 def test_the_synthetic_set_says_what_it_knows_and_warns_on_an_upload(assets, tmp_path, monkeypatch):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    app = run_app(monkeypatch, assets, checkpoints)
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
     assert "model_set" not in [s.key for s in app.sidebar.selectbox]  # one set: no set picker
     assert any(SYNTHETIC_CAPTION in c.value for c in app.sidebar.caption)
     assert not any(SYNTHETIC_UPLOAD_NOTICE == i.value for i in app.sidebar.info)  # a gallery scene
@@ -209,7 +196,7 @@ def test_the_synthetic_set_says_what_it_knows_and_warns_on_an_upload(assets, tmp
 
 def test_a_set_of_the_real_world_gives_no_synthetic_notice(assets, tmp_path, monkeypatch):
     real = build_assets(tmp_path / "real_assets", world="real")
-    app = run_app(monkeypatch, real, tmp_path / "real_assets" / "runs")
+    app = start_app(real, monkeypatch, checkpoints=tmp_path / "real_assets" / "runs")
     upload(app)
     assert_no_exception(app)
     assert not any(SYNTHETIC_CAPTION in c.value for c in app.sidebar.caption)
@@ -256,7 +243,7 @@ def test_a_set_behind_a_symlink_out_of_the_checkpoints_directory_is_not_followed
     assert len(found.notes) == 1
     for name in ("linked", "manifest_only/model_set.json"):
         assert f"`{name}` (leads outside {checkpoints.resolve()}" in found.notes[0], found.notes[0]
-    app = run_app(monkeypatch, assets, checkpoints)
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
     assert_no_exception(app)
     assert "model_set" not in [s.key for s in app.sidebar.selectbox]
     assert [w.value for w in app.sidebar.warning] == found.notes
@@ -285,7 +272,7 @@ def test_a_set_whose_files_lead_outside_is_refused_or_its_checkpoint_marked(asse
                for n in found.notes)  # fmt: skip
     problem = found.sets[1].problems["inside/fits"]
     assert "model.safetensors" in problem and "leads outside" in problem
-    app = run_app(monkeypatch, assets, checkpoints)
+    app = start_app(assets, monkeypatch, checkpoints=checkpoints)
     pick_set(app, inside)
     assert_no_exception(app)
     assert app.sidebar.selectbox(key="checkpoint").options == ["inside/fits (cannot run here)"]

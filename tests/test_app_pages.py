@@ -7,11 +7,20 @@ The app runs in-process; ``LXMERT_ASSETS_DIR`` points it at the tiny assets. Res
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from app_harness import (
+    SAMPLE,
+    answer_headlines,
+    assert_clean,
+    first_answer,
+    open_page,
+    sample_example,
+    sample_query,
+    start_app,
+)
 from app_toy_assets import NUM_REGIONS, QUESTIONS, build_assets, scene_image
 from streamlit.testing.v1 import AppTest
 
@@ -22,15 +31,13 @@ from analysis.forward import predict_answers, run
 from analysis.inputs import example_from_regions
 from analysis.interventions import head_mask
 from analysis.masked import ablation_gauge
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV, PRECISION_ENV, AppConfig
+from app.config import PRECISION_ENV, AppConfig
 from lxmert.checkpoints import load_checkpoint
 from lxmert.detection import Detector
 from lxmert.precision import autocast, cpu_has_bf16
 from training.release.default_assets import cache_sample_regions
 
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions", "compare")
-TIMEOUT = 120  # the first run in a process imports torch, captum and plotly and loads the models
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +47,7 @@ def assets(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app(assets, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-
-
-def open_page(app: AppTest, page: str) -> AppTest:
-    return app.switch_page(f"app_pages/{page}.py").run()
-
-
-def assert_clean(app: AppTest) -> None:
-    """No exception and no error message on the page."""
-    assert not app.exception, [e.value for e in app.exception]
-    assert not app.error, [e.value for e in app.error]
+    return start_app(assets, monkeypatch)
 
 
 def charts(app: AppTest) -> list:
@@ -74,7 +68,7 @@ def test_opens_on_the_default_model_with_an_answer(app):
     assert app.sidebar.selectbox(key="checkpoint").value == "default/model"
     assert app.sidebar.text_input(key="text").value == QUESTIONS[0]  # the sample's sidecar suggestion
     assert app.sidebar.slider(key="num_regions").value == NUM_REGIONS
-    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert answer_headlines(app)
     assert len(charts(app)) == 2  # the answers and the detections
 
 
@@ -93,21 +87,16 @@ def test_every_page_draws_without_errors(app, page):
 
 def test_ask_shows_the_answer_analysis_gives_from_a_script(app, assets):
     open_page(app, "ask")
-    expected = script_answer(assets, assets / "samples" / "scene_0.png", QUESTIONS[0])
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    expected = script_answer(assets, assets / "samples" / SAMPLE, QUESTIONS[0])
+    answer, probability = first_answer(app)
     assert answer == expected[0].answer
-    assert float(probability) == pytest.approx(100 * expected[0].probability, abs=0.05)
+    assert probability == pytest.approx(100 * expected[0].probability, abs=0.05)
 
 
 def test_match_score_is_the_matching_head_of_the_pretrained_parent(app, assets):
     open_page(app, "ask")
     assert any("default/pretrained" in i.value for i in app.info)  # QA model has no matching head: says so
-    detector = Detector.from_pretrained(assets / "default" / "detector")
-    loaded = load_checkpoint(assets / "default" / "pretrained")
-    example = example_from_regions(
-        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
-    )
+    loaded, example = sample_example(assets, "pretrained")
     with torch.no_grad():
         expected = run(loaded.model, example).cross_relationship_score[0].softmax(-1)[1].item()
     assert app.metric[0].value == f"{expected:.1%}"
@@ -234,8 +223,7 @@ def test_a_random_scene_comes_from_the_pool(app):
 
 
 def test_missing_assets_are_explained_not_a_traceback(tmp_path, monkeypatch):
-    monkeypatch.setenv(ASSETS_ENV, str(tmp_path))
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app = start_app(tmp_path, monkeypatch)
     assert not app.exception
     assert any("detector" in e.value for e in app.error)
     assert any("assets/default" in i.value for i in app.info)
@@ -245,12 +233,8 @@ def test_silencing_every_cross_head_answers_as_analysis_does_with_that_head_mask
     cross = ["cross_l2v", "cross_v2l"]
     app.multiselect(key="silence_families").set_value(cross).run()
     assert_clean(app)
-    headline = [m.value for m in app.markdown if m.value.startswith("### Answer")][1]
-    detector = Detector.from_pretrained(assets / "default" / "detector")
-    loaded = load_checkpoint(assets / "default" / "model")
-    example = example_from_regions(
-        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
-    )
+    headline = answer_headlines(app)[1]
+    loaded, example = sample_example(assets)
     config = loaded.model.config
     heads = [
         (f, layer, h)
@@ -266,21 +250,11 @@ def test_silencing_every_cross_head_answers_as_analysis_does_with_that_head_mask
 
 
 def test_attention_export_reads_back_with_the_inputs_tokens(app, assets, tmp_path):
-    from app.results import Query, attention_export, tokens
+    from app.results import attention_export, tokens
 
     open_page(app, "attention")
     assert app.get("download_button")
-    query = Query(
-        detector=str(assets / "default" / "detector"),
-        checkpoint=str(assets / "default" / "model"),
-        checkpoint_name="default/model",
-        device="cpu",
-        precision="fp32",
-        image=(assets / "samples" / "scene_0.png").read_bytes(),
-        image_name="scene_0.png",
-        num_regions=NUM_REGIONS,
-        text=QUESTIONS[0],
-    )
+    query = sample_query(assets)
     path = tmp_path / "attention.npz"
     path.write_bytes(attention_export(query))
     metadata, arrays = read_export(path)
@@ -346,29 +320,22 @@ def test_a_sample_with_cached_regions_is_answered_without_the_detector(tmp_path,
     """The shipped samples' regions are cached, so the first answer needs neither the detector nor torchvision."""
     root = build_assets(tmp_path)
     assert cache_sample_regions(root / "default" / "detector", root / "samples") == 5
-    monkeypatch.setenv(ASSETS_ENV, str(root))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
 
     def refuse(*args, **kwargs):
         raise AssertionError("the detector was loaded although the sample's regions are cached")
 
     monkeypatch.setattr(Detector, "from_pretrained", refuse)
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app = start_app(root, monkeypatch)
     assert_clean(app)
     sample = app.sidebar.selectbox(key="sample").value
     monkeypatch.undo()
     expected = script_answer(root, sample, QUESTIONS[0], k=1)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
+    headline = answer_headlines(app)[0]
     assert f"**{expected.answer}**" in headline
 
 
 def app_in(precision: str, assets: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    monkeypatch.setenv(PRECISION_ENV, precision)
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    return start_app(assets, monkeypatch, env={PRECISION_ENV: precision})
 
 
 def precision_caption(app: AppTest) -> str:
@@ -380,17 +347,12 @@ def test_the_app_runs_bf16_when_set_and_says_so(assets, monkeypatch):
     app = app_in("bf16", assets, monkeypatch)
     assert_clean(app)
     assert precision_caption(app).startswith("Model precision: bf16")
-    detector = Detector.from_pretrained(assets / "default" / "detector")
-    loaded = load_checkpoint(assets / "default" / "model")
-    example = example_from_regions(
-        loaded.tokenizer, QUESTIONS[0], detector([assets / "samples" / "scene_0.png"])[0]
-    )
+    loaded, example = sample_example(assets)
     with autocast("bf16", "cpu"):
         expected = predict_answers(loaded.model, example, 1, loaded.answers.label2ans)[0]
-    headline = next(m.value for m in app.markdown if m.value.startswith("### Answer"))
-    answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
+    answer, probability = first_answer(app)
     assert answer == expected.answer
-    assert float(probability) == pytest.approx(100 * expected.probability, abs=0.05)
+    assert probability == pytest.approx(100 * expected.probability, abs=0.05)
 
 
 def test_the_app_says_fp32_when_asked(app):

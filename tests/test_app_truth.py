@@ -8,19 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_toy_assets import ANSWERS, QUESTIONS, build_assets
+from app_harness import sample_example, start_app
+from app_toy_assets import ANSWERS, build_assets
 from streamlit.testing.v1 import AppTest
 
 from analysis.forward import AnswerScore, predict_answers, run
-from analysis.inputs import example_from_regions
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.panels import answer_doubt, match_verdict
-from lxmert.checkpoints import load_checkpoint, meta_scores
-from lxmert.detection import Detector
+from lxmert.checkpoints import meta_scores
 from training.release.default_assets import scores_from_summary
 
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
-TIMEOUT = 120
 MATCH_ACCURACY = 0.75  # written into the toy parent's meta.json below
 
 
@@ -75,21 +71,11 @@ def assets(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app(assets, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-
-
-def example(assets: Path, checkpoint: str):
-    detector = Detector.from_pretrained(assets / "default" / "detector")
-    loaded = load_checkpoint(assets / "default" / checkpoint)
-    regions = detector([assets / "samples" / "scene_0.png"])[0]
-    return loaded, example_from_regions(loaded.tokenizer, QUESTIONS[0], regions)
+    return start_app(assets, monkeypatch)
 
 
 def test_the_random_toy_answer_is_worded_as_uncertain(app, assets):
-    loaded, inputs = example(assets, "model")
+    loaded, inputs = sample_example(assets, "model")
     top = predict_answers(loaded.model, inputs, 2, loaded.answers.label2ans)
     # Random weights over 7 answers: the best is within twice the chance level and a few points of the second.
     assert top[0].probability < 2 / len(ANSWERS) and top[0].probability - top[1].probability < 0.15
@@ -97,7 +83,7 @@ def test_the_random_toy_answer_is_worded_as_uncertain(app, assets):
 
 
 def test_the_match_score_shows_its_distance_from_one_half_and_the_heads_accuracy(app, assets):
-    loaded, inputs = example(assets, "pretrained")
+    loaded, inputs = sample_example(assets, "pretrained")
     with torch.no_grad():
         probability = run(loaded.model, inputs).cross_relationship_score[0].softmax(-1)[1].item()
     text = app.get("progress")[0].proto.text

@@ -13,18 +13,16 @@ import pickle
 from pathlib import Path
 
 import pytest
+from app_harness import assert_clean, open_page, start_app
 from app_toy_assets import build_assets
 from butd_layouts import GOLDEN_SEED, detectron2_weights
-from streamlit.testing.v1 import AppTest
 
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.detection import Detector
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.convert import main as convert
 from lxmert.detection.files import read_vocab
 from lxmert.fileio import atomic_write_text, read_json_object
 
-APP = Path(__file__).resolve().parents[1] / "app" / "main.py"
 PHOTO = Path(__file__).resolve().parent / "data" / "coco" / "COCO_train2014_000000573195.jpg"
 PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions")
 NUM_REGIONS = 10
@@ -44,17 +42,12 @@ def assets(tmp_path_factory) -> Path:
 
 @pytest.mark.slow  # builds a ResNet-101 and runs it on a photo
 def test_every_page_draws_on_a_photo_with_the_converted_vg_detector(assets, monkeypatch):
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=300).run()
+    app = start_app(assets, monkeypatch, timeout=300)
     app.sidebar.radio(key="source").set_value("Upload").run()
     app.sidebar.file_uploader[0].set_value((PHOTO.name, PHOTO.read_bytes(), "image/jpeg")).run()
     vg_objects = set(read_vocab(VG_VOCAB_DIR / "objects_vocab.txt"))
     for page in PAGES:
-        app.switch_page(f"app_pages/{page}.py").run()
-        assert not app.exception, (page, [e.value for e in app.exception])
-        assert not app.error, (page, [e.value for e in app.error])
+        assert_clean(open_page(app, page), page)
         if page == "regions":
             table = app.dataframe[0].value
             assert len(table) == NUM_REGIONS

@@ -18,18 +18,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from app_harness import answer_headlines, assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import build_assets
 from checkpoint_corpus import CODE_RAN, KINDS, build_corpus
 from streamlit.testing.v1 import AppTest
 
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from app.loading import holds_checkpoint
 from app.state import CANNOT_RUN
 from lxmert.checkpoints import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app" / "main.py"
-TIMEOUT = 120
 DEFAULT = "default/model"
 
 
@@ -99,18 +97,11 @@ def test_sizes_at_the_bounds_are_refused_before_any_memory_is_allocated(corpus):
 @pytest.fixture(scope="module")
 def app(assets, corpus):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ASSETS_ENV, str(assets))
-        patch.setenv(CHECKPOINTS_ENV, str(next(iter(corpus.values())).parent))
-        patch.setenv(DEVICE_ENV, "cpu")
-        yield AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+        yield start_app(assets, patch, checkpoints=next(iter(corpus.values())).parent)
 
 
 def _pick(app: AppTest, name: str) -> AppTest:
     return app.sidebar.selectbox(key="checkpoint").set_value(name).run()
-
-
-def _answers(app: AppTest) -> list[str]:
-    return [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
 
 
 @pytest.mark.slow
@@ -124,33 +115,33 @@ def test_the_app_shows_the_fault_and_stays_usable(kind, corpus, app):
         assert not holds_checkpoint({p.name for p in directory.iterdir() if p.is_file()})
     else:
         _pick(app, kind.name)
-        assert not app.exception, [e.value for e in app.exception]
+        assert_no_exception(app)
         errors = [e.value for e in app.error]
         if kind.fault is None:
             assert not errors, errors
-            assert _answers(app)
+            assert answer_headlines(app)
         else:
             assert len(errors) == 1, errors
             assert f"Checkpoint `{kind.name}` cannot be loaded" in errors[0]
             assert re.search(kind.fault, errors[0], re.DOTALL), errors[0]
     _pick(app, DEFAULT)
-    assert not app.exception and not app.error, [e.value for e in (*app.exception, *app.error)]
-    assert _answers(app)
+    assert_clean(app)
+    assert answer_headlines(app)
     assert not (directory / CODE_RAN).exists()
 
 
 @pytest.mark.slow
 def test_comparing_with_a_broken_checkpoint_compares_the_others(app):
     _pick(app, DEFAULT)
-    page = app.switch_page("app_pages/compare.py").run()
+    page = open_page(app, "compare")
     page.multiselect(key="compare_checkpoints").set_value(
         [DEFAULT, "weights_all_nan", "default/pretrained"]
     ).run()
-    assert not page.exception, [e.value for e in page.exception]
+    assert_no_exception(page)
     errors = [e.value for e in page.error]
     assert len(errors) == 1 and "`weights_all_nan` cannot be loaded" in errors[0], errors
     assert page.get("plotly_chart"), "the two checkpoints that load were not compared"
-    app.switch_page("app_pages/ask.py").run()
+    open_page(app, "ask")
 
 
 def _cut(path: Path) -> None:
@@ -173,10 +164,7 @@ def test_a_broken_detector_is_a_message_naming_its_file(assets, tmp_path, monkey
     root = tmp_path / "assets"
     shutil.copytree(assets, root)
     damage(root / "default" / "detector" / name)
-    monkeypatch.setenv(ASSETS_ENV, str(root))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = start_app(root, monkeypatch)
+    assert_no_exception(app)
     errors = [e.value for e in app.error]
     assert len(errors) == 1 and re.search(fault, errors[0]), errors

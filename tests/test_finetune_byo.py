@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,15 +115,44 @@ def _square_image(path, colour: tuple[int, int, int], corner: int) -> None:
     image.save(path)
 
 
+def _save_init(tmp_path: Path, visual_feat_dim: int) -> None:
+    """A tiny random ``LxmertForPreTraining`` at ``tmp_path/init`` for the square questions, with their word piece
+    vocabulary (also at ``tmp_path/vocab.txt``) and the answers red, no and yes."""
+    from lxmert.config import LxmertConfig
+    from lxmert.modeling import LxmertForPreTraining
+    from lxmert.wordpiece import train_wordpiece
+
+    tokenizer = train_wordpiece(
+        ["what colour is the square", "is there a square"] * 5, 40, tmp_path / "vocab.txt"
+    )
+    config = LxmertConfig.preset(
+        "tiny", vocab_size=tokenizer.vocab_size, visual_feat_dim=visual_feat_dim, num_qa_labels=3, l_layers=1,
+        r_layers=1, x_layers=1, num_object_labels=3, num_attr_labels=4,
+    )  # fmt: skip
+    LxmertForPreTraining(config).save_pretrained(
+        tmp_path / "init", tokenizer=tokenizer, answers=["red", "no", "yes"]
+    )
+
+
+def _byo(tmp_path: Path, images: Path, epochs: int) -> Path:
+    """Bring-your-own fine-tuning of ``tmp_path/init`` on ``images`` and ``tmp_path/questions.csv`` with the
+    detector at ``tmp_path/detector``; returns its output directory."""
+    from training.tasks.own_data import main
+
+    out = tmp_path / "byo"
+    main([
+        "--images", str(images), "--questions", str(tmp_path / "questions.csv"), "--out", str(out),
+        "--detector", str(tmp_path / "detector"), "--init", str(tmp_path / "init"), "--epochs", str(epochs),
+        "--batch-size", "4", "--valid-fraction", "0.25", "--device", "cpu", "--threads", "1",
+    ])  # fmt: skip
+    return out
+
+
 @pytest.mark.slow
 def test_byo_end_to_end(tmp_path):
     """A folder of generated images + a CSV → features → a fine-tuned model → test predictions."""
-    from lxmert.config import LxmertConfig
     from lxmert.data.store import FeatureStore
-    from lxmert.modeling import LxmertForPreTraining
-    from lxmert.wordpiece import train_wordpiece
     from tests.test_detection_model import tiny_detector
-    from training.tasks.own_data import main
 
     images = tmp_path / "images"
     (images / "more").mkdir(parents=True)
@@ -137,23 +167,8 @@ def test_byo_end_to_end(tmp_path):
     (tmp_path / "questions.csv").write_text("\n".join(lines) + "\n")
 
     tiny_detector().save_pretrained(tmp_path / "detector")
-    tokenizer = train_wordpiece(
-        ["what colour is the square", "is there a square"] * 5, 40, tmp_path / "vocab.txt"
-    )
-    config = LxmertConfig.preset(
-        "tiny", vocab_size=tokenizer.vocab_size, visual_feat_dim=32, num_qa_labels=3, l_layers=1, r_layers=1,
-        x_layers=1, num_object_labels=3, num_attr_labels=4,
-    )  # fmt: skip
-    LxmertForPreTraining(config).save_pretrained(
-        tmp_path / "init", tokenizer=tokenizer, answers=["red", "no", "yes"]
-    )
-
-    out = tmp_path / "byo"
-    main([
-        "--images", str(images), "--questions", str(tmp_path / "questions.csv"), "--out", str(out),
-        "--detector", str(tmp_path / "detector"), "--init", str(tmp_path / "init"), "--epochs", "2",
-        "--batch-size", "4", "--valid-fraction", "0.25", "--device", "cpu", "--threads", "1",
-    ])  # fmt: skip
+    _save_init(tmp_path, visual_feat_dim=32)
+    out = _byo(tmp_path, images, epochs=2)
 
     assert sorted(FeatureStore(out / "features").ids) == sorted(
         [f"{i}" for i in range(10) if i % 4] + [f"more/{i}" for i in (0, 4, 8)]
@@ -196,13 +211,9 @@ def test_byo_runs_on_a_detector_directory_converted_from_the_published_layout(tm
 
     from butd_layouts import detectron2_weights
 
-    from lxmert.config import LxmertConfig
     from lxmert.data.store import FeatureStore
     from lxmert.detection import DetectorConfig
     from lxmert.detection.convert import main as convert
-    from lxmert.modeling import LxmertForPreTraining
-    from lxmert.wordpiece import train_wordpiece
-    from training.tasks.own_data import main
 
     (tmp_path / "vg.pkl").write_bytes(pickle.dumps({"model": detectron2_weights(3)}))
     convert([str(tmp_path / "vg.pkl"), "--out", str(tmp_path / "detector"), "--num-regions", "10"])
@@ -220,23 +231,8 @@ def test_byo_runs_on_a_detector_directory_converted_from_the_published_layout(tm
         lines += [f"{i}.png,What colour is the square?,{answer}", f"{i}.png,Is there a square?,yes" if i < 5
                   else f"{i}.png,Is there a square?,"]  # fmt: skip
     (tmp_path / "questions.csv").write_text("\n".join(lines) + "\n")
-    tokenizer = train_wordpiece(
-        ["what colour is the square", "is there a square"] * 5, 40, tmp_path / "vocab.txt"
-    )
-    lxmert = LxmertConfig.preset(
-        "tiny", vocab_size=tokenizer.vocab_size, visual_feat_dim=2048, num_qa_labels=3, l_layers=1, r_layers=1,
-        x_layers=1, num_object_labels=3, num_attr_labels=4,
-    )  # fmt: skip
-    LxmertForPreTraining(lxmert).save_pretrained(
-        tmp_path / "init", tokenizer=tokenizer, answers=["red", "no", "yes"]
-    )
-
-    out = tmp_path / "byo"
-    main([
-        "--images", str(images), "--questions", str(tmp_path / "questions.csv"), "--out", str(out),
-        "--detector", str(tmp_path / "detector"), "--init", str(tmp_path / "init"), "--epochs", "1",
-        "--batch-size", "4", "--valid-fraction", "0.25", "--device", "cpu", "--threads", "1",
-    ])  # fmt: skip
+    _save_init(tmp_path, visual_feat_dim=2048)
+    out = _byo(tmp_path, images, epochs=1)
 
     store = FeatureStore(out / "features")
     assert sorted(store.ids) == [str(i) for i in range(6)]

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_harness import open_page, start_app
 from app_toy_assets import build_assets
 from image_corpus import Case, build_cases, write_cases
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-from app.config import ASSETS_ENV, CHECKPOINTS_ENV, DEVICE_ENV
 from lxmert.data.store import FeatureStore
 from lxmert.detection import Detector, ImageError
 from lxmert.detection.files import read_detector_config
@@ -27,7 +26,6 @@ from training.detection.extraction import ExtractConfig, extract, list_images
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_DETECTOR = REPO / "assets" / "default" / "detector"
-APP = REPO / "app" / "main.py"
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +147,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_app_detects_each_upload_or_says_why_not(
     cases: list[Case], assets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(ASSETS_ENV, str(assets))
-    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
-    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app = start_app(assets, monkeypatch)
     app.sidebar.radio(key="source").set_value("Upload").run()
-    app.switch_page("app_pages/regions.py").run()
+    open_page(app, "regions")
     allowed = {f".{suffix}" for suffix in app.sidebar.file_uploader[0].proto.type}
     for case in cases:
         # The browser offers only the uploader's types; a file of another type arrives renamed by its owner.

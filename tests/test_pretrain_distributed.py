@@ -17,13 +17,7 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -28,13 +28,7 @@ CLS, SEP, PAD, MASK = 2, 3, 0, 4
 SENTENCE = np.array([CLS, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, SEP, PAD, PAD])
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_word_masking_golden_values():

@@ -32,13 +32,7 @@ from training.tasks.base import Task
 R, T, F = 4, 6, 8
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread, and a busy shared CPU makes more threads much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class ToyQA(Dataset):
