@@ -35,6 +35,7 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
+from lxmert.hub_cache import is_repo_id
 from lxmert.model_set_checks import checkpoint_problem
 from lxmert.model_sets import MODEL_SET_FILE, CheckpointEntry
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
@@ -78,7 +79,7 @@ class Checkpoint:
         """The checkpoint, its given vocabulary and its given answer table, as :func:`load_model` takes them."""
         if self.source is None:
             return str(self.path), None, None
-        return str(self.source.path), _text(self.source.vocab), _text(self.source.answers)
+        return entry_files(self.source)
 
 
 def _text(path: Path | None) -> str | None:
@@ -90,8 +91,15 @@ def _path(text: str | None) -> Path | None:
 
 
 def entry_files(entry: CheckpointEntry) -> tuple[str, str | None, str | None]:
-    """A set's checkpoint as :func:`load_model` and :func:`problem` take it: plain strings, the cache keys."""
-    return str(entry.path), _text(entry.vocab), _text(entry.answers)
+    """A set's checkpoint as :func:`load_model` and :func:`problem` take it: plain strings, the cache keys (its
+    path, or its hub id)."""
+    return entry.location, _text(entry.vocab), _text(entry.answers)
+
+
+def _entry(location: str, vocab: str | None, answers: str | None) -> CheckpointEntry:
+    """The entry :func:`entry_files` gave ``location`` for: a set's paths are absolute, so never a hub id."""
+    where = {"hub": location} if is_repo_id(location) else {"path": Path(location)}
+    return CheckpointEntry(**where, vocab=_path(vocab), answers=_path(answers))
 
 
 def holds_checkpoint(file_names: set[str]) -> bool:
@@ -189,7 +197,7 @@ def detector_config(path: str) -> DetectorConfig:
 def problem(path: str, vocab: str | None, answers: str | None, feature_dim: int) -> str | None:
     """Why the checkpoint cannot run on a detector of ``feature_dim``-d features, or None (read from its headers,
     never its weights; re-read at most once a minute)."""
-    return checkpoint_problem(CheckpointEntry(Path(path), _path(vocab), _path(answers)), feature_dim)
+    return checkpoint_problem(_entry(path, vocab, answers), feature_dim)
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
@@ -210,7 +218,7 @@ def load_model(
         answers=None if loaded.answers is None else list(loaded.answers.label2ans),
         meta=loaded.meta,
         capabilities=capabilities_of(model),
-        source=CheckpointEntry(Path(path), _path(vocab), _path(answers)),
+        source=_entry(path, vocab, answers),
     )
 
 
