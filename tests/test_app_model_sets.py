@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from app_toy_assets import ANSWERS, FEATURE_DIM, build_assets, scene_image
+from lxmert_helpers import authors_task_state
 from streamlit.testing.v1 import AppTest
 
 from app import loading
@@ -143,14 +144,8 @@ def published(assets, tmp_path_factory) -> Path:
         assets / "default" / "detector", root / "detector", ignore=shutil.ignore_patterns("regions")
     )
     authors = tiny_qa(FEATURE_DIM, hidden=768, heads=12, seed=1)
-    state = {
-        k.replace("lxmert.", "lxrt_encoder.model.bert.", 1).replace(
-            "answer_head.logit_fc.", "logit_fc.", 1
-        ): v
-        for k, v in authors.state_dict().items()
-    }
     (root / "authors").mkdir(parents=True)
-    torch.save(state, root / "authors" / "BEST.pth")
+    torch.save(authors_task_state(authors.state_dict()), root / "authors" / "BEST.pth")
     (root / "authors" / AUTHORS_ANSWERS_FILE).write_text(json.dumps(list(ANSWERS)))
     copy_vocab(assets, root / "bert" / "vocab.txt")
     hf = tiny_qa(FEATURE_DIM, seed=2)
