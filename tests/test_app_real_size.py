@@ -5,7 +5,8 @@ regions, 3,129 answers) three ways: a transformers directory, the authors' task 
 ``huggingface_hub`` cache; its detector is the Visual Genome ResNet-101 C4 (1600 objects, 400 attributes), made
 small in image size. They are built once per session. One app session drives every page with each of the three, on a
 COCO photo (the gallery's one sample, detected) and in dataset mode (the authors' stored obj36 regions of COCO photos,
-tests/dataset_sample.py). The three layouts hold the same weights, so each input must get the same answers from each.
+tests/dataset_sample.py); integrated gradients and the comparison of two checkpoints, the slow parts, run once. The
+three layouts hold the same weights, so each input must get the same answers from each.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def shown_answers(app: AppTest) -> list[str]:
 
 
 def every_page(app: AppTest, checkpoint: str, source: str) -> list[str]:
-    """Open every page; returns what the ask page shows as the answer."""
+    """Open every page (the comparison of two checkpoints only once: a minute on a loaded CPU); returns what the ask
+    page shows as the answer."""
     shown: list[str] = []
-    for page in PAGES:
-        if page == "compare":
-            loading.load_model.clear()  # it loads two: at most two base models at once
+    first = checkpoint == CHECKPOINTS[0] and source == "photo"
+    for page in PAGES if first else PAGES[:-1]:
         app.switch_page(f"app_pages/{page}.py").run()
         where = (checkpoint, source, page)
         assert_clean(app, where)
@@ -84,7 +85,7 @@ def every_page(app: AppTest, checkpoint: str, source: str) -> list[str]:
             assert set(table["object"]) <= OBJECTS, where
         elif page not in ("masked_word", "masked_object"):  # a VQA model has no masked heads: a notice only
             assert app.get("plotly_chart"), f"{where} drew no figure"
-        if page == "attributions" and checkpoint == CHECKPOINTS[0] and source == "photo":
+        if page == "attributions" and first:
             app.session_state["ig_steps"] = 8  # the page's default is 32: seconds more
             app.selectbox(key="attribution_method").set_value("ig").run()
             assert_clean(app, (*where, "ig"))
@@ -100,7 +101,7 @@ def test_every_page_runs_on_real_size_stand_ins_from_each_layout_on_a_photo_and_
     assert picker.options == list(CHECKPOINTS)  # none marked as unable to run: sizes and files agree
     answered: dict[str, dict[str, list[str]]] = {}
     for checkpoint in CHECKPOINTS:
-        loading.load_model.clear()
+        loading.load_model.clear()  # one base model at a time (the comparison loads a second)
         app.sidebar.radio(key="source").set_value("Gallery").run()
         app.sidebar.selectbox(key="checkpoint").set_value(checkpoint).run()
         assert_clean(app, checkpoint)
