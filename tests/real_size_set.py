@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -144,3 +145,7 @@ __all__ = [
     "detector_dir",
     "fill_hub_cache",
 ]
+
+
+if __name__ == "__main__":
+    build_real_set(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -11,13 +11,15 @@ three layouts hold the same weights, so each input must get the same answers fro
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import shutil
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
 from dataset_sample import PHOTOS, build_dataset
-from real_size_set import NUM_REGIONS, VQA_REPO, answers, build_real_set
+from real_size_set import NUM_REGIONS, VQA_REPO, answers, build_apart
 from streamlit.testing.v1 import AppTest
 
 from app import loading
@@ -39,7 +41,7 @@ def real_size(tmp_path_factory) -> Path:
     """``assets/`` (the real-size set as the default, the COCO photo as the gallery), ``datasets/`` and
     ``hf-cache/``."""
     work = tmp_path_factory.mktemp("real-size")
-    build_real_set(work / "assets" / "default", work / "hf-cache")
+    build_apart(work / "assets" / "default", work / "hf-cache")
     (work / "assets" / "samples").mkdir()
     shutil.copy(PHOTO, work / "assets" / "samples")
     build_dataset(work / "datasets" / "coco")
@@ -55,7 +57,17 @@ def app(real_size, monkeypatch) -> AppTest:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(real_size / "hf-cache"))
     loading.problem.clear()  # checked against this session's hub cache
     yield AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    free_models()
+
+
+def free_models() -> None:
+    """Drop the loaded checkpoints and hand their memory back (glibc keeps freed heap pages otherwise): one base
+    model at a time, on a machine shared with other jobs."""
     loading.load_model.clear()
+    gc.collect()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; other C libraries may lack it
+    if trim is not None:
+        trim(0)
 
 
 def assert_clean(app: AppTest, where: object) -> None:
@@ -101,7 +113,7 @@ def test_every_page_runs_on_real_size_stand_ins_from_each_layout_on_a_photo_and_
     assert picker.options == list(CHECKPOINTS)  # none marked as unable to run: sizes and files agree
     answered: dict[str, dict[str, list[str]]] = {}
     for checkpoint in CHECKPOINTS:
-        loading.load_model.clear()  # one base model at a time (the comparison loads a second)
+        free_models()  # one base model at a time (the comparison loads a second)
         app.sidebar.radio(key="source").set_value("Gallery").run()
         app.sidebar.selectbox(key="checkpoint").set_value(checkpoint).run()
         assert_clean(app, checkpoint)
