@@ -48,15 +48,20 @@ def real_size(tmp_path_factory) -> Path:
     return work
 
 
-@pytest.fixture
-def app(real_size, monkeypatch) -> AppTest:
+def start(real_size: Path, monkeypatch, hub_cache: Path) -> AppTest:
+    """The app on the real-size set, hub ids read from ``hub_cache``."""
     monkeypatch.setenv(ASSETS_ENV, str(real_size / "assets"))
     monkeypatch.setenv(CHECKPOINTS_ENV, str(real_size / "assets"))
     monkeypatch.setenv(DATASETS_ENV, str(real_size / "datasets"))
     monkeypatch.setenv(DEVICE_ENV, "cpu")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(real_size / "hf-cache"))
-    loading.problem.clear()  # checked against this session's hub cache
-    yield AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    loading.problem.clear()  # the checks are cached for a minute: this cache's, not another test's
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture
+def app(real_size, monkeypatch) -> AppTest:
+    yield start(real_size, monkeypatch, real_size / "hf-cache")
     free_models()
 
 
@@ -130,14 +135,8 @@ def test_every_page_runs_on_real_size_stand_ins_from_each_layout_on_a_photo_and_
 def test_a_hub_checkpoint_missing_from_the_cache_is_listed_as_unable_to_run_with_the_download_command(
     real_size, monkeypatch
 ):
-    monkeypatch.setenv(ASSETS_ENV, str(real_size / "assets"))
-    monkeypatch.setenv(CHECKPOINTS_ENV, str(real_size / "assets"))
-    monkeypatch.setenv(DATASETS_ENV, str(real_size / "datasets"))
-    monkeypatch.setenv(DEVICE_ENV, "cpu")
     empty = real_size / "empty-hf-cache"
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
-    loading.problem.clear()
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app = start(real_size, monkeypatch, empty)
     loading.problem.clear()
     assert not app.exception, [e.value for e in app.exception]
     assert app.sidebar.selectbox(key="checkpoint").options == [
