@@ -147,8 +147,10 @@ def test_the_outline_reads_sizes_without_reading_a_tensor(
         path = ckpt.save_pretrained(pretraining, tmp_path / "ours")
     else:
         path = tmp_path / "model.pth"
-        state = (authors_task_state if layout == "authors-task" else authors_pretraining_state)(
-            question_answering if layout == "authors-task" else pretraining
+        state = (
+            authors_task_state(question_answering.state_dict())
+            if layout == "authors-task"
+            else authors_pretraining_state(pretraining)
         )
         torch.save(state, path, _use_new_zipfile_serialization=layout != "legacy-pickle")
 
