@@ -35,7 +35,7 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
-from lxmert.hub_cache import is_repo_id
+from lxmert.hub_cache import is_repo_id, resolve_checkpoint_path
 from lxmert.model_set_checks import checkpoint_problem
 from lxmert.model_sets import MODEL_SET_FILE, CheckpointEntry
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
@@ -56,7 +56,7 @@ class Checkpoint:
 
     Attributes:
         name: how the app lists it (its path below the directory it was found in).
-        path: its directory.
+        path: its directory or file (for a hub id, its snapshot in the local hub cache).
         model: the model in eval mode, on the app's device. Never modified after loading.
         tokenizer: the checkpoint's own tokenizer (``vocab.txt``).
         answers: the QA head's answers in label order, or None.
@@ -212,7 +212,7 @@ def load_model(
     model = loaded.model.to(device).eval()
     return Checkpoint(
         name=name,
-        path=Path(path),
+        path=resolve_checkpoint_path(path),  # a hub id: its snapshot in the cache
         model=model,
         tokenizer=loaded.tokenizer,
         answers=None if loaded.answers is None else list(loaded.answers.label2ans),
