@@ -25,7 +25,13 @@ from PIL import Image
 from analysis.capabilities import Capabilities, capabilities_of
 from analysis.inputs import Example, example_from_regions
 from app.directories import MAX_ENTRIES, Skipped, inside, scanner
-from lxmert.checkpoints import CONFIG_FILE, TORCH_WEIGHTS_FILE, WEIGHTS_FILE, load_checkpoint
+from lxmert.checkpoints import (
+    CONFIG_FILE,
+    TORCH_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    outline_checkpoint,
+)
 from lxmert.detection import DetectorConfig, ImageError, LoadedImage, Regions
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -35,6 +41,7 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
+from lxmert.errors import UnreadableFileError
 from lxmert.hub_cache import is_repo_id, resolve_checkpoint_path
 from lxmert.model_set_checks import checkpoint_problem
 from lxmert.model_sets import MODEL_SET_FILE, CheckpointEntry
@@ -198,6 +205,16 @@ def problem(path: str, vocab: str | None, answers: str | None, feature_dim: int)
     """Why the checkpoint cannot run on a detector of ``feature_dim``-d features, or None (read from its headers,
     never its weights; re-read at most once a minute)."""
     return checkpoint_problem(_entry(path, vocab, answers), feature_dim)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=256)
+def heads(path: str, vocab: str | None, answers: str | None) -> frozenset[str] | None:
+    """The heads the checkpoint's file holds (``lxmert.checkpoints.HEADS``), read from its headers, never its
+    weights; None when they cannot be read (loading it then says why)."""
+    try:
+        return outline_checkpoint(path, vocab=vocab, answers=answers).heads
+    except (UnreadableFileError, OSError):
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)

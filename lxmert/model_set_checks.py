@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from .checkpoints import outline_checkpoint
 from .errors import UnreadableFileError
-from .hub_cache import cached_checkpoint
 from .model_sets import CheckpointEntry
 from .tokenization import VOCAB_FILE
 
@@ -29,8 +28,8 @@ def checkpoint_problem(entry: CheckpointEntry, feature_dim: int) -> str | None:
         missing from the cache, where its files go and the command that fetches them), or None.
     """
     try:
-        path = entry.path if entry.hub is None else cached_checkpoint(entry.hub)  # never downloads
-        outline = outline_checkpoint(path, vocab=entry.vocab, answers=entry.answers)
+        # A hub id is read from the local cache, never downloaded.
+        outline = outline_checkpoint(entry.location, vocab=entry.vocab, answers=entry.answers)
     except (UnreadableFileError, OSError) as err:  # CheckpointError is an UnreadableFileError
         return str(err)
     if outline.visual_feat_dim != feature_dim:
