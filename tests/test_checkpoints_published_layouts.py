@@ -168,6 +168,8 @@ def test_the_outline_reads_sizes_without_reading_a_tensor(
     assert outline.layout == (
         "authors-pretraining" if layout == "legacy-pickle" else layout.replace("ours", "lxmert")
     )
+    every_head = {"answer_head", "cls.predictions", "cls.seq_relationship", "obj_predict_head"}
+    assert outline.heads == ({"answer_head"} if layout == "authors-task" else every_head)
 
 
 def test_the_outline_of_a_directory_finds_its_own_files(tmp_path, tiny_config, pretraining):
