@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -37,7 +38,7 @@ OBJECTS = set(read_vocab(VG_VOCAB_DIR / OBJECTS_FILE))
 
 
 @pytest.fixture(scope="session")
-def real_size(tmp_path_factory) -> Path:
+def real_size(tmp_path_factory) -> Iterator[Path]:
     """``assets/`` (the real-size set as the default, the COCO photo as the gallery), ``datasets/`` and
     ``hf-cache/``."""
     work = tmp_path_factory.mktemp("real-size")
@@ -45,7 +46,8 @@ def real_size(tmp_path_factory) -> Path:
     (work / "assets" / "samples").mkdir()
     shutil.copy(PHOTO, work / "assets" / "samples")
     build_dataset(work / "datasets" / "coco")
-    return work
+    yield work
+    shutil.rmtree(work, ignore_errors=True)  # 1.3 GB, which pytest would keep for three sessions
 
 
 def start(real_size: Path, monkeypatch, hub_cache: Path) -> AppTest:
