@@ -8,6 +8,15 @@ from torch import nn
 
 from lxmert.modeling import LxmertForPreTraining, LxmertForQuestionAnswering
 
+# The head each capability needs (its key prefix, lxmert.checkpoints.HEADS): a checkpoint whose file lacks it
+# cannot have the capability, which its outline says without loading it.
+HEAD_OF = {
+    "answer": "answer_head",
+    "match": "cls.seq_relationship",
+    "masked_words": "cls.predictions",
+    "masked_objects": "obj_predict_head",
+}
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -44,4 +53,4 @@ def capabilities_of(model: nn.Module) -> Capabilities:
     return Capabilities(answer=False, match=False, masked_words=False, masked_objects=False)
 
 
-__all__ = ["Capabilities", "capabilities_of"]
+__all__ = ["HEAD_OF", "Capabilities", "capabilities_of"]

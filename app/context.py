@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from analysis.capabilities import HEAD_OF
 from app import loading, state
 from app.loading import Checkpoint, ImageError, Scene
 from app.results import Query
@@ -80,6 +81,9 @@ def checkpoint_with(
     for name in candidates:
         if name == inputs.checkpoint:
             continue
+        held = loading.heads(*loading.entry_files(inputs.checkpoints[name]))
+        if held is not None and HEAD_OF[capability] not in held:
+            continue  # its file has no such head: not loaded to find out (a base-size model is a gigabyte)
         # A broken checkpoint is no candidate (picked in the sidebar, it gets its message).
         other = try_load(inputs, name, quiet=True)
         if other is not None and getattr(other.capabilities, capability):

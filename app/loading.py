@@ -25,7 +25,13 @@ from PIL import Image
 from analysis.capabilities import Capabilities, capabilities_of
 from analysis.inputs import Example, example_from_regions
 from app.directories import MAX_ENTRIES, Skipped, inside, scanner
-from lxmert.checkpoints import CONFIG_FILE, TORCH_WEIGHTS_FILE, WEIGHTS_FILE, load_checkpoint
+from lxmert.checkpoints import (
+    CONFIG_FILE,
+    TORCH_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    outline_checkpoint,
+)
 from lxmert.detection import DetectorConfig, ImageError, LoadedImage, Regions
 from lxmert.detection.files import (
     ATTRIBUTES_FILE,
@@ -36,6 +42,8 @@ from lxmert.detection.files import (
     read_vocab,
 )
 from lxmert.detection.images import load_detector_image
+from lxmert.errors import UnreadableFileError
+from lxmert.hub_cache import is_repo_id, resolve_checkpoint_path
 from lxmert.model_set_checks import checkpoint_problem
 from lxmert.model_sets import MODEL_SET_FILE, CheckpointEntry
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
@@ -58,7 +66,7 @@ class Checkpoint:
 
     Attributes:
         name: how the app lists it (its path below the directory it was found in).
-        path: its directory.
+        path: its directory or file (for a hub id, its snapshot in the local hub cache).
         model: the model in eval mode, on the app's device. Never modified after loading.
         tokenizer: the checkpoint's own tokenizer (``vocab.txt``).
         answers: the QA head's answers in label order, or None.
@@ -81,7 +89,7 @@ class Checkpoint:
         """The checkpoint, its given vocabulary and its given answer table, as :func:`load_model` takes them."""
         if self.source is None:
             return str(self.path), None, None
-        return str(self.source.path), _text(self.source.vocab), _text(self.source.answers)
+        return entry_files(self.source)
 
 
 def _text(path: Path | None) -> str | None:
@@ -93,8 +101,15 @@ def _path(text: str | None) -> Path | None:
 
 
 def entry_files(entry: CheckpointEntry) -> tuple[str, str | None, str | None]:
-    """A set's checkpoint as :func:`load_model` and :func:`problem` take it: plain strings, the cache keys."""
-    return str(entry.path), _text(entry.vocab), _text(entry.answers)
+    """A set's checkpoint as :func:`load_model` and :func:`problem` take it: plain strings, the cache keys (its
+    path, or its hub id)."""
+    return entry.location, _text(entry.vocab), _text(entry.answers)
+
+
+def _entry(location: str, vocab: str | None, answers: str | None) -> CheckpointEntry:
+    """The entry :func:`entry_files` gave ``location`` for: a set's paths are absolute, so never a hub id."""
+    where = {"hub": location} if is_repo_id(location) else {"path": Path(location)}
+    return CheckpointEntry(**where, vocab=_path(vocab), answers=_path(answers))
 
 
 def holds_checkpoint(file_names: set[str]) -> bool:
@@ -192,7 +207,17 @@ def detector_config(path: str) -> DetectorConfig:
 def problem(path: str, vocab: str | None, answers: str | None, feature_dim: int) -> str | None:
     """Why the checkpoint cannot run on a detector of ``feature_dim``-d features, or None (read from its headers,
     never its weights; re-read at most once a minute)."""
-    return checkpoint_problem(CheckpointEntry(Path(path), _path(vocab), _path(answers)), feature_dim)
+    return checkpoint_problem(_entry(path, vocab, answers), feature_dim)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=256)
+def heads(path: str, vocab: str | None, answers: str | None) -> frozenset[str] | None:
+    """The heads the checkpoint's file holds (``lxmert.checkpoints.HEADS``), read from its headers, never its
+    weights; None when they cannot be read (loading it then says why)."""
+    try:
+        return outline_checkpoint(path, vocab=vocab, answers=answers).heads
+    except (UnreadableFileError, OSError):
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
@@ -207,13 +232,13 @@ def load_model(
     model = loaded.model.to(device).eval()
     return Checkpoint(
         name=name,
-        path=Path(path),
+        path=resolve_checkpoint_path(path),  # a hub id: its snapshot in the cache
         model=model,
         tokenizer=loaded.tokenizer,
         answers=None if loaded.answers is None else list(loaded.answers.label2ans),
         meta=loaded.meta,
         capabilities=capabilities_of(model),
-        source=CheckpointEntry(Path(path), _path(vocab), _path(answers)),
+        source=_entry(path, vocab, answers),
     )
 
 

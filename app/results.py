@@ -214,21 +214,26 @@ def relevancy(query: Query, method: str, target: int | None, contrast: int | Non
     return session.relevancy(query.model().model, query.example(), method, target, contrast, maps)
 
 
-@st.cache_data(show_spinner="Integrating gradients…", max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32)
 @in_precision
 def ig(query: Query, target: int | None, contrast: int | None, n_steps: int) -> Attributions:
-    """Integrated gradients of the answer's logit to words and regions."""
+    """Integrated gradients of the answer's logit to words and regions, with a progress bar while they run (made
+    and removed inside, so that a cached result replays no bar)."""
+    bar = st.progress(0.0, text="Integrating gradients…")
     from analysis.attributions import integrated_gradients  # Captum: seconds to import, so only when asked
 
     checkpoint = query.model()
-    return integrated_gradients(
+    attributions = integrated_gradients(
         checkpoint.model,
         query.example(),
         target,
         contrast,
         n_steps,
         pad_token_id=checkpoint.tokenizer.pad_token_id,
+        progress=lambda done, what: bar.progress(done, text=f"Integrating gradients: {what}…"),
     )
+    bar.empty()
+    return attributions
 
 
 @st.cache_data(show_spinner="Occluding tokens and regions…", max_entries=32)

@@ -5,7 +5,8 @@ A set is a directory holding a ``model_set.json`` (:mod:`lxmert.model_sets`), fo
 ``<assets>/default`` is the default. Checkpoint directories found under the checkpoints directory outside every set
 (ours, or transformers' with ``pytorch_model.bin``) join the default set: they read its detector's features, as the
 app's checkpoints did before there were sets. Every checkpoint is named by where it lies: ``default/model``,
-``<set directory>/<its name in the manifest>``, ``runs/a/best``.
+``<set directory>/<its name in the manifest>``, ``runs/a/best``. A set's checkpoint may name a hub id instead of a
+path: it is read from the local hub cache only, and listed as unable to run while the cache lacks it.
 
 Whether each checkpoint can run on its set's detector is checked separately, per run, for the chosen set only
 (:func:`app.loading.problem`).
@@ -58,8 +59,10 @@ class SetsFound:
 
 def _unsafe(entry: CheckpointEntry, root: Path) -> str | None:
     """Why a checkpoint directory of a set cannot be opened safely (an entry unreadable or leading outside)."""
-    if not entry.path.is_dir():
-        return None  # a file: read_model_set resolved it inside the set
+    if entry.path is None or not entry.path.is_dir():
+        return (
+            None  # a file, which read_model_set resolved inside the set, or one in the user's own hub cache
+        )
     skipped = directories.problems(entry.path, root, depth=1)
     if not skipped:
         return None
@@ -103,9 +106,9 @@ def find_sets(config: AppConfig) -> SetsFound:
             except ModelSetError as err:
                 refused.append(f"Model set `{prefix}` cannot be used: {err}")
     default = found.pop(str(default_dir), None)
-    in_sets = {str(e.path) for s in found.values() for e in s.model_set.checkpoints.values()}
+    in_sets = {e.location for s in found.values() for e in s.model_set.checkpoints.values()}
     if default is not None:
-        in_sets |= {str(e.path) for e in default.model_set.checkpoints.values()}
+        in_sets |= {e.location for e in default.model_set.checkpoints.values()}
     loose = {
         name: CheckpointEntry(Path(path))
         for name, path in scans[config.checkpoints_dir].found.items()

@@ -478,6 +478,10 @@ def _read_source(path: str | Path, answers_file: str | Path | None = None) -> _S
     return _Source(weights, canonical, layout, config, answers)
 
 
+# The heads of LXMERT, by the prefix of their keys in our layout.
+HEADS = ("answer_head", "cls.predictions", "cls.seq_relationship", "obj_predict_head")
+
+
 @dataclass(frozen=True)
 class CheckpointOutline:
     """What a checkpoint needs and holds, read from its tensor shapes without reading its weights.
@@ -490,6 +494,8 @@ class CheckpointOutline:
         qa_rows: the rows of its QA head, None without one.
         vocab: its vocabulary file (given, or ``vocab.txt`` in its directory), None when it has none.
         answers: its answer table (given, or the one its directory holds), None when it has none.
+        heads: the heads its tensors hold, by the prefix of their keys in our layout (``answer_head``,
+            ``cls.predictions``, ``cls.seq_relationship``, ``obj_predict_head``).
     """
 
     weights: Path
@@ -499,6 +505,7 @@ class CheckpointOutline:
     qa_rows: int | None
     vocab: Path | None
     answers: AnswerTable | None
+    heads: frozenset[str] = frozenset()
 
 
 def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
@@ -541,7 +548,7 @@ def outline_checkpoint(
             answer table does not fit the tensors, or the tensors lack the word embeddings or the region feature
             projection.
     """
-    path = Path(path)
+    path = resolve_checkpoint_path(path)
     weights = _find_weights(path) if path.is_dir() else path
     if answers is not None:
         answers_file: Path | None = _given_file(answers, "answer table")
@@ -574,6 +581,7 @@ def outline_checkpoint(
         qa_rows=None if rows is None or rows.dim() < 1 else rows.shape[0],
         vocab=vocab_file,
         answers=table,
+        heads=frozenset(h for h in HEADS if any(k.startswith(h + ".") for k in canonical)),
     )
 
 
@@ -1048,6 +1056,7 @@ def qa_head_trained(directory: str | Path) -> bool | None:
 
 
 __all__ = [
+    "HEADS",
     "AnswerTransfer",
     "CheckpointError",
     "CheckpointOutline",

@@ -28,9 +28,14 @@ WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")  # either; the first 
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
+def is_repo_id(value: object) -> bool:
+    """Whether ``value`` is a string of the form of a hub repository id, ``owner/name``."""
+    return isinstance(value, str) and _REPO_ID.fullmatch(value) is not None
+
+
 def is_hub_id(value: object) -> bool:
     """Whether ``value`` is read as a hub id: a string of the form ``owner/name`` that names no existing path."""
-    return isinstance(value, str) and _REPO_ID.fullmatch(value) is not None and not Path(value).exists()
+    return is_repo_id(value) and not Path(value).exists()
 
 
 def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
@@ -102,6 +107,7 @@ __all__ = [
     "download_hint",
     "hub_cache_dir",
     "is_hub_id",
+    "is_repo_id",
     "repo_cache_folder",
     "resolve_checkpoint_path",
 ]

@@ -10,7 +10,8 @@ directory holding ``model_set.json``::
       "detector": "frcnn-vg-finetuned",    # a saved detector directory (lxmert.detection)
       "checkpoints": {                     # name shown in the app -> where its files are
         "vqa": {"path": "lxmert-vqa-uncased", "answers": "lxmert-vqa-uncased/trainval_label2ans.json"},
-        "authors": {"path": "authors/model_LXRT.pth", "vocab": "authors/vocab.txt"}
+        "authors": {"path": "authors/model_LXRT.pth", "vocab": "authors/vocab.txt"},
+        "gqa": {"hub": "unc-nlp/lxmert-gqa-uncased", "vocab": "lxmert-vqa-uncased/vocab.txt"}
       },
       "default": "vqa"                     # optional: the checkpoint selected first
     }
@@ -19,7 +20,10 @@ Every path is relative to the set's directory and must stay inside it once symli
 untrusted input and cannot point the app at other files. ``path`` is any checkpoint ``lxmert.checkpoints`` reads (a
 directory or a ``.pth`` file); ``vocab`` and ``answers`` name a ``vocab.txt`` and an answer table (a JSON list of
 answers in label order, as the authors' ``trainval_label2ans.json``) for checkpoints that do not hold their own.
-Whether the files are there and agree with each other is checked when the set is opened, not here.
+Instead of ``path``, ``hub`` names a Hugging Face hub repository (``owner/name``) read from the local
+``huggingface_hub`` cache, as ``lxmert.load_checkpoint`` reads a hub id (:mod:`lxmert.hub_cache`): the cache is the
+user's own, so it may lie outside the set, and nothing is ever downloaded. Whether the files are there (in the
+cache too) and agree with each other is checked when the set is opened, not here.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from typing import Any
 
 from .errors import UnreadableFileError
 from .fileio import atomic_write_text, path_inside, read_json_object
+from .hub_cache import is_repo_id
 
 MODEL_SET_FILE = "model_set.json"
 FORMAT_NAME = "lxmert-model-set"
 FORMAT_VERSION = 1
 WORLDS = ("real", "synthetic")
-_ENTRY_FIELDS = ("path", "vocab", "answers")
+_ENTRY_FIELDS = ("path", "vocab", "answers")  # paths inside the set
+_SOURCE_FIELDS = ("path", "hub")  # where the checkpoint is: exactly one of them
 
 
 class ModelSetError(UnreadableFileError):
@@ -48,14 +54,27 @@ class CheckpointEntry:
     """One checkpoint of a set, its paths resolved.
 
     Attributes:
-        path: the checkpoint (a directory or a file).
+        path: the checkpoint (a directory or a file), or None for a hub checkpoint.
         vocab: a ``vocab.txt`` for a checkpoint without one, or None.
         answers: an answer table for a checkpoint without one, or None.
+        hub: the hub id (``owner/name``) of a checkpoint read from the local hub cache, or None.
     """
 
-    path: Path
+    path: Path | None = None
     vocab: Path | None = None
     answers: Path | None = None
+    hub: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError(
+                f"a checkpoint is either a path or a hub id, got path {self.path}, hub {self.hub}"
+            )
+
+    @property
+    def location(self) -> str:
+        """What ``lxmert.load_checkpoint`` takes: the hub id, or the path."""
+        return self.hub if self.hub is not None else str(self.path)
 
 
 @dataclass(frozen=True)
@@ -120,19 +139,21 @@ def read_model_set(directory: str | Path) -> ModelSet:
     entries = values.get("checkpoints")
     if not isinstance(entries, dict) or not entries:
         raise ModelSetError(
-            manifest, "checkpoints must be a non-empty object: name -> {path, vocab?, answers?}"
+            manifest, "checkpoints must be a non-empty object: name -> {path or hub, vocab?, answers?}"
         )
     checkpoints = {}
     for key, entry in entries.items():
         where = f"checkpoints[{key!r}]"
-        if not isinstance(entry, dict) or "path" not in entry:
-            raise ModelSetError(manifest, f"{where} must be an object with a path, got {entry!r}")
-        if set(entry) - set(_ENTRY_FIELDS):
-            raise ModelSetError(
-                manifest, f"{where} has unknown fields {sorted(set(entry) - set(_ENTRY_FIELDS))}"
-            )
+        if not isinstance(entry, dict) or len(set(entry) & set(_SOURCE_FIELDS)) != 1:
+            raise ModelSetError(manifest, f"{where} must be an object with a path or a hub id, got {entry!r}")
+        unknown = set(entry) - {*_ENTRY_FIELDS, *_SOURCE_FIELDS}
+        if unknown:
+            raise ModelSetError(manifest, f"{where} has unknown fields {sorted(unknown)}")
+        hub = entry.get("hub")
+        if hub is not None and not is_repo_id(hub):
+            raise ModelSetError(manifest, f"{where}.hub must be a hub id (owner/name), got {hub!r}")
         paths = {f: _inside(root, entry[f], f"{where}.{f}", manifest) for f in _ENTRY_FIELDS if f in entry}
-        checkpoints[key] = CheckpointEntry(**paths)
+        checkpoints[key] = CheckpointEntry(**paths, hub=hub)
     default = values.get("default", next(iter(checkpoints)))
     if default not in checkpoints:
         raise ModelSetError(
@@ -145,6 +166,11 @@ def _relative(root: Path, path: Path) -> str:
     return Path(path).resolve().relative_to(root).as_posix()
 
 
+def _entry_values(root: Path, entry: CheckpointEntry) -> dict[str, str]:
+    paths = {f: _relative(root, getattr(entry, f)) for f in _ENTRY_FIELDS if getattr(entry, f) is not None}
+    return paths if entry.hub is None else {"hub": entry.hub, **paths}
+
+
 def write_model_set(model_set: ModelSet) -> Path:
     """Write ``model_set.json`` into ``model_set.root`` (atomically) and return its path.
 
@@ -154,10 +180,7 @@ def write_model_set(model_set: ModelSet) -> Path:
     root = Path(model_set.root).resolve()
     if model_set.world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {model_set.world!r}")
-    checkpoints = {
-        name: {f: _relative(root, getattr(entry, f)) for f in _ENTRY_FIELDS if getattr(entry, f) is not None}
-        for name, entry in model_set.checkpoints.items()
-    }
+    checkpoints = {name: _entry_values(root, entry) for name, entry in model_set.checkpoints.items()}
     values = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

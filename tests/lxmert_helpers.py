@@ -49,3 +49,14 @@ def transformers_config(config: LxmertConfig):
 
 def max_diff(a: Tensor, b: Tensor) -> float:
     return (a - b).abs().max().item()
+
+
+def authors_task_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A QA model's state (ours or transformers', same keys) as the authors' ``BEST.pth`` of VQA/GQA holds it: the
+    encoder under ``lxrt_encoder.model.bert.``, the head ``logit_fc``."""
+    return {
+        k.replace("lxmert.", "lxrt_encoder.model.bert.", 1).replace(
+            "answer_head.logit_fc.", "logit_fc.", 1
+        ): v
+        for k, v in state.items()
+    }

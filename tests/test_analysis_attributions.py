@@ -108,3 +108,13 @@ def test_integrated_gradients_do_not_depend_on_the_step_batch(model, tokenizer):
     chunked = integrated_gradients(model, example, target=2, n_steps=8, memory_budget=3 * per_row)
     np.testing.assert_allclose(chunked.tokens, whole.tokens, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(chunked.regions, whole.regions, rtol=1e-4, atol=1e-6)
+
+
+def test_integrated_gradients_report_their_progress_and_give_the_same_result(model, tokenizer):
+    example = toy_example(tokenizer)
+    told: list[tuple[float, str]] = []
+    quiet = integrated_gradients(model, example, target=2, n_steps=8)
+    reported = integrated_gradients(model, example, target=2, n_steps=8, progress=lambda *a: told.append(a))
+    assert told == [(0.0, "the words, 8 steps"), (0.5, "the regions, 8 steps"), (1.0, "done")]
+    np.testing.assert_allclose(reported.tokens, quiet.tokens, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(reported.regions, quiet.regions, rtol=1e-5, atol=1e-7)

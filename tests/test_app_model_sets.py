@@ -18,6 +18,7 @@ import pytest
 import torch
 from app_harness import answer_headlines, assert_clean, assert_no_exception, open_page, start_app
 from app_toy_assets import ANSWERS, FEATURE_DIM, build_assets, scene_image
+from lxmert_helpers import authors_task_state
 from streamlit.testing.v1 import AppTest
 
 from app import loading
@@ -131,14 +132,8 @@ def published(assets, tmp_path_factory) -> Path:
         assets / "default" / "detector", root / "detector", ignore=shutil.ignore_patterns("regions")
     )
     authors = tiny_qa(FEATURE_DIM, hidden=768, heads=12, seed=1)
-    state = {
-        k.replace("lxmert.", "lxrt_encoder.model.bert.", 1).replace(
-            "answer_head.logit_fc.", "logit_fc.", 1
-        ): v
-        for k, v in authors.state_dict().items()
-    }
     (root / "authors").mkdir(parents=True)
-    torch.save(state, root / "authors" / "BEST.pth")
+    torch.save(authors_task_state(authors.state_dict()), root / "authors" / "BEST.pth")
     (root / "authors" / AUTHORS_ANSWERS_FILE).write_text(json.dumps(list(ANSWERS)))
     copy_vocab(assets, root / "bert" / "vocab.txt")
     hf = tiny_qa(FEATURE_DIM, seed=2)
@@ -287,3 +282,33 @@ def test_the_shipped_default_set_is_the_one_export_default_writes(tmp_path):
     default = read_model_set(shipped.parent)
     assert default.world == "synthetic" and default.detector == SHIPPED_DETECTOR.resolve()
     assert list(default.checkpoints) == ["model", "pretrained"] and default.default == "model"
+
+
+def test_a_view_looking_for_a_head_loads_no_checkpoint_whose_file_lacks_it(assets, tmp_path, monkeypatch):
+    """The ask page looks for a matching head beside the chosen QA checkpoint: checkpoints whose files hold no such
+    head are ruled out from their headers, never loaded (at the real sizes, each one is a gigabyte)."""
+    root = tmp_path / "checkpoints" / "qa_only"
+    shutil.copytree(
+        assets / "default" / "detector", root / "detector", ignore=shutil.ignore_patterns("regions")
+    )
+    for seed, name in enumerate(("one", "two", "three")):
+        save_pretrained(tiny_qa(FEATURE_DIM, seed=seed), root / name, answers=ANSWERS)
+        copy_vocab(assets, root / name / "vocab.txt")
+    write_set(root, "QA only", "synthetic", root / "detector",
+              {n: CheckpointEntry(root / n) for n in ("one", "two", "three")})  # fmt: skip
+    loaded: list[str] = []
+    real_load = loading.load_checkpoint
+    monkeypatch.setattr(
+        loading, "load_checkpoint", lambda path, **kw: loaded.append(path) or real_load(path, **kw)
+    )
+    loading.load_model.clear()
+    app = start_app(assets, monkeypatch, checkpoints=root.parent)
+    loaded.clear()  # the toy default set's
+    pick_set(app, root)
+    assert_no_exception(app)
+    assert any(m.value.startswith("### Answer: ") for m in app.markdown)
+    assert loaded == [str((root / "one").resolve())]
+    app.switch_page("app_pages/masked_word.py").run()
+    assert_no_exception(app)
+    assert any("No checkpoint here has" in w.value for w in app.warning)
+    assert loaded == [str((root / "one").resolve())]

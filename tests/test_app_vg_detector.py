@@ -8,36 +8,26 @@ image sizes and proposal count made small so that a CPU test runs it in seconds.
 
 from __future__ import annotations
 
-import json
-import pickle
 from pathlib import Path
 
 import pytest
 from app_harness import assert_clean, open_page, start_app
 from app_toy_assets import build_assets
-from butd_layouts import GOLDEN_SEED, detectron2_weights
+from real_size_set import NUM_REGIONS, detector_dir
 
 from lxmert.detection import Detector
 from lxmert.detection.convert import VG_VOCAB_DIR
-from lxmert.detection.convert import main as convert
 from lxmert.detection.files import read_vocab
-from lxmert.fileio import atomic_write_text, read_json_object
 
 PHOTO = Path(__file__).resolve().parent / "data" / "coco" / "COCO_train2014_000000573195.jpg"
 PAGES = ("regions", "ask", "attention", "masked_word", "masked_object", "attributions")
-NUM_REGIONS = 10
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("vg")
-    pkl = work / "faster_rcnn_from_caffe_attr.pkl"
-    pkl.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED)}))
-    convert([str(pkl), "--out", str(work / "detector")])
-    config_file = work / "detector" / "config.json"
-    small = {"min_size": 160, "max_size": 256, "rpn_post_nms_top_n_test": 30, "num_regions": NUM_REGIONS}
-    atomic_write_text(config_file, json.dumps({**read_json_object(config_file), **small}))
-    return build_assets(work / "assets", detector=Detector.from_pretrained(work / "detector"), world="real")
+    detector = Detector.from_pretrained(detector_dir(work))
+    return build_assets(work / "assets", detector=detector, world="real")
 
 
 @pytest.mark.slow  # builds a ResNet-101 and runs it on a photo

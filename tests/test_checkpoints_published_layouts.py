@@ -14,7 +14,7 @@ import json
 
 import pytest
 import torch
-from lxmert_helpers import max_diff, perturb_, random_batch, transformers_config
+from lxmert_helpers import authors_task_state, max_diff, perturb_, random_batch, transformers_config
 
 from lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
 from lxmert import checkpoints as ckpt
@@ -51,16 +51,6 @@ def authors_pretraining_state(model):
             for k, v in model.state_dict().items()}  # fmt: skip
 
 
-def authors_task_state(model):
-    """The authors' ``BEST.pth`` of VQA/GQA: the encoder under ``lxrt_encoder.model.bert.``, the head ``logit_fc``."""
-    return {
-        k.replace("lxmert.", "lxrt_encoder.model.bert.", 1).replace(
-            "answer_head.logit_fc.", "logit_fc.", 1
-        ): v
-        for k, v in model.state_dict().items()
-    }
-
-
 def assert_same_outputs(loaded, source, config, name):
     batch = random_batch(config)
     with torch.no_grad():
@@ -94,7 +84,7 @@ def test_authors_pretraining_pth_with_a_vocabulary_and_the_answer_table(tmp_path
 
 
 def test_authors_task_pth_with_its_trainval_label2ans(tmp_path, tiny_config, question_answering):
-    torch.save(authors_task_state(question_answering), tmp_path / "BEST.pth")
+    torch.save(authors_task_state(question_answering.state_dict()), tmp_path / "BEST.pth")
     vocab, _ = write_vocab(tmp_path / "vocab.txt", tiny_config.vocab_size)
     answers, table = write_label2ans(tmp_path / AUTHORS_ANSWERS_FILE, tiny_config.num_qa_labels)
     loaded = load_checkpoint(tmp_path / "BEST.pth", config=HEADS, vocab=vocab, answers=answers)
@@ -133,7 +123,7 @@ def test_given_files_replace_the_directorys_own(tmp_path, tiny_config, question_
 
 
 def test_given_files_that_do_not_fit_are_refused_naming_them(tmp_path, tiny_config, question_answering):
-    torch.save(authors_task_state(question_answering), tmp_path / "BEST.pth")
+    torch.save(authors_task_state(question_answering.state_dict()), tmp_path / "BEST.pth")
     vocab, _ = write_vocab(tmp_path / "vocab.txt", tiny_config.vocab_size)
     wrong, _ = write_label2ans(tmp_path / "wrong.json", tiny_config.num_qa_labels + 2)
     with pytest.raises(
@@ -157,8 +147,10 @@ def test_the_outline_reads_sizes_without_reading_a_tensor(
         path = ckpt.save_pretrained(pretraining, tmp_path / "ours")
     else:
         path = tmp_path / "model.pth"
-        state = (authors_task_state if layout == "authors-task" else authors_pretraining_state)(
-            question_answering if layout == "authors-task" else pretraining
+        state = (
+            authors_task_state(question_answering.state_dict())
+            if layout == "authors-task"
+            else authors_pretraining_state(pretraining)
         )
         torch.save(state, path, _use_new_zipfile_serialization=layout != "legacy-pickle")
 
@@ -176,6 +168,8 @@ def test_the_outline_reads_sizes_without_reading_a_tensor(
     assert outline.layout == (
         "authors-pretraining" if layout == "legacy-pickle" else layout.replace("ours", "lxmert")
     )
+    every_head = {"answer_head", "cls.predictions", "cls.seq_relationship", "obj_predict_head"}
+    assert outline.heads == ({"answer_head"} if layout == "authors-task" else every_head)
 
 
 def test_the_outline_of_a_directory_finds_its_own_files(tmp_path, tiny_config, pretraining):
@@ -198,7 +192,7 @@ def test_the_outline_refuses_what_is_no_lxmert_checkpoint(tmp_path):
 def test_a_checkpoint_that_cannot_run_on_the_detector_is_named_with_its_reason(
     tmp_path, tiny_config, question_answering
 ):
-    torch.save(authors_task_state(question_answering), tmp_path / "BEST.pth")
+    torch.save(authors_task_state(question_answering.state_dict()), tmp_path / "BEST.pth")
     vocab, _ = write_vocab(tmp_path / "vocab.txt", tiny_config.vocab_size)
     answers, _ = write_label2ans(tmp_path / AUTHORS_ANSWERS_FILE, tiny_config.num_qa_labels)
     wrong, _ = write_label2ans(tmp_path / "wrong.json", 3)
