@@ -169,8 +169,8 @@ def _math_backward_pays(q: Tensor) -> bool:
     """Whether SDPA should take its math kernel: a backward in reduced precision on the CPU.
 
     At LXMERT's sizes (20 tokens, 36 regions, 12 heads of 64, batch 32) the CPU flash kernel's bf16 forward and
-    backward took 25-51 ms against the math kernel's 6-16 ms (torch 2.14, an AVX512-bf16 CPU, one thread), its
-    forward alone a little less. fp32, where the two were even, keeps the flash kernel and the parity tests' path.
+    backward took 25-51 ms against the math kernel's 6-16 ms (torch 2.14, an AVX512-bf16 CPU, one thread); forward
+    alone, flash is a little faster. fp32, where the two were even, keeps the flash kernel and the parity path.
     """
     return q.device.type == "cpu" and q.dtype != torch.float32 and q.requires_grad and torch.is_grad_enabled()
 
