@@ -1,13 +1,14 @@
-"""Captum attributions of a QA answer to the question's words and the image's regions.
+"""Attributions of a QA answer to the question's words and the image's regions.
 
-- Words: ``LayerIntegratedGradients`` on the word-embedding layer, every word's baseline [PAD] with [CLS]/[SEP]
-  kept (Captum's BERT recipe; PAD embeddings beat zero vectors, captum#1178), summed over the embedding dimension.
-- Regions: ``IntegratedGradients`` on the region features and boxes together, baseline zeros (the pre-training
-  object mask) or the mean feature and box, summed per region (one group per region) and reported for features and
-  boxes separately too.
+- Words: integrated gradients on the word-embedding layer's output (Captum's ``LayerIntegratedGradients``,
+  computed here by :func:`path_integral`), every word's baseline [PAD] with [CLS]/[SEP] kept (Captum's BERT
+  recipe; PAD embeddings beat zero vectors, captum#1178), summed over the embedding dimension.
+- Regions: integrated gradients (Captum's ``IntegratedGradients``) on the region features and boxes together,
+  baseline zeros (the pre-training object mask) or the mean feature and box, summed per region (one group per
+  region) and reported for features and boxes separately too.
 - Occlusion: ``FeatureAblation`` with one group per region (feature and box together) or per token.
 
-Each IG call reports Captum's convergence delta, ``Σ attributions − (f(x) − f(baseline))``; the two paths are
+Each IG path reports Captum's convergence delta, ``Σ attributions − (f(x) − f(baseline))``; the two paths are
 separate (words move with the image fixed, regions with the words fixed), so each has its own delta. The explained
 quantity is the answer's logit (or a logit difference for a contrast), never a saturating probability.
 """
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lxmert.config import LxmertConfig
+from lxmert.modeling import LxmertForPreTraining
 
 from .forward import answer_logits, evaluation, run
 from .inputs import Example, batch_inputs
@@ -165,6 +167,41 @@ def _default_target(model: nn.Module, example: Example) -> int:
         return int(answer_logits(run(model, example))[0].argmax())
 
 
+def gauss_legendre(n_steps: int) -> tuple[Tensor, Tensor]:
+    """(n,) points in (0, 1) and their (n,) weights, summing to 1: Captum's default IG rule (``gausslegendre``)."""
+    points, weights = np.polynomial.legendre.leggauss(n_steps)
+    return torch.from_numpy(0.5 * (points + 1)), torch.from_numpy(0.5 * weights)
+
+
+def path_integral(
+    score: Callable[..., Tensor],
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor, ...],
+    n_steps: int,
+    batch_size: int,
+) -> tuple[Tensor, ...]:
+    """Integrated gradients ``(x − b) ⊙ Σ_k w_k ∇score(b + α_k (x − b))`` of (1, …) inputs.
+
+    ``batch_size`` steps are evaluated at once. ``score`` maps a batch of points (one tensor per input) to (S,) scores. Gradients are taken with respect to
+    the points alone (``torch.autograd.grad``), so autograd runs no weight-gradient products and only the layers
+    on a path from the inputs to the score.
+    """
+    alphas, weights = gauss_legendre(n_steps)
+    sums = [torch.zeros_like(x) for x in inputs]
+    for first in range(0, n_steps, batch_size):
+        alpha, weight = alphas[first : first + batch_size], weights[first : first + batch_size]
+        points = tuple(
+            (b + alpha.to(x).view(-1, *[1] * (x.dim() - 1)) * (x - b)).requires_grad_()
+            for x, b in zip(inputs, baselines, strict=True)
+        )
+        grads = torch.autograd.grad(score(*points).sum(), points)
+        for total, grad in zip(sums, grads, strict=True):
+            total += (weight.to(total).view(-1, *[1] * (total.dim() - 1)) * grad.to(total)).sum(
+                0, keepdim=True
+            )
+    return tuple(total * (x - b) for total, x, b in zip(sums, inputs, baselines, strict=True))
+
+
 def integrated_gradients(
     model: nn.Module,
     example: Example,
@@ -181,6 +218,11 @@ def integrated_gradients(
 ) -> Attributions:
     """Integrated gradients of an answer's logit to the words (LIG on embeddings) and the regions (IG).
 
+    The numbers are Captum's ``LayerIntegratedGradients`` on the word-embedding layer and ``IntegratedGradients``
+    on the regions, with their default Gauss-Legendre rule (tests/test_analysis_attributions.py compares them);
+    computed here so that the score and the two baselines take one forward pass each, shared by the gaps and the
+    convergence deltas.
+
     Args:
         model: a QA model (or a pre-training model with its QA head).
         example: the input.
@@ -191,14 +233,13 @@ def integrated_gradients(
         mean_feature: (F,) the dataset's mean region feature for the ``mean`` baseline.
         mean_box: (4,) the dataset's mean normalised box for the ``mean`` baseline.
         pad_token_id: the [PAD] id of the word baseline.
-        internal_batch_size: the rows (integration steps) Captum evaluates at once; None: as many as
+        internal_batch_size: the rows (integration steps) evaluated at once; None: as many as
             ``memory_budget`` allows (:func:`ig_batch_size`), all of them for the base model's usual sizes.
         memory_budget: bytes of activations one batch of steps may keep for its backward pass.
         progress: told the share done and what runs next, before the words' integral, before the regions' and
             at the end (seconds each for the base model on a CPU).
     """
     report = progress or (lambda done, what: None)
-    target = _default_target(model, example) if target is None else target
     inputs = example.model_inputs()
     ids, feats, pos, types = (
         inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
@@ -214,50 +255,67 @@ def integrated_gradients(
             memory_budget,
             2 if low_precision else 4,
         )
-    from captum.attr import IntegratedGradients, LayerIntegratedGradients  # on first use: a second to import
+    base_ids = word_baseline_ids(example, pad_token_id)[None]
+    feat_base, pos_base = region_baselines(example, region_baseline, mean_feature, mean_box)
+    feat_base, pos_base = feat_base[None], pos_base[None]
+    word_embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
 
-    with evaluation(model), torch.enable_grad():
-        report(0.0, f"the words, {n_steps} steps")
-        embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
-        lig = LayerIntegratedGradients(_score_function(model, target, contrast, "words"), embeddings)
-        word_attr, word_delta = lig.attribute(
-            ids,
-            baselines=word_baseline_ids(example, pad_token_id)[None],
-            additional_forward_args=(feats, pos, types),
-            n_steps=n_steps,
-            internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
-        )
-        report(0.5, f"the regions, {n_steps} steps")
-        feat_base, pos_base = region_baselines(example, region_baseline, mean_feature, mean_box)
-        ig = IntegratedGradients(_score_function(model, target, contrast, "regions"))
-        (feat_attr, pos_attr), region_delta = ig.attribute(
-            (feats, pos),
-            baselines=(feat_base[None], pos_base[None]),
-            additional_forward_args=(ids, types),
-            n_steps=n_steps,
-            internal_batch_size=internal_batch_size,
-            return_convergence_delta=True,
-        )
-        forward = _score_function(model, target, contrast, "words")
+    def logits(**overrides: Tensor) -> Tensor:
+        rows = next(iter(overrides.values())).shape[0]
+        arguments = {"input_ids": ids, "visual_feats": feats, "visual_pos": pos, **overrides}
+        if "inputs_embeds" in overrides:
+            del arguments["input_ids"]
+        arguments = {k: v.expand(rows, *v.shape[1:]) for k, v in arguments.items()}
+        if isinstance(model, LxmertForPreTraining):
+            # No word's vocabulary logits: the decoder is a tenth of a base model's forward at 30K words.
+            arguments["lm_positions"] = torch.zeros(rows, ids.shape[1], dtype=torch.bool, device=ids.device)
+        return answer_logits(model(**arguments, token_type_ids=types.expand(rows, -1)))
+
+    with evaluation(model):
         with torch.no_grad():
-            here = forward(ids, feats, pos, types)
-            token_gap = here - forward(word_baseline_ids(example, pad_token_id)[None], feats, pos, types)
-            region_gap = here - forward(ids, feat_base[None], pos_base[None], types)
+            here_logits = logits(input_ids=ids)
+            target = int(here_logits[0].argmax()) if target is None else target
+
+            def score(x: Tensor) -> Tensor:
+                return x[:, target] - (x[:, contrast] if contrast is not None else 0.0)
+
+            here = score(here_logits)
+            token_gap = float((here - score(logits(input_ids=base_ids)))[0])
+            region_gap = float((here - score(logits(visual_feats=feat_base, visual_pos=pos_base)))[0])
+            word_inputs, word_base = word_embeddings(ids), word_embeddings(base_ids)
+        with torch.enable_grad():
+            report(0.0, f"the words, {n_steps} steps")
+            (word_attr,) = path_integral(
+                lambda embeds: score(logits(inputs_embeds=embeds)),
+                (word_inputs,),
+                (word_base,),
+                n_steps,
+                internal_batch_size,
+            )
+            report(0.5, f"the regions, {n_steps} steps")
+            feat_attr, pos_attr = path_integral(
+                lambda f, p: score(logits(visual_feats=f, visual_pos=p)),
+                (feats, pos),
+                (feat_base, pos_base),
+                n_steps,
+                internal_batch_size,
+            )
     report(1.0, "done")
-    region_features = feat_attr[0].sum(-1).detach().double().cpu().numpy()
-    region_boxes = pos_attr[0].sum(-1).detach().double().cpu().numpy()
+    tokens = word_attr[0].sum(-1).double().cpu().numpy()
+    region_features = feat_attr[0].sum(-1).double().cpu().numpy()
+    region_boxes = pos_attr[0].sum(-1).double().cpu().numpy()
+    regions = region_features + region_boxes
     return Attributions(
         target=target,
         contrast=contrast,
-        tokens=word_attr[0].sum(-1).detach().double().cpu().numpy(),
-        token_delta=float(word_delta[0]),
-        regions=region_features + region_boxes,
+        tokens=tokens,
+        token_delta=float(tokens.sum()) - token_gap,
+        regions=regions,
         region_features=region_features,
         region_boxes=region_boxes,
-        region_delta=float(region_delta[0]),
-        token_gap=float(token_gap[0]),
-        region_gap=float(region_gap[0]),
+        region_delta=float(regions.sum()) - region_gap,
+        token_gap=token_gap,
+        region_gap=region_gap,
         region_baseline=region_baseline,
         n_steps=n_steps,
     )
@@ -347,8 +405,10 @@ __all__ = [
     "OCCLUSION_BASELINES",
     "REGION_BASELINES",
     "activation_bytes_per_row",
+    "gauss_legendre",
     "ig_batch_size",
     "integrated_gradients",
+    "path_integral",
     "region_baselines",
     "region_occlusion",
     "token_occlusion",

@@ -74,11 +74,15 @@ def answer_headlines(app: AppTest) -> list[str]:
     return [m.value for m in app.markdown if m.value.startswith("### Answer: ")]
 
 
-def first_answer(app: AppTest) -> tuple[str, float]:
-    """The first answer the page shows, and its probability in percent as shown."""
-    headline = answer_headlines(app)[0]
+def parse_headline(headline: str) -> tuple[str, float]:
+    """An answer headline's answer, and its probability in percent as shown."""
     answer, probability = re.match(r"### Answer: \*\*(.+)\*\*\s+([\d.]+)% probability", headline).groups()
     return answer, float(probability)
+
+
+def first_answer(app: AppTest) -> tuple[str, float]:
+    """The first answer the page shows, and its probability in percent as shown."""
+    return parse_headline(answer_headlines(app)[0])
 
 
 def sample_example(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_toy import toy_example
+from analysis_toy import toy_example, toy_pretraining_model, toy_qa_model
 
 from analysis.attributions import (
     activation_bytes_per_row,
@@ -118,3 +118,63 @@ def test_integrated_gradients_report_their_progress_and_give_the_same_result(mod
     assert told == [(0.0, "the words, 8 steps"), (0.5, "the regions, 8 steps"), (1.0, "done")]
     np.testing.assert_allclose(reported.tokens, quiet.tokens, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(reported.regions, quiet.regions, rtol=1e-5, atol=1e-7)
+
+
+def captum_integrated_gradients(model, example, target, contrast, n_steps, region_baseline, pad_token_id=0):
+    """The attributions as Captum computes them: LIG on the word embeddings, IG on the regions (the reference)."""
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+
+    inputs = example.model_inputs()
+    ids, feats, pos, types = (
+        inputs[k] for k in ("input_ids", "visual_feats", "visual_pos", "token_type_ids")
+    )
+
+    def score(input_ids, visual_feats, visual_pos):
+        logits = model(input_ids, visual_feats, visual_pos, token_type_ids=types.expand(len(input_ids), -1))
+        logits = (
+            getattr(logits, "logits", None) if hasattr(logits, "logits") else logits.question_answering_score
+        )
+        return logits[:, target] - (logits[:, contrast] if contrast is not None else 0.0)
+
+    embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
+    words, word_delta = LayerIntegratedGradients(score, embeddings).attribute(
+        ids, baselines=word_baseline_ids(example, pad_token_id)[None], additional_forward_args=(feats, pos),
+        n_steps=n_steps, return_convergence_delta=True,
+    )  # fmt: skip
+    feat_base, pos_base = region_baselines(example, region_baseline)
+    (feat_attr, pos_attr), region_delta = IntegratedGradients(
+        lambda f, p, i: score(i, f, p)
+    ).attribute(
+        (feats, pos), baselines=(feat_base[None], pos_base[None]), additional_forward_args=(ids,),
+        n_steps=n_steps, return_convergence_delta=True,
+    )  # fmt: skip
+    return words[0].sum(-1), feat_attr[0].sum(-1), pos_attr[0].sum(-1), float(word_delta), float(region_delta)
+
+
+@pytest.mark.parametrize(
+    ("kind", "contrast", "region_baseline", "batch_rows"),
+    [("qa", None, "zero", None), ("qa", 1, "mean", 3), ("pretraining", None, "mean", 5)],
+)
+def test_integrated_gradients_equal_captums(tokenizer, kind, contrast, region_baseline, batch_rows):
+    model = toy_qa_model(seed=3) if kind == "qa" else toy_pretraining_model(seed=3, task_qa=True)
+    example = toy_example(tokenizer)
+    ours = integrated_gradients(
+        model, example, target=2, contrast=contrast, n_steps=16, region_baseline=region_baseline,
+        internal_batch_size=batch_rows,
+    )  # fmt: skip
+    words, feats, boxes, word_delta, region_delta = captum_integrated_gradients(
+        model, example, 2, contrast, 16, region_baseline
+    )
+    scale = max(np.abs(ours.tokens).max(), np.abs(ours.regions).max())
+    for mine, reference in [(ours.tokens, words), (ours.region_features, feats), (ours.region_boxes, boxes)]:
+        np.testing.assert_allclose(mine, reference.detach().double().numpy(), rtol=1e-4, atol=1e-5 * scale)
+    assert ours.token_delta == pytest.approx(word_delta, abs=1e-4 * scale)
+    assert ours.region_delta == pytest.approx(region_delta, abs=1e-4 * scale)
+
+
+def test_integrated_gradients_leave_the_models_gradients_and_flags_alone(model, tokenizer):
+    flags = [p.requires_grad for p in model.parameters()]
+    integrated_gradients(model, toy_example(tokenizer), target=2, n_steps=4)
+    # Gradients are taken with respect to the inputs only: no parameter collects a .grad, none changes its flag.
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags

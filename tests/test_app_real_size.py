@@ -19,7 +19,7 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
-from app_harness import answer_headlines, assert_clean, start_app
+from app_harness import answer_headlines, assert_clean, parse_headline, start_app
 from dataset_sample import PHOTOS, build_dataset
 from real_size_set import NUM_REGIONS, VQA_REPO, answers, build_apart
 from streamlit.testing.v1 import AppTest
@@ -120,7 +120,18 @@ def test_every_page_runs_on_real_size_stand_ins_from_each_layout_on_a_photo_and_
         answered[checkpoint] = {"photo": photo, "dataset": dataset}
     first = answered[CHECKPOINTS[0]]
     for checkpoint in CHECKPOINTS[1:]:
-        assert answered[checkpoint] == first, f"{checkpoint} answers otherwise than {CHECKPOINTS[0]}"
+        for source, shown in answered[checkpoint].items():
+            expected = [parse_headline(line) for line in first[source]]
+            got = [parse_headline(line) for line in shown]
+            # The same weights through three loaders: the same answers; a probability shown to 0.1 points may
+            # round the other way when the arithmetic differs in its last bits.
+            assert [a for a, _ in got] == [a for a, _ in expected], (checkpoint, source)
+            assert all(abs(p - q) <= 0.1 + 1e-9 for (_, p), (_, q) in zip(got, expected, strict=True)), (
+                checkpoint,
+                source,
+                shown,
+                first[source],
+            )
 
 
 @pytest.mark.slow

@@ -140,3 +140,31 @@ def test_a_masked_head_keeps_its_probabilities_zeroed_in_the_returned_weights(ti
     assert out.attentions.cross_l2v[0].abs().max() == 0
     assert out.attentions.cross_l2v[1].sum(-1).allclose(torch.ones(()), atol=1e-5)
     assert_outputs_close(out, fast, OUTPUTS)
+
+
+def test_bf16_input_gradients_of_the_fast_path_match_the_attention_returning_path(tiny_config):
+    # Under CPU bf16 with gradients the fast path takes SDPA's math kernel (lxmert.modeling._math_backward_pays);
+    # its gradients must still be those of the explicit softmax(QKᵀ)V path, padding masks included.
+    batch = random_batch(tiny_config)
+    model = perturb_(LxmertForQuestionAnswering(tiny_config)).eval()
+    grads = []
+    for output_attentions in (False, True):
+        feats = batch["visual_feats"].clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(**{**batch, "visual_feats": feats}, output_attentions=output_attentions).logits
+            (grad,) = torch.autograd.grad(logits[:, 0].sum(), feats)
+        grads.append(grad.float())
+    scale = grads[1].abs().max()
+    assert scale > 0
+    assert max_diff(grads[0], grads[1]) <= 0.05 * scale
+
+
+def test_the_math_kernel_is_chosen_only_for_a_reduced_precision_cpu_backward():
+    from lxmert.modeling import _math_backward_pays
+
+    bf16 = torch.zeros(2, dtype=torch.bfloat16, requires_grad=True)
+    assert _math_backward_pays(bf16)
+    assert not _math_backward_pays(torch.zeros(2, requires_grad=True))  # fp32: flash, as the parity tests run
+    assert not _math_backward_pays(bf16.detach())
+    with torch.no_grad():
+        assert not _math_backward_pays(bf16)
