@@ -75,14 +75,17 @@ def test_sizes_at_the_bounds_are_refused_before_any_memory_is_allocated(corpus):
     Built for real it would take 60 GB; the child process's peak resident memory shows that nothing near that was
     allocated (the torch import alone takes a few hundred MB).
     """
+    # VmHWM is this process's own peak: getrusage's ru_maxrss would also count the parent's peak before exec
+    # (a test suite that loaded a base model earlier in the same process would then fail this test).
     code = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from lxmert.checkpoints import CheckpointError, load_checkpoint\n"
         "try:\n"
         "    load_checkpoint(sys.argv[1])\n"
         "except CheckpointError as err:\n"
         "    print('refused:', str(err).splitlines()[0])\n"
-        "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('peak_kib', re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
