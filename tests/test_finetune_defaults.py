@@ -121,3 +121,10 @@ def test_a_score_at_the_prior_is_flagged():
     )
     assert no_better_than_prior_warning(0.491 + PRIOR_MARGIN / 2, 0.491, "--lr") is not None
     assert no_better_than_prior_warning(0.491 + 2 * PRIOR_MARGIN, 0.491, "--lr") is None
+
+
+def test_extraction_defaults_to_the_shipped_detector():
+    from training.detection.extraction import ExtractConfig
+
+    detector = Path(__file__).resolve().parents[1] / ExtractConfig(images="x", out="y").detector
+    assert (detector / "config.json").is_file() and (detector / "objects_vocab.txt").is_file()

@@ -1,5 +1,6 @@
 """``python -m training.extract``: detect regions in a folder of images into a feature store (and obj36 TSV).
 
+    python -m training.extract --images photos/ --out runs/features               # the shipped detector
     python -m training.extract --images photos/ --out runs/features --detector runs/detector
     python -m training.extract --images runs/world --out runs/world_features --tsv runs/world_obj36.tsv
 
@@ -60,6 +61,7 @@ from lxmert.detection import Detector, ImageError
 from lxmert.detection.detector import BACKENDS
 from lxmert.fileio import atomic_write_bytes
 from training.engine import distributed
+from training.tasks.default_layout import DETECTOR
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,10 @@ MERGE_COMMIT_ROWS = 256  # rows copied from the shards per commit (a commit sync
 class ExtractConfig:
     images: str = field(metadata={"help": "folder of images (searched recursively) or a world directory"})
     out: str = field(metadata={"help": "feature store directory (created, or resumed if it exists)"})
-    detector: str = field(default="runs/detector", metadata={"help": "saved detector directory"})
+    detector: str = field(
+        default=DETECTOR,
+        metadata={"help": "saved detector directory (default: the shipped synthetic-world one)"},
+    )
     tsv: str = field(default="", metadata={"help": "also write the obj36 TSV to this path (empty: no TSV)"})
     batch_size: int = field(default=8, metadata={"help": "images per detector call"})
     max_images: int = field(
