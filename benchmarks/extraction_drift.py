@@ -31,6 +31,7 @@ import torch
 from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import Detector
 from lxmert.detection.images import to_tensor
+from lxmert.fileio import atomic_write_text
 from tests.butd_layouts import golden_detector
 from training.detection.extraction import PRECISIONS
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"load average {os.getloadavg()[0]:.1f}"
         )
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(cfg.out, json.dumps(results, indent=2) + "\n")
     return results
 
 

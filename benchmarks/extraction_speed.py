@@ -33,6 +33,7 @@ from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from lxmert.fileio import atomic_write_text
 from training.detection.extraction import PRECISIONS
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"{model_only_cpu * 1000:7.1f} ms CPU; load average {load_average:.1f}"
                 )
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(cfg.out, json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -26,7 +26,6 @@ from .base import Losses, Stats, scalar
 from .finetune_base import FinetuneDataConfig, FinetuneTask
 from .finetune_data import QADataset, pad_regions
 
-ANSWER_TABLE_FILE = AUTHORS_ANSWERS_FILE
 HEAD_INITS = ("transfer", "fresh")
 LOSSES = ("bce", "ce")
 
@@ -36,7 +35,7 @@ class QATaskConfig(FinetuneDataConfig):
     """QA data settings: the answer table, how the answer head starts, and the loss."""
 
     answers: str = field(
-        default="", metadata={"help": f"the task's answer table (default: <data>/{ANSWER_TABLE_FILE})"}
+        default="", metadata={"help": f"the task's answer table (default: <data>/{AUTHORS_ANSWERS_FILE})"}
     )
     head: str = field(
         default="transfer",
@@ -67,7 +66,7 @@ class QATaskConfig(FinetuneDataConfig):
 
     @property
     def answers_path(self) -> Path:
-        return Path(self.answers) if self.answers else Path(self.data) / ANSWER_TABLE_FILE
+        return Path(self.answers) if self.answers else Path(self.data) / AUTHORS_ANSWERS_FILE
 
 
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -173,4 +172,4 @@ class QATask(FinetuneTask):
         return {**super().save_pretrained_kwargs(), "answers": self.answers}
 
 
-__all__ = ["ANSWER_TABLE_FILE", "QATask", "QATaskConfig", "best_answer_labels", "model_inputs"]
+__all__ = ["QATask", "QATaskConfig", "best_answer_labels", "model_inputs"]
