@@ -31,11 +31,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import UnreadableFileError
-from .fileio import atomic_write_text, path_inside, read_json_object
+from .fileio import atomic_write_text
 from .hub_cache import is_repo_id
+from .manifests import manifest_path, read_manifest
 
 MODEL_SET_FILE = "model_set.json"
 FORMAT_NAME = "lxmert-model-set"
@@ -98,13 +98,6 @@ class ModelSet:
     default: str | None = None
 
 
-def _inside(root: Path, value: Any, where: str, manifest: Path) -> Path:
-    try:
-        return path_inside(root, value)
-    except ValueError as err:
-        raise ModelSetError(manifest, f"{where} {err}") from None
-
-
 def read_model_set(directory: str | Path) -> ModelSet:
     """The set described by ``directory/model_set.json``.
 
@@ -114,28 +107,13 @@ def read_model_set(directory: str | Path) -> ModelSet:
     """
     root = Path(directory).resolve()
     manifest = root / MODEL_SET_FILE
-    try:
-        values = read_json_object(manifest)
-    except (OSError, ValueError) as err:
-        raise ModelSetError(manifest, str(err)) from err
-    if values.get("format") != FORMAT_NAME or values.get("version") != FORMAT_VERSION:
-        raise ModelSetError(
-            manifest,
-            f"is not a {FORMAT_NAME} version {FORMAT_VERSION} manifest "
-            f"(format {values.get('format')!r}, version {values.get('version')!r})",
-        )
-    unknown = sorted(
-        set(values) - {"format", "version", "name", "world", "detector", "checkpoints", "default"}
+    values, name = read_manifest(
+        manifest, FORMAT_NAME, FORMAT_VERSION, ("world", "detector", "checkpoints", "default"), ModelSetError
     )
-    if unknown:
-        raise ModelSetError(manifest, f"has unknown fields {unknown}")
-    name = values.get("name", root.name)
-    if not isinstance(name, str) or not name.strip():
-        raise ModelSetError(manifest, f"name must be a non-empty string, got {name!r}")
     world = values.get("world")
     if world not in WORLDS:
         raise ModelSetError(manifest, f"world must be one of {WORLDS}, got {world!r}")
-    detector = _inside(root, values.get("detector"), "detector", manifest)
+    detector = manifest_path(manifest, values.get("detector"), "detector", ModelSetError)
     entries = values.get("checkpoints")
     if not isinstance(entries, dict) or not entries:
         raise ModelSetError(
@@ -152,14 +130,18 @@ def read_model_set(directory: str | Path) -> ModelSet:
         hub = entry.get("hub")
         if hub is not None and not is_repo_id(hub):
             raise ModelSetError(manifest, f"{where}.hub must be a hub id (owner/name), got {hub!r}")
-        paths = {f: _inside(root, entry[f], f"{where}.{f}", manifest) for f in _ENTRY_FIELDS if f in entry}
+        paths = {
+            f: manifest_path(manifest, entry[f], f"{where}.{f}", ModelSetError)
+            for f in _ENTRY_FIELDS
+            if f in entry
+        }
         checkpoints[key] = CheckpointEntry(**paths, hub=hub)
     default = values.get("default", next(iter(checkpoints)))
     if default not in checkpoints:
         raise ModelSetError(
             manifest, f"default {default!r} is not one of the checkpoints {list(checkpoints)}"
         )
-    return ModelSet(root, name.strip(), world, detector, checkpoints, default)
+    return ModelSet(root, name, world, detector, checkpoints, default)
 
 
 def _relative(root: Path, path: Path) -> str:

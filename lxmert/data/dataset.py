@@ -33,7 +33,7 @@ from typing import Any
 from lxmert.data.task_files import load_task
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, read_vocab
 from lxmert.errors import UnreadableFileError
-from lxmert.fileio import path_inside, read_json_object
+from lxmert.manifests import manifest_path, read_manifest
 
 DATASET_FILE = "dataset.json"
 FORMAT_NAME = "lxmert-dataset"
@@ -41,7 +41,7 @@ FORMAT_VERSION = 1
 TASKS = ("vqa", "gqa", "nlvr2")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _PATH_FIELDS = ("images", "features", "questions", "objects_vocab", "attributes_vocab")
-_FIELDS = {"format", "version", "name", "task", *_PATH_FIELDS}
+_FIELDS = {"task", *_PATH_FIELDS}
 
 
 class DatasetError(UnreadableFileError):
@@ -73,13 +73,6 @@ class Dataset:
     attributes_vocab: Path = VG_VOCAB_DIR / ATTRIBUTES_FILE
 
 
-def _path(root: Path, values: dict[str, Any], name: str, manifest: Path) -> Path:
-    try:
-        return path_inside(root, values[name])
-    except ValueError as err:
-        raise DatasetError(manifest, f"{name} {err}") from err
-
-
 def _check_store_files(store: Path, root: Path, manifest: Path) -> None:
     """Every entry of the store directory must stay inside the dataset once resolved (the store opens its files
     by name, so one symlinked file would read from elsewhere)."""
@@ -102,22 +95,7 @@ def read_dataset(directory: str | Path) -> Dataset:
     """
     root = Path(directory).resolve()
     manifest = root / DATASET_FILE
-    try:
-        values = read_json_object(manifest)
-    except (OSError, ValueError) as err:
-        raise DatasetError(manifest, str(err)) from err
-    if values.get("format") != FORMAT_NAME or values.get("version") != FORMAT_VERSION:
-        raise DatasetError(
-            manifest,
-            f"is not a {FORMAT_NAME} version {FORMAT_VERSION} manifest "
-            f"(format {values.get('format')!r}, version {values.get('version')!r})",
-        )
-    unknown = sorted(set(values) - _FIELDS)
-    if unknown:
-        raise DatasetError(manifest, f"has unknown fields {unknown}")
-    name = values.get("name", root.name)
-    if not isinstance(name, str) or not name.strip():
-        raise DatasetError(manifest, f"name must be a non-empty string, got {name!r}")
+    values, name = read_manifest(manifest, FORMAT_NAME, FORMAT_VERSION, _FIELDS, DatasetError)
     for required in ("images", "features"):
         if required not in values:
             raise DatasetError(manifest, f"lacks the field {required!r}")
@@ -126,14 +104,18 @@ def read_dataset(directory: str | Path) -> Dataset:
     task = values.get("task")
     if task is not None and task not in TASKS:
         raise DatasetError(manifest, f"task must be one of {TASKS}, got {task!r}")
-    paths = {name_: _path(root, values, name_, manifest) for name_ in _PATH_FIELDS if name_ in values}
+    paths = {
+        field_: manifest_path(manifest, values[field_], field_, DatasetError)
+        for field_ in _PATH_FIELDS
+        if field_ in values
+    }
     for field_, path in paths.items():
         if not path.exists():
             raise DatasetError(manifest, f"{field_} {values[field_]!r} does not exist")
     if not paths["images"].is_dir():
         raise DatasetError(manifest, f"images {values['images']!r} is not a directory")
     _check_store_files(paths["features"], root, manifest)
-    return Dataset(root=root, name=name.strip(), task=task, **paths)
+    return Dataset(root=root, name=name, task=task, **paths)
 
 
 def image_file(dataset: Dataset, img_id: str) -> Path:
