@@ -114,13 +114,26 @@ def demo_state_dict(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return state
 
 
-def golden_detector(folder: Path, backend: str = "torch") -> Detector:
-    """The detector of the golden run: GOLDEN_SEED's weights read from a detectron2 ``.pkl`` written in ``folder``.
+def write_layout(folder: Path, layout: str, weights: dict[str, np.ndarray]) -> Path:
+    """``weights`` written in ``folder`` as a published file: ``pkl`` (py-bottom-up-attention's
+    ``faster_rcnn_from_caffe_attr.pkl``) or ``bin`` (the transformers demo's ``pytorch_model.bin``)."""
+    if layout == "pkl":
+        path = Path(folder) / "faster_rcnn_from_caffe_attr.pkl"
+        path.write_bytes(pickle.dumps({"model": weights, "__author__": "test"}))
+    elif layout == "bin":
+        path = Path(folder) / "pytorch_model.bin"
+        torch.save(demo_state_dict(weights), path)
+    else:
+        raise ValueError(f"layout must be 'pkl' or 'bin', got {layout!r}")
+    return path
+
+
+def golden_detector(folder: Path, backend: str = "torch", layout: str = "pkl") -> Detector:
+    """The detector of the golden run: GOLDEN_SEED's weights read from a file of ``layout`` written in ``folder``.
 
     Its settings are the golden run's: 60 RPN proposals (CPU time) and py-bottom-up-attention's fixed-number NMS.
     """
-    path = Path(folder) / "faster_rcnn_from_caffe_attr.pkl"
-    path.write_bytes(pickle.dumps({"model": detectron2_weights(GOLDEN_SEED), "__author__": "test"}))
+    path = write_layout(folder, layout, detectron2_weights(GOLDEN_SEED))
     tensors = read_tensors(path)
     config = config_for(tensors, rpn_post_nms_top_n_test=60, region_selection="max_class")
     model = build_network(config, backend)

@@ -2,9 +2,9 @@
 
 The golden outputs in tests/data/butd_parity/ were made by running the demo's own code (outside this repository)
 on tests/data/coco/ with the random weights of ``butd_layouts.detectron2_weights(GOLDEN_SEED)``; how is written in
-tests/data/butd_parity/README.md. Here the same weights go through the project's weight reader (the detectron2
-``.pkl`` layout; tests/test_detection_weights.py shows that the demo's layout gives identical tensors) and the
-project's image loading, on each backend (this project's modules; detectron2's components, where detectron2 is
+tests/data/butd_parity/README.md. Here the same weights go through the project's weight reader, from each published
+layout (py-bottom-up-attention's detectron2 ``.pkl`` and the demo's ``pytorch_model.bin``), and the project's
+image loading, on each backend (this project's modules; detectron2's components, where detectron2 is
 installed), and each stage must agree: input tensor, res4 map, proposals, pooled features, class
 scores, then the chosen boxes, labels, attributes and 2048-d features.
 """
@@ -25,14 +25,18 @@ DATA = Path(__file__).parent / "data"
 PHOTOS = sorted((DATA / "coco").glob("*.jpg"))
 
 
-@pytest.fixture(scope="module", params=["torch", "detectron2"])
+@pytest.fixture(
+    scope="module", params=[("torch", "pkl"), ("torch", "bin"), ("detectron2", "pkl")], ids="-".join
+)
 def detector(request, tmp_path_factory) -> Detector:
-    """The golden weights on this project's modules, and on detectron2's own components where it is installed."""
-    if request.param == "detectron2":
+    """The golden weights read from each published layout (py-bottom-up-attention's ``.pkl``, the demo's ``.bin``)
+    on this project's modules, and on detectron2's own components where it is installed."""
+    backend, layout = request.param
+    if backend == "detectron2":
         pytest.importorskip(
             "detectron2", reason="detectron2 is not installed (see lxmert.detection.detectron2_backend)"
         )
-    return golden_detector(tmp_path_factory.mktemp("weights"), backend=request.param)
+    return golden_detector(tmp_path_factory.mktemp("weights"), backend=backend, layout=layout)
 
 
 def _close(actual: torch.Tensor, expected: np.ndarray, atol: float, what: str) -> None:

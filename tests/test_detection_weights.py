@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from butd_layouts import demo_state_dict, detectron2_weights
+from butd_layouts import demo_state_dict, detectron2_weights, write_layout
 from safetensors.torch import save_file
 
 from lxmert.detection import Detector, DetectorConfig
@@ -79,11 +79,7 @@ def test_a_pickle_holding_something_else_than_arrays_is_refused_by_name(tmp_path
 
 
 def test_both_layouts_give_the_same_tensors_and_fill_the_network_exactly(tmp_path: Path, d2) -> None:
-    pkl = tmp_path / "faster_rcnn_from_caffe_attr.pkl"
-    pkl.write_bytes(pickle.dumps({"model": d2}))
-    demo = demo_state_dict(d2)
-    binary = tmp_path / "pytorch_model.bin"
-    torch.save(demo, binary)
+    pkl, binary = write_layout(tmp_path, "pkl", d2), write_layout(tmp_path, "bin", d2)
 
     from_pkl, from_bin = read_tensors(pkl), read_tensors(binary)
     counters = {k.replace("running_var", "num_batches_tracked") for k in d2 if k.endswith("running_var")}
@@ -125,10 +121,7 @@ def test_missing_extra_or_misshapen_tensors_and_wrong_anchors_are_named(d2) -> N
 
 @pytest.mark.slow  # writes two 260 MB detector directories
 def test_convert_cli_writes_a_detector_directory_from_each_layout(tmp_path: Path, d2, capsys) -> None:
-    pkl = tmp_path / "faster_rcnn_from_caffe_attr.pkl"
-    pkl.write_bytes(pickle.dumps({"model": d2}))
-    binary = tmp_path / "pytorch_model.bin"
-    torch.save(demo_state_dict(d2), binary)
+    pkl, binary = write_layout(tmp_path, "pkl", d2), write_layout(tmp_path, "bin", d2)
     convert_main([str(pkl), "--out", str(tmp_path / "from_pkl")])
     convert_main(
         [str(binary), "--out", str(tmp_path / "from_bin"), "--num-regions", "100", "--min-regions", "10"]
