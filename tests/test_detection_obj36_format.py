@@ -7,9 +7,14 @@ count and order, the image id and size, the number of boxes, each array's dtype,
 convention (absolute pixels x1, y1, x2, y2 inside the image), the id ranges, probabilities in [0, 1], and
 non-negative features. Both rows must also read back through ``lxmert.data.tsv.iter_tsv``.
 
-Two differences found, and left as they are: the authors' sample ends lines with ``\\n`` where ``write_tsv``
-writes csv's ``\\r\\n`` (csv readers take both), and Caffe clips boxes to the last pixel of the resized image
-(x2 at most 499.5 on a 500-pixel-wide photo) where detectron2 and this network clip to its edge (at most 500).
+Three differences found, and left as they are: the authors' sample ends lines with ``\\n`` where ``write_tsv``
+writes csv's ``\\r\\n`` (csv readers take both); Caffe clips boxes to the last pixel of the resized image
+(x2 at most 499.5 on a 500-pixel-wide photo) where detectron2 and this network clip to its edge (at most 500); and
+the authors' script (airsplay/lxmert, ``data/mscoco_imgfeat/extract_coco_image.py``) stores each region's RPN
+proposal and runs the per-class NMS on the proposals, where this network, as py-bottom-up-attention and the
+transformers demo, runs NMS on the boxes regressed from the proposals and stores its label's regressed box
+(:mod:`lxmert.detection.selection`). Features are pooled from the proposal in all of them. Values are not
+compared here, so these differences are written down, not tested.
 """
 
 from __future__ import annotations
