@@ -174,3 +174,31 @@ def test_regions_read_background_last_and_scale_boxes_back(selection: str) -> No
     torch.testing.assert_close(out["boxes"], torch.tensor([[20.0, 0, 28, 8], [0, 0, 8, 8]]))
     assert out["features"][:, 0].tolist() == [2.0, 0.0] and int(out["num_real"]) == 2
     torch.testing.assert_close(out["attr_probs"], torch.eye(3)[[2, 0]])
+
+
+@pytest.mark.parametrize(
+    ("selection", "num_real", "third_box"),
+    [("per_class", 3, [10.0, 10, 18, 18]), ("per_class_proposals", 2, [0.0, 0, 8, 8.4])],
+)
+def test_the_authors_caffe_rule_suppresses_and_stores_the_proposals(
+    selection: str, num_real: int, third_box: list[float]
+) -> None:
+    config = DetectorConfig(num_classes=2, num_attributes=3, num_regions=3, region_selection=selection)
+    model = CaffeFasterRCNN(config)
+    # Proposal 1 nearly covers proposal 0 (IoU 0.95), but its regressed boxes moved away to (5, 5, 9, 9): on the
+    # regressed boxes it survives both classes' NMS; on the proposals, as in the Caffe script, it survives neither.
+    proposals = torch.tensor([[0.0, 0, 4, 4], [0, 0, 4, 4.2], [10, 0, 14, 4]])
+    regressed = proposals.clone()
+    regressed[1] = torch.tensor([5.0, 5, 9, 9])
+    stages = {
+        "inputs": torch.zeros(1, 3, 10, 20),
+        "proposals": proposals,
+        "pooled": torch.arange(3.0)[:, None].expand(3, 2048),
+        "class_probs": torch.tensor([[0.6, 0.1, 0.3], [0.5, 0.05, 0.45], [0.1, 0.7, 0.2]]),
+        "class_boxes": regressed[:, None, :].expand(3, 2, 4),
+        "attr_probs": torch.eye(3),
+    }
+    out = model.regions(stages, (20, 40))
+    assert out["object_ids"].tolist() == [1, 0, 0] and out["features"][:, 0].tolist() == [2.0, 0.0, 1.0]
+    assert int(out["num_real"]) == num_real
+    torch.testing.assert_close(out["boxes"], torch.tensor([[20.0, 0, 28, 8], [0, 0, 8, 8], third_box]))

@@ -13,8 +13,9 @@ writes csv's ``\\r\\n`` (csv readers take both); Caffe clips boxes to the last p
 the authors' script (airsplay/lxmert, ``data/mscoco_imgfeat/extract_coco_image.py``) stores each region's RPN
 proposal and runs the per-class NMS on the proposals, where this network, as py-bottom-up-attention and the
 transformers demo, runs NMS on the boxes regressed from the proposals and stores its label's regressed box
-(:mod:`lxmert.detection.selection`). Features are pooled from the proposal in all of them. Values are not
-compared here, so these differences are written down, not tested.
+(:mod:`lxmert.detection.selection`); ``region_selection="per_class_proposals"`` does as the authors' script
+(``tests/test_detection_butd.py`` holds it on a hand-worked case). Features are pooled from the proposal in all of
+them. Values are not compared here, so these differences are written down, not tested.
 """
 
 from __future__ import annotations

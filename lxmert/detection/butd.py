@@ -280,7 +280,7 @@ class BUTDInference(nn.Module, ABC):
         self, stages: dict[str, torch.Tensor], image_size: tuple[int, int]
     ) -> dict[str, torch.Tensor]:
         """The chosen regions from :meth:`stages`, boxes in the pixels of the (height, width) image given."""
-        chosen, labels, scores, boxes, num_real = self._select(stages["class_probs"], stages["class_boxes"])
+        chosen, labels, scores, boxes, num_real = self._select(stages)
         height, width = image_size
         resized_height, resized_width = stages["inputs"].shape[-2:]
         scale = boxes.new_tensor([width / resized_width, height / resized_height] * 2)
@@ -293,9 +293,10 @@ class BUTDInference(nn.Module, ABC):
             "num_real": torch.tensor(num_real),
         }
 
-    def _select(self, class_probs: torch.Tensor, class_boxes: torch.Tensor):
+    def _select(self, stages: dict[str, torch.Tensor]):
         """Chosen rows, their classes (0..C-1), scores, boxes, and how many are detections."""
         config = self.config
+        class_probs, class_boxes = stages["class_probs"], stages["class_boxes"]
         if config.region_selection == "max_class":
             return select_max_class(
                 class_probs[:, :-1],
@@ -305,6 +306,10 @@ class BUTDInference(nn.Module, ABC):
                 conf_threshold=config.conf_threshold,
                 nms_threshold=config.nms_threshold,
             )
+        if config.region_selection == "per_class_proposals":
+            # The Caffe generate_tsv behind the authors' obj36 files: every class's NMS, and the row's box, use
+            # the RPN proposal itself rather than the box regressed for the class.
+            class_boxes = stages["proposals"][:, None, :].expand_as(class_boxes)
         # select_regions counts background as column 0 and reads each class's box at its column.
         choice = select_regions(
             torch.cat([class_probs[:, -1:], class_probs[:, :-1]], dim=1),

@@ -29,7 +29,7 @@ from lxmert.fileio import atomic_write_text, read_json_object
 
 BACKBONES = ("resnet101_c4", "small")
 NETWORKS = ("caffe", "torchvision")
-REGION_SELECTIONS = ("per_class", "max_class")
+REGION_SELECTIONS = ("per_class", "max_class", "per_class_proposals")
 
 # What the torchvision network does, and what a saved config written before these fields existed meant.
 TORCHVISION_NETWORK: dict[str, Any] = dict(
@@ -113,6 +113,8 @@ class DetectorConfig:
     # "per_class": the authors' generate_tsv rule (lxmert.detection.selection). "max_class": the rule of
     # py-bottom-up-attention's extraction scripts and of the transformers LXMERT demo: NMS across classes on each
     # proposal's best-class box, the threshold raised by 0.1 from nms_threshold until min_regions survive.
+    # "per_class_proposals": the per_class rule on the RPN proposals themselves, NMS and the stored box alike, as
+    # the Caffe generate_tsv that wrote the authors' obj36 files (caffe network only).
     region_selection: str = "per_class"
     # Fewest regions per image; 0 means num_regions (LXMERT's fixed 36). The original model keeps 10-100.
     min_regions: int = 0

@@ -8,7 +8,9 @@ weaker proposals fill the count, never zero rows (the original model keeps 10 to
 max of its foreground probabilities.
 
 Two differences from the Caffe script, both as in py-bottom-up-attention's detectron2 port: NMS runs on each
-class's regressed boxes rather than on the raw proposals, and a row's box is the regressed box of its label.
+class's regressed boxes rather than on the raw proposals, and a row's box is the regressed box of its label
+(``DetectorConfig.region_selection="per_class_proposals"`` passes the proposals as every class's box instead, which
+is the Caffe script exactly).
 Ties in ``max_conf`` (proposals suppressed in every class have 0) are broken by the best foreground
 probability, where the Caffe script leaves them in arbitrary order.
 """
