@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import io
 import math
 import sys
 from dataclasses import dataclass, field
@@ -57,6 +57,7 @@ from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
 from lxmert.data.metrics import vqa_answer_type
 from lxmert.data.store import FeatureStore
 from lxmert.data.task_files import write_json
+from lxmert.fileio import read_json, read_text
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
@@ -156,12 +157,11 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
         if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
             raise ValueError(f"{path}: expected a JSON list of objects")
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            raw = list(csv.DictReader(f))
+        raw = list(csv.DictReader(io.StringIO(read_text(path), newline="")))
     else:
         raise ValueError(f"{path}: questions must be a .csv or .json file")
     rows, seen_ids = [], set()
