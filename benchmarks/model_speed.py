@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from benchmarks.mfu import count_flops, mfu
 from lxmert import LxmertConfig, LxmertForPreTraining
 from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.modeling import IGNORE
 from lxmert.precision import PRECISIONS, autocast, cpu_has_bf16, resolve_precision
 
 SIDES = ("ours", "transformers")
@@ -121,7 +122,7 @@ def build_batch(
     g = torch.Generator().manual_seed(cfg.seed)
     B, T, R = cfg.batch_size, cfg.tokens, cfg.regions
     input_ids = torch.randint(1, config.vocab_size, (B, T), generator=g)
-    labels = torch.where(torch.rand(B, T, generator=g) < 0.15, input_ids, torch.full_like(input_ids, -100))
+    labels = torch.where(torch.rand(B, T, generator=g) < 0.15, input_ids, torch.full_like(input_ids, IGNORE))
     confidence = torch.rand(B, R, generator=g)
     feats = torch.rand(B, R, config.visual_feat_dim, generator=g)
     inputs = {

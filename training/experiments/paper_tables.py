@@ -37,13 +37,12 @@ from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import oracle_scores
-from training.tasks import finetuning, pretraining_run
+from training.tasks import FINETUNE_TASKS, finetuning, pretraining_run
 from training.tasks.pretraining import PretrainTask, read_pretrain_json
 from training.world.baselines import OVERALL, best_answer, fit_majority, world_baselines
 from training.world.generate import WorldConfig, build_world
 
 RUN_FILE = "paper_run.json"  # beside a finished run's summary.json: its command and CPU seconds
-TASKS = ("vqa", "gqa", "nlvr2")
 TASK_TITLES = {"vqa": "VQA", "gqa": "GQA", "nlvr2": "NLVR2"}
 
 
@@ -338,7 +337,7 @@ class Runs:
         for seed in range(self.config.seeds):
             for row in table_rows(table, self.scale):
                 init = self.start_point(row.start, seed)
-                for task in TASKS:
+                for task in FINETUNE_TASKS:
                     self.finetune(task, row.start, init, seed)
 
     # -- what finished runs say ------------------------------------------------------------------------------------
@@ -422,7 +421,7 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         cpu = 0.0
         for row in rows:
             cells, counts = [], []
-            for task in TASKS:
+            for task in FINETUNE_TASKS:
                 records = runs.finished(row.start, task)
                 counts.append(len(records))
                 cpu += sum(r.cpu_seconds for r in records)
@@ -444,10 +443,10 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "| | VQA | GQA | NLVR2 | NLVR2 consistency | paper |",
         "|---|---|---|---|---|---|",
         "| chance: the most frequent training answer | "
-        + " | ".join(mean_std([scores["chance"][t]["accuracy"]]) for t in TASKS)
+        + " | ".join(mean_std([scores["chance"][t]["accuracy"]]) for t in FINETUNE_TASKS)
         + f" | {mean_std([scores['chance']['nlvr2'].get('consistency', 0.0)])} | – |",
         "| question only: the most frequent answer of the question's template | "
-        + " | ".join(mean_std([scores["question-only"][t]["accuracy"]]) for t in TASKS)
+        + " | ".join(mean_std([scores["question-only"][t]["accuracy"]]) for t in FINETUNE_TASKS)
         + f" | {mean_std([scores['question-only']['nlvr2']['consistency']])} | language only 44.3 / 41.1 / 51.1 |",
         "| oracle: the statement, parsed from its text, checked on the ground-truth objects | – | – | "
         + f"{mean_std([scores['oracle']['nlvr2']['accuracy']])} | {mean_std([scores['oracle']['nlvr2']['consistency']])}"
@@ -471,7 +470,7 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
             f"python -m training.paper_tables --table {table} --seeds {config.seeds} --scale {config.scale}{where}"
         )
         for row in table_rows(table, scale):
-            for task in TASKS:
+            for task in FINETUNE_TASKS:
                 for output in sorted((runs.root / "finetune").glob(f"{row.start}-{task}-seed*")):
                     record = runs.record(output)
                     if record is not None:
@@ -493,7 +492,9 @@ def tables_with_runs(runs: Runs) -> list[int]:
     return [
         t
         for t in (3, 4, 5)
-        if all(any(runs.finished(r.start, task) for task in TASKS) for r in table_rows(t, runs.scale))
+        if all(
+            any(runs.finished(r.start, task) for task in FINETUNE_TASKS) for r in table_rows(t, runs.scale)
+        )
     ]
 
 
