@@ -10,14 +10,13 @@ shows that the pieces fit together, not that anything was learned.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import dataclass, field
 
 import torch
 
 from .config import LxmertConfig
-from .config_cli import add_dataclass_arguments, dataclass_from_args
+from .config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from .modeling import LxmertForPreTraining
 from .wordpiece import train_wordpiece
 
@@ -84,9 +83,8 @@ def run(cfg: DemoConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lxmert.demo",
-        description="Tiny random LXMERT, end to end (no training, no downloads).",
+    parser = command_parser(
+        "python -m lxmert.demo", "Tiny random LXMERT, end to end (no training, no downloads)."
     )
     add_dataclass_arguments(parser, DemoConfig, "demo")
     cfg = dataclass_from_args(DemoConfig, parser.parse_args(argv))

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.fileio import atomic_write_text, read_json_object
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.engine.trainer import (
@@ -142,11 +142,7 @@ def load_tokenizer(init: str, vocab: str, max_length: int) -> LxmertTokenizer:
 def build_parser(task_name: str) -> argparse.ArgumentParser:
     """The full command line of one task: its data flags, the start point and the trainer's flags."""
     task_class: type[FinetuneTask] = get_task(task_name)
-    parser = argparse.ArgumentParser(
-        prog=f"python -m training.finetune {task_name}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(f"python -m training.finetune {task_name}", __doc__)
     parser.add_argument("task", choices=FINETUNE_TASKS, help="the task to fine-tune on")
     add_dataclass_arguments(parser, FinetuneConfig, "start point")
     add_dataclass_arguments(parser, task_class.config_class, f"{task_name} data", task_class.data_defaults)

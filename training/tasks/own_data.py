@@ -40,7 +40,6 @@ question_id    optional integer; file order (1, 2, ...) if absent
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -53,7 +52,7 @@ import numpy as np
 import torch
 
 from lxmert.answers import AnswerTable
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import vqa_answer_type
 from lxmert.data.store import FeatureStore
 from lxmert.data.task_files import write_json
@@ -401,10 +400,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.byo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    config = parse_config(
+        ByoConfig, argv, prog="python -m training.byo", doc=__doc__, title="bring your own data"
     )
-    add_dataclass_arguments(parser, ByoConfig, "bring your own data")
-    print(format_result(run(dataclass_from_args(ByoConfig, parser.parse_args(argv)))))
+    print(format_result(run(config)))
