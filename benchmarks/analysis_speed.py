@@ -162,9 +162,15 @@ def main(argv=None) -> dict[str, dict[str, float]]:
             session = SessionConfig(ig_steps=cfg.ig_steps, precision=precision)
             start, cpu_start = time.perf_counter(), time.process_time()
             result = analyze(
-                model, tokenizer, regions, cfg.question, answer_names=answer_names, object_names=object_names,
-                attr_names=attr_names, config=session,
-            )  # fmt: skip
+                model,
+                tokenizer,
+                regions,
+                cfg.question,
+                answer_names=answer_names,
+                object_names=object_names,
+                attr_names=attr_names,
+                config=session,
+            )
             cpu = time.process_time() - cpu_start
             if repeat >= cfg.warmup:
                 runs[precision].append(

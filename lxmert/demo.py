@@ -65,9 +65,17 @@ def run(cfg: DemoConfig) -> None:
             input_ids=input_ids, visual_feats=visual_feats, visual_pos=visual_pos, output_attentions=True
         )
     print(f"\ntokens: {tokenizer.convert_ids_to_tokens(input_ids[0])}")
-    for name in ("language_output", "vision_output", "pooled_output", "prediction_logits",
-                 "cross_relationship_score", "question_answering_score", "obj_logits", "attr_logits",
-                 "feat_prediction"):  # fmt: skip
+    for name in (
+        "language_output",
+        "vision_output",
+        "pooled_output",
+        "prediction_logits",
+        "cross_relationship_score",
+        "question_answering_score",
+        "obj_logits",
+        "attr_logits",
+        "feat_prediction",
+    ):
         print(f"{name:<26}{tuple(getattr(out, name).shape)}")
     print("\nattention families (per layer, B x H x queries x keys):")
     for family, probs in out.attentions.items():

@@ -300,9 +300,12 @@ class Trainer:
             )
         total_steps = steps_per_epoch * cfg.epochs
         sampler = ResumableSampler(
-            train_dataset, steps_per_epoch * cfg.grad_accum * self.micro_batch, self.dist.rank,
-            self.dist.world_size, cfg.seed,
-        )  # fmt: skip
+            train_dataset,
+            steps_per_epoch * cfg.grad_accum * self.micro_batch,
+            self.dist.rank,
+            self.dist.world_size,
+            cfg.seed,
+        )
         loader = self._loader(train_dataset, self.micro_batch, sampler)
         optimizer = self._optimizer()
         schedule = linear_warmup_decay(round(cfg.warmup_ratio * total_steps), total_steps)
@@ -368,9 +371,14 @@ class Trainer:
                 if self.state.step % cfg.log_every == 0 or self.state.step == stop_at:
                     samples_per_s = window_steps * cfg.batch_size / window_time
                     record = self._log(
-                        "train", "step", window, batches_per_epoch, lr=lr, samples_per_s=samples_per_s,
+                        "train",
+                        "step",
+                        window,
+                        batches_per_epoch,
+                        lr=lr,
+                        samples_per_s=samples_per_s,
                         grad_norm=float(window_grad_norm) / window_steps,
-                    )  # fmt: skip
+                    )
                     progress.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
                     window, window_steps, window_time = {}, 0, 0.0
                     window_grad_norm = torch.zeros((), device=self.device)
@@ -558,8 +566,10 @@ class Trainer:
         _set_rng_state(checkpoint["rng"][self.dist.rank], self.device)
         if self.dist.is_main:
             _truncate_metrics(self.output / METRICS_FILE, self.state.step)
-            print(f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
-                  f"{self.state.batches_done} batches into it")  # fmt: skip
+            print(
+                f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
+                f"{self.state.batches_done} batches into it"
+            )
 
     def _save_model(self, directory: Path) -> None:
         if self.dist.is_main:

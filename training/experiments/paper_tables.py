@@ -272,9 +272,13 @@ class Runs:
             build_world(WorldConfig(out=str(self.world), **self.scale.world), progress=False)
         threads = self.config.threads or 2
         summary = extract(
-            ExtractConfig(images=str(self.world), out=str(self.features), detector=self.config.detector,
-                          num_threads=threads)
-        )  # fmt: skip
+            ExtractConfig(
+                images=str(self.world),
+                out=str(self.features),
+                detector=self.config.detector,
+                num_threads=threads,
+            )
+        )
         if not summary.finalized:
             raise RuntimeError(f"feature extraction into {self.features} left {summary.remaining} images")
 
@@ -433,8 +437,12 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
             if not row.start.startswith("scratch"):
                 cpu += sum(r.cpu_seconds for r in runs.pretrain_records(row.start))
         cpu_total += cpu
-        lines += ["", f"CPU time of this table's runs (process time, shared runs counted in each table): "
-                  f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).", ""]  # fmt: skip
+        lines += [
+            "",
+            f"CPU time of this table's runs (process time, shared runs counted in each table): "
+            f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).",
+            "",
+        ]
     scores = baselines(runs.world)
     lines += [
         "## Baselines (validation splits of the same world)",

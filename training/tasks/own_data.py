@@ -298,10 +298,13 @@ def region_features(cfg: ByoConfig, rows: list[dict[str, Any]]) -> str:
         return str(path)
     summary = extract(
         ExtractConfig(
-            images=cfg.images, out=str(path), detector=cfg.detector, device=str(resolve_device(cfg.device)),
+            images=cfg.images,
+            out=str(path),
+            detector=cfg.detector,
+            device=str(resolve_device(cfg.device)),
             num_threads=cfg.threads or torch.get_num_threads(),
         )
-    )  # fmt: skip
+    )
     if not summary.finalized:
         raise RuntimeError(
             f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
@@ -340,26 +343,45 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
 
     task_class = get_task("vqa")
     data = task_class.default_config(
-        data=str(out / "data"), features=features, train="train", valid="valid" if splits["valid"] else "",
-    )  # fmt: skip
-    train = TrainConfig(**{
-        **task_class.train_defaults, "output": str(out / "model"), "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
-        "resume": cfg.resume,
-    })  # fmt: skip
+        data=str(out / "data"),
+        features=features,
+        train="train",
+        valid="valid" if splits["valid"] else "",
+    )
+    train = TrainConfig(
+        **{
+            **task_class.train_defaults,
+            "output": str(out / "model"),
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "device": cfg.device,
+            "threads": cfg.threads,
+            "resume": cfg.resume,
+        }
+    )
     restart = (
         f"rerun with --no-resume to train {out / 'model'} again from the start (data and features are kept), "
         f"or give another --out with --features {features} to keep this run"
     )
     summary = finetune(
-        "vqa", FinetuneConfig(init=cfg.init, from_scratch=cfg.from_scratch, vocab=cfg.vocab), data, train,
+        "vqa",
+        FinetuneConfig(init=cfg.init, from_scratch=cfg.from_scratch, vocab=cfg.vocab),
+        data,
+        train,
         restart_advice=restart,
-    )  # fmt: skip
+    )
     model = out / "model" / ("best" if splits["valid"] else "final")
     result = {
-        "data": str(out / "data"), "features": features, "model": str(model), "lr": summary["lr"],
-        "valid": summary["valid"], "best": summary["best"], "prior": {},
-    }  # fmt: skip
+        "data": str(out / "data"),
+        "features": features,
+        "model": str(model),
+        "lr": summary["lr"],
+        "valid": summary["valid"],
+        "best": summary["best"],
+        "prior": {},
+    }
     if splits["valid"]:
         prior = prior_predictions("vqa", splits["train"], splits["valid"])
         result["prior"] = task_class.score(prior, splits["valid"])
