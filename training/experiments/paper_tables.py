@@ -36,7 +36,8 @@ from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import oracle_scores
-from training.tasks import FINETUNE_TASKS, finetuning, pretraining_run
+from training.tasks import FINETUNE_TASKS as TASKS
+from training.tasks import finetuning, pretraining_run
 from training.tasks.pretraining import PretrainTask, read_pretrain_json
 from training.world.baselines import OVERALL, best_answer, fit_majority, world_baselines
 from training.world.generate import WorldConfig, build_world
@@ -272,13 +273,9 @@ class Runs:
             build_world(WorldConfig(out=str(self.world), **self.scale.world), progress=False)
         threads = self.config.threads or 2
         summary = extract(
-            ExtractConfig(
-                images=str(self.world),
-                out=str(self.features),
-                detector=self.config.detector,
-                num_threads=threads,
-            )
-        )
+            ExtractConfig(images=str(self.world), out=str(self.features), detector=self.config.detector,
+                          num_threads=threads)
+        )  # fmt: skip
         if not summary.finalized:
             raise RuntimeError(f"feature extraction into {self.features} left {summary.remaining} images")
 
@@ -340,7 +337,7 @@ class Runs:
         for seed in range(self.config.seeds):
             for row in table_rows(table, self.scale):
                 init = self.start_point(row.start, seed)
-                for task in FINETUNE_TASKS:
+                for task in TASKS:
                     self.finetune(task, row.start, init, seed)
 
     # -- what finished runs say ------------------------------------------------------------------------------------
@@ -424,7 +421,7 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         cpu = 0.0
         for row in rows:
             cells, counts = [], []
-            for task in FINETUNE_TASKS:
+            for task in TASKS:
                 records = runs.finished(row.start, task)
                 counts.append(len(records))
                 cpu += sum(r.cpu_seconds for r in records)
@@ -437,12 +434,8 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
             if not row.start.startswith("scratch"):
                 cpu += sum(r.cpu_seconds for r in runs.pretrain_records(row.start))
         cpu_total += cpu
-        lines += [
-            "",
-            f"CPU time of this table's runs (process time, shared runs counted in each table): "
-            f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).",
-            "",
-        ]
+        lines += ["", f"CPU time of this table's runs (process time, shared runs counted in each table): "
+                  f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).", ""]  # fmt: skip
     scores = baselines(runs.world)
     lines += [
         "## Baselines (validation splits of the same world)",
@@ -450,10 +443,10 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "| | VQA | GQA | NLVR2 | NLVR2 consistency | paper |",
         "|---|---|---|---|---|---|",
         "| chance: the most frequent training answer | "
-        + " | ".join(mean_std([scores["chance"][t]["accuracy"]]) for t in FINETUNE_TASKS)
+        + " | ".join(mean_std([scores["chance"][t]["accuracy"]]) for t in TASKS)
         + f" | {mean_std([scores['chance']['nlvr2'].get('consistency', 0.0)])} | – |",
         "| question only: the most frequent answer of the question's template | "
-        + " | ".join(mean_std([scores["question-only"][t]["accuracy"]]) for t in FINETUNE_TASKS)
+        + " | ".join(mean_std([scores["question-only"][t]["accuracy"]]) for t in TASKS)
         + f" | {mean_std([scores['question-only']['nlvr2']['consistency']])} | language only 44.3 / 41.1 / 51.1 |",
         "| oracle: the statement, parsed from its text, checked on the ground-truth objects | – | – | "
         + f"{mean_std([scores['oracle']['nlvr2']['accuracy']])} | {mean_std([scores['oracle']['nlvr2']['consistency']])}"
@@ -477,7 +470,7 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
             f"python -m training.paper_tables --table {table} --seeds {config.seeds} --scale {config.scale}{where}"
         )
         for row in table_rows(table, scale):
-            for task in FINETUNE_TASKS:
+            for task in TASKS:
                 for output in sorted((runs.root / "finetune").glob(f"{row.start}-{task}-seed*")):
                     record = runs.record(output)
                     if record is not None:
@@ -499,9 +492,7 @@ def tables_with_runs(runs: Runs) -> list[int]:
     return [
         t
         for t in (3, 4, 5)
-        if all(
-            any(runs.finished(r.start, task) for task in FINETUNE_TASKS) for r in table_rows(t, runs.scale)
-        )
+        if all(any(runs.finished(r.start, task) for task in TASKS) for r in table_rows(t, runs.scale))
     ]
 
 
