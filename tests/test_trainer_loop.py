@@ -183,6 +183,16 @@ def test_resume_refuses_a_changed_batch_size(tmp_path):
         Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, batch_size=4)).fit(data)
 
 
+def test_resume_names_a_metrics_line_it_cannot_read(tmp_path):
+    data = ToyQA(16, 30, 3)
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1, log_every=1)).fit(data)
+    with open(tmp_path / "metrics.jsonl", "a") as log:
+        log.write('{"split": "train", "step": \n')
+    lines = len((tmp_path / "metrics.jsonl").read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"metrics\.jsonl line {lines} is not valid JSON"):
+        Trainer(toy_model(), ToyQATask(), toy_config(tmp_path)).fit(data)
+
+
 def test_non_finite_loss_stops_training(tmp_path):
     class Exploding(ToyQATask):
         def compute(self, model, batch):

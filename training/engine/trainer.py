@@ -46,16 +46,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from lxmert.checkpoints import read_torch_file
+from lxmert.checkpoints import METRICS_FILE, read_torch_file
 from lxmert.errors import UnreadableFileError
-from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.fileio import atomic_write, atomic_write_text, read_json_lines, remove_stale_temp_files
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 from . import distributed
 
 CHECKPOINT_FILE = "last.pt"
-METRICS_FILE = "metrics.jsonl"
 RECORD_KEYS = ("split", "scope", "step", "epoch", "time")  # bookkeeping of every metrics record
 SUMMARY_FILE = "summary.json"  # what a finished run reports: final validation scores, steps, time
 CONFIG_FILE = "train_config.json"
@@ -482,8 +481,7 @@ class Trainer:
         path = self.output / METRICS_FILE
         if not path.exists():
             return train, valid
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
+        for record in read_json_lines(path):
             if record["step"] > self.state.step:  # logged after the checkpoint this run resumed from
                 continue
             if record["split"] == "train" and record["scope"] == "epoch":
@@ -601,9 +599,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records an interrupted run wrote after its last checkpoint, so a resumed log has no duplicates."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    kept = [record for record in read_json_lines(path) if record["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lxmert.checkpoints import SCORES_KEY, load_checkpoint, meta_scores
+from lxmert.checkpoints import METRICS_FILE, SCORES_KEY, load_checkpoint, meta_scores
 from lxmert.config_cli import parse_config
 from lxmert.detection import Detector
 from lxmert.detection.files import ATTRIBUTES_FILE, read_vocab, save_cached_regions, write_attribute_kinds
@@ -36,7 +36,6 @@ from training.world.scenes import ATTRIBUTE_LABELS, COLOURS, FILLS, SIZES, Scene
 WORLD_ATTRIBUTE_KINDS = {"size": SIZES, "colour": COLOURS, "fill": FILLS}
 
 RECIPE = "bash scripts/build_default.sh"
-METRICS_FILE = "metrics.jsonl"
 DEFAULT_SET_NAME = "Synthetic world (shipped default)"
 # The tables of a run's summary.json that are scores of the saved checkpoint (the train table is of the last epoch).
 SCORED_SPLITS = ("valid", "chance")

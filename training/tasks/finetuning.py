@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
-from lxmert.fileio import atomic_write_text, read_json_object
+from lxmert.fileio import atomic_write_text, read_json_lines, read_json_object
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.engine.trainer import (
     CHECKPOINT_FILE,
@@ -221,7 +221,7 @@ def finetune(
         atomic_write_text(Path(train.output, FINETUNE_CONFIG_FILE), json.dumps(start_record, indent=2) + "\n")
     summary = {**trainer.fit(train_set, valid_set), "lr": train.lr}
     if trainer.dist.is_main:
-        records = [json.loads(line) for line in Path(train.output, METRICS_FILE).read_text().splitlines()]
+        records = read_json_lines(Path(train.output, METRICS_FILE))
         gain = last_epoch_gain(records, task.main_metric)
         warning = still_learning_warning(gain, task.main_metric, train.lr, lr_flags)
         if warning:
