@@ -74,11 +74,7 @@ class ConvertConfig:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_config(
-        ConvertConfig,
-        argv,
-        prog="python -m lxmert.detection.convert",
-        doc=__doc__.split("\n")[0],
-        title="conversion",
+        ConvertConfig, argv, prog="python -m lxmert.detection.convert", doc=__doc__, title="conversion"
     )
     detector = convert(
         args.source,

@@ -170,11 +170,7 @@ def write_default_set(default: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(
-        ExportConfig,
-        argv,
-        prog="python -m training.export_default",
-        doc=__doc__.split("\n\n")[0],
-        title="export",
+        ExportConfig, argv, prog="python -m training.export_default", doc=__doc__, title="export"
     )
     out, world = Path(cfg.out), Path(cfg.world)
     default = out / "default"
