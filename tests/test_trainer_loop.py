@@ -72,17 +72,32 @@ class ToyQATask(Task):
 def toy_model(seed: int = 0, dropout: float = 0.1) -> LxmertForQuestionAnswering:
     torch.manual_seed(seed)
     config = LxmertConfig.preset(
-        "tiny", vocab_size=30, visual_feat_dim=F, num_qa_labels=3, l_layers=1, r_layers=1, x_layers=1,
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-    )  # fmt: skip
+        "tiny",
+        vocab_size=30,
+        visual_feat_dim=F,
+        num_qa_labels=3,
+        l_layers=1,
+        r_layers=1,
+        x_layers=1,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     return LxmertForQuestionAnswering(config)
 
 
 def toy_config(tmp_path, **overrides) -> TrainConfig:
     values = dict(
-        output=str(tmp_path), epochs=2, batch_size=8, lr=1e-3, warmup_ratio=0.1, seed=3, save_every=0,
-        log_every=2, device="cpu", precision="fp32",
-    )  # fmt: skip
+        output=str(tmp_path),
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        warmup_ratio=0.1,
+        seed=3,
+        save_every=0,
+        log_every=2,
+        device="cpu",
+        precision="fp32",
+    )
     return TrainConfig(**{**values, **overrides})
 
 
