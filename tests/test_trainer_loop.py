@@ -72,16 +72,9 @@ class ToyQATask(Task):
 def toy_model(seed: int = 0, dropout: float = 0.1) -> LxmertForQuestionAnswering:
     torch.manual_seed(seed)
     config = LxmertConfig.preset(
-        "tiny",
-        vocab_size=30,
-        visual_feat_dim=F,
-        num_qa_labels=3,
-        l_layers=1,
-        r_layers=1,
-        x_layers=1,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
+        "tiny", vocab_size=30, visual_feat_dim=F, num_qa_labels=3, l_layers=1, r_layers=1, x_layers=1,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+    )  # fmt: skip
     return LxmertForQuestionAnswering(config)
 
 
