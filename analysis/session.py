@@ -226,13 +226,9 @@ def _analyze(
     )
     if config.attributions:
         analysis.attributions = integrated_gradients(
-            model,
-            example,
-            target,
-            n_steps=config.ig_steps,
-            region_baseline=config.ig_region_baseline,
+            model, example, target, n_steps=config.ig_steps, region_baseline=config.ig_region_baseline,
             pad_token_id=tokenizer.pad_token_id,
-        )
+        )  # fmt: skip
         lap("integrated_gradients")
         if example.num_regions > 1 or config.occlusion_baseline != "drop":
             occluded = occlusion(
