@@ -68,3 +68,19 @@ def test_commands_hold_no_logic():
             if not (docstring or main_guard or isinstance(node, ast.Import | ast.ImportFrom)):
                 wrong.append(f"training/{name}.py:{node.lineno} {type(node).__name__}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_command_runs_its_main_through_run_cli():
+    # One way to end a command: an unreadable file is a one-line message on stderr, never a traceback.
+    wrong = []
+    for name in sorted(COMMANDS):
+        path = ROOT / "training" / f"{name}.py"
+        guards = [
+            node
+            for node in ast.parse(path.read_text(encoding="utf-8")).body
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+        ]
+        calls = [ast.unparse(statement) for guard in guards for statement in guard.body]
+        if calls != ["run_cli(main)"]:
+            wrong.append(f"training/{name}.py runs {calls}")
+    assert not wrong, "\n".join(wrong)
