@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from lxmert.checkpoints import METRICS_FILE
+
 from .attention import AttentionMaps, collect_attention
 from .forward import AnswerScore, answer_logits, run, top_answers
 from .inputs import Example
-
-METRICS_FILE = "metrics.jsonl"
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ Run over a directory of images with their detector (``python -m analysis.faithfu
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 
@@ -311,7 +310,7 @@ class FaithfulnessConfig:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FaithfulnessConfig:
-    p = argparse.ArgumentParser(prog="python -m analysis.faithfulness", description=__doc__.split("\n\n")[0])
+    p = command_parser("python -m analysis.faithfulness", __doc__.split("\n\n")[0])
     add_dataclass_arguments(p, FaithfulnessConfig, "faithfulness")
     config = dataclass_from_args(FaithfulnessConfig, p.parse_args(argv))
     if config.fractions[0] != 0.0 or sorted(config.fractions) != list(config.fractions):

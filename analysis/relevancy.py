@@ -248,9 +248,12 @@ def answer_gradients(
     """
     with torch.enable_grad():
         output = run(
-            model, example, output_attentions=True, output_hidden_states=output_hidden_states,
+            model,
+            example,
+            output_attentions=True,
+            output_hidden_states=output_hidden_states,
             head_mask=head_mask,
-        )  # fmt: skip
+        )
         logits = answer_logits(output)[0]  # (A,)
         if target is None:
             target = int(logits.argmax())

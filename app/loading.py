@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 # How deep below a checkpoints directory a checkpoint may lie (runs/<name>/best is two levels).
 SEARCH_DEPTH = 3
-METRICS_FILE = "metrics.jsonl"
 # The longer side of the image kept with its regions for drawing; figures are never shown larger.
 DISPLAY_SIDE = 1024
 # How many values of one attribute kind a region's hover lists.

@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from benchmarks.mfu import count_flops, mfu
 from lxmert import LxmertConfig, LxmertForPreTraining
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
+from lxmert.modeling import IGNORE
 from lxmert.precision import PRECISIONS, autocast, cpu_has_bf16, resolve_precision
 
 SIDES = ("ours", "transformers")
@@ -121,7 +122,7 @@ def build_batch(
     g = torch.Generator().manual_seed(cfg.seed)
     B, T, R = cfg.batch_size, cfg.tokens, cfg.regions
     input_ids = torch.randint(1, config.vocab_size, (B, T), generator=g)
-    labels = torch.where(torch.rand(B, T, generator=g) < 0.15, input_ids, torch.full_like(input_ids, -100))
+    labels = torch.where(torch.rand(B, T, generator=g) < 0.15, input_ids, torch.full_like(input_ids, IGNORE))
     confidence = torch.rand(B, R, generator=g)
     feats = torch.rand(B, R, config.visual_feat_dim, generator=g)
     inputs = {
@@ -379,7 +380,7 @@ def report(cfg, device, variants: list[Variant], times, peaks, flops=None) -> st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.model_speed", __doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, BenchmarkConfig)
     parser.add_argument("--memory-child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--memory-precision", choices=("bf16", "fp32"), help=argparse.SUPPRESS)

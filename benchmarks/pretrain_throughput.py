@@ -29,7 +29,7 @@ import torch
 from benchmarks.mfu import count_flops, mfu
 from lxmert.config import LxmertConfig
 from lxmert.config_cli import parse_config
-from lxmert.modeling import LxmertForPreTraining
+from lxmert.modeling import IGNORE, LxmertForPreTraining
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.engine.distributed import resolve_device
 from training.engine.trainer import clip_gradients
@@ -62,11 +62,11 @@ class ThroughputConfig:
 def random_batch(config: LxmertConfig, bench: ThroughputConfig, device: torch.device) -> dict:
     """Inputs and targets for all five losses, shaped as the pre-training collate makes them."""
     B, T, R, F = bench.batch_size, bench.tokens, bench.regions, config.visual_feat_dim
-    labels = torch.full((B, T), -100)
+    labels = torch.full((B, T), IGNORE)
     masked = torch.rand(B, T) < 0.15
     labels[masked] = torch.randint(config.vocab_size, (int(masked.sum()),))
     matched = (torch.rand(B) < 0.5).long()
-    ans = torch.where(matched.bool(), torch.randint(config.num_qa_labels, (B,)), -100)
+    ans = torch.where(matched.bool(), torch.randint(config.num_qa_labels, (B,)), IGNORE)
     feats = torch.rand(B, R, F)
     batch = {
         "input_ids": torch.randint(config.vocab_size, (B, T)),

@@ -83,6 +83,7 @@ ANSWERS_FILE = "answers.json"
 AUTHORS_ANSWERS_FILE = "trainval_label2ans.json"  # the authors' answer table, beside a downloaded task model
 META_FILE = "meta.json"
 PRETRAIN_CONFIG_FILE = "pretrain_config.json"  # what pre-training saves beside the model: its recipe
+METRICS_FILE = "metrics.jsonl"  # a training run's log, beside its best/ and final/ (the app draws its curves)
 SCORES_KEY = "scores"  # meta.json's measured scores: split → metric → value (see meta_scores)
 
 TIED_DECODER = "cls.predictions.decoder.weight"

@@ -10,14 +10,13 @@ shows that the pieces fit together, not that anything was learned.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import dataclass, field
 
 import torch
 
 from .config import LxmertConfig
-from .config_cli import add_dataclass_arguments, dataclass_from_args
+from .config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from .modeling import LxmertForPreTraining
 from .wordpiece import train_wordpiece
 
@@ -66,9 +65,17 @@ def run(cfg: DemoConfig) -> None:
             input_ids=input_ids, visual_feats=visual_feats, visual_pos=visual_pos, output_attentions=True
         )
     print(f"\ntokens: {tokenizer.convert_ids_to_tokens(input_ids[0])}")
-    for name in ("language_output", "vision_output", "pooled_output", "prediction_logits",
-                 "cross_relationship_score", "question_answering_score", "obj_logits", "attr_logits",
-                 "feat_prediction"):  # fmt: skip
+    for name in (
+        "language_output",
+        "vision_output",
+        "pooled_output",
+        "prediction_logits",
+        "cross_relationship_score",
+        "question_answering_score",
+        "obj_logits",
+        "attr_logits",
+        "feat_prediction",
+    ):
         print(f"{name:<26}{tuple(getattr(out, name).shape)}")
     print("\nattention families (per layer, B x H x queries x keys):")
     for family, probs in out.attentions.items():
@@ -84,9 +91,8 @@ def run(cfg: DemoConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lxmert.demo",
-        description="Tiny random LXMERT, end to end (no training, no downloads).",
+    parser = command_parser(
+        "python -m lxmert.demo", "Tiny random LXMERT, end to end (no training, no downloads)."
     )
     add_dataclass_arguments(parser, DemoConfig, "demo")
     cfg = dataclass_from_args(DemoConfig, parser.parse_args(argv))

@@ -237,6 +237,29 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     return value
 
 
+def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
+    """A UTF-8 JSON-lines file that must hold one object per line (a training run's log); blank lines are skipped.
+
+    Raises:
+        ValueError: naming the file and the line, when one is not JSON or not an object (or the file not UTF-8).
+        OSError: when it cannot be read.
+    """
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {number} is not valid JSON: {err}") from err
+        except RecursionError as err:
+            raise ValueError(f"{path} line {number} is not valid JSON: nested too deeply") from err
+        if not isinstance(value, dict):
+            raise ValueError(f"{path} line {number} must hold a JSON object, got a {type(value).__name__}")
+        records.append(value)
+    return records
+
+
 def path_inside(root: str | Path, value: Any) -> Path:
     """``root / value`` resolved, where ``value`` is a manifest's relative path that must stay inside ``root``
     once every symlink is resolved (a manifest is untrusted input and may not point anywhere else).
@@ -267,6 +290,7 @@ __all__ = [
     "is_temp_name",
     "path_inside",
     "read_json",
+    "read_json_lines",
     "read_json_object",
     "read_json_record",
     "read_text",

@@ -47,7 +47,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 
 from lxmert.answers import AnswerTable
 from lxmert.checkpoints import AUTHORS_ANSWERS_FILE, CONFIG_FILE, TORCH_WEIGHTS_FILE, read_config
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection.convert import VG_VOCAB_DIR, convert
 from lxmert.detection.files import check_saved_detector
 from lxmert.errors import UnreadableFileError, run_cli
@@ -311,7 +311,7 @@ def download(config: DownloadConfig, log: Log = print) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lxmert.hub", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m lxmert.hub", __doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fetch = commands.add_parser(
         "download", help="fetch the published weights and answer tables as a model set", description=__doc__

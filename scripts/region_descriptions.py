@@ -13,14 +13,13 @@ visible, each naming the shape and a random subset of its size, colour and fill,
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.fileio import atomic_write_text, read_json
 from training.world.generate import PRETRAIN_FILES
 from training.world.language import object_phrase
@@ -62,11 +61,13 @@ class RegionDescriptionsConfig:
 
 def parse_args(argv: list[str] | None = None) -> RegionDescriptionsConfig:
     """The config of a command line."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    return parse_config(
+        RegionDescriptionsConfig,
+        argv,
+        prog="python scripts/region_descriptions.py",
+        doc=__doc__,
+        title="region descriptions",
     )
-    add_dataclass_arguments(parser, RegionDescriptionsConfig, "region descriptions")
-    return dataclass_from_args(RegionDescriptionsConfig, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,13 +12,12 @@ docs/byo_dataset.md measures the defaults with it:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.task_files import load_vqa
 from lxmert.fileio import atomic_write_text, read_json
 
@@ -51,9 +50,9 @@ def table_rows(world: Path) -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python scripts/world_to_byo.py", description=__doc__)
-    add_dataclass_arguments(parser, WorldToByoConfig, "world to byo table")
-    cfg = dataclass_from_args(WorldToByoConfig, parser.parse_args(argv))
+    cfg = parse_config(
+        WorldToByoConfig, argv, prog="python scripts/world_to_byo.py", doc=__doc__, title="world to byo table"
+    )
     rows = table_rows(Path(cfg.world))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["image", "question", "answer"], lineterminator="\n")

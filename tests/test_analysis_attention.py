@@ -25,10 +25,14 @@ def test_example_from_tensors_strips_padding_and_keeps_regions_in_step(tokenizer
     feats = torch.randn(1, 4, FEAT_DIM)
     pos = torch.rand(1, 4, 4)
     example = example_from_tensors(
-        batch["input_ids"], feats, pos, tokenizer.convert_ids_to_tokens(batch["input_ids"][0]),
-        attention_mask=batch["attention_mask"], visual_attention_mask=torch.tensor([[1, 0, 1, 1]]),
+        batch["input_ids"],
+        feats,
+        pos,
+        tokenizer.convert_ids_to_tokens(batch["input_ids"][0]),
+        attention_mask=batch["attention_mask"],
+        visual_attention_mask=torch.tensor([[1, 0, 1, 1]]),
         object_ids=torch.tensor([[5, 6, 7, 8]]),
-    )  # fmt: skip
+    )
     assert example.tokens == ["[CLS]", "what", "colour", "is", "the", "ball", "[SEP]"]
     assert example.num_regions == 3
     assert torch.equal(example.visual_feats, feats[0, [0, 2, 3]])

@@ -138,16 +138,20 @@ def captum_integrated_gradients(model, example, target, contrast, n_steps, regio
 
     embeddings = getattr(model, "lxmert", model).embeddings.word_embeddings
     words, word_delta = LayerIntegratedGradients(score, embeddings).attribute(
-        ids, baselines=word_baseline_ids(example, pad_token_id)[None], additional_forward_args=(feats, pos),
-        n_steps=n_steps, return_convergence_delta=True,
-    )  # fmt: skip
+        ids,
+        baselines=word_baseline_ids(example, pad_token_id)[None],
+        additional_forward_args=(feats, pos),
+        n_steps=n_steps,
+        return_convergence_delta=True,
+    )
     feat_base, pos_base = region_baselines(example, region_baseline)
-    (feat_attr, pos_attr), region_delta = IntegratedGradients(
-        lambda f, p, i: score(i, f, p)
-    ).attribute(
-        (feats, pos), baselines=(feat_base[None], pos_base[None]), additional_forward_args=(ids,),
-        n_steps=n_steps, return_convergence_delta=True,
-    )  # fmt: skip
+    (feat_attr, pos_attr), region_delta = IntegratedGradients(lambda f, p, i: score(i, f, p)).attribute(
+        (feats, pos),
+        baselines=(feat_base[None], pos_base[None]),
+        additional_forward_args=(ids,),
+        n_steps=n_steps,
+        return_convergence_delta=True,
+    )
     return words[0].sum(-1), feat_attr[0].sum(-1), pos_attr[0].sum(-1), float(word_delta), float(region_delta)
 
 
@@ -159,9 +163,14 @@ def test_integrated_gradients_equal_captums(tokenizer, kind, contrast, region_ba
     model = toy_qa_model(seed=3) if kind == "qa" else toy_pretraining_model(seed=3, task_qa=True)
     example = toy_example(tokenizer)
     ours = integrated_gradients(
-        model, example, target=2, contrast=contrast, n_steps=16, region_baseline=region_baseline,
+        model,
+        example,
+        target=2,
+        contrast=contrast,
+        n_steps=16,
+        region_baseline=region_baseline,
         internal_batch_size=batch_rows,
-    )  # fmt: skip
+    )
     words, feats, boxes, word_delta, region_delta = captum_integrated_gradients(
         model, example, 2, contrast, 16, region_baseline
     )

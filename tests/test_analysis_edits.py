@@ -166,9 +166,13 @@ def test_a_word_takes_the_label_of_the_best_detection_it_names(model, tokenizer)
     example = toy_example(tokenizer, "what colour is the cube ball")
     example = dataclasses.replace(
         example,
-        visual_feats=regions.features, visual_pos=regions.boxes / 100, boxes=regions.boxes,
-        object_ids=regions.object_ids, attr_ids=regions.attr_ids, region_labels=labels,
-    )  # fmt: skip
+        visual_feats=regions.features,
+        visual_pos=regions.boxes / 100,
+        boxes=regions.boxes,
+        object_ids=regions.object_ids,
+        attr_ids=regions.attr_ids,
+        region_labels=labels,
+    )
     bank = collect_states(model, [example])
     found = token_labels(bank, [regions.object_ids.tolist()], ["ball", "cube"], "colour")
     assert dict(zip(example.tokens, found.tolist(), strict=True)) == {

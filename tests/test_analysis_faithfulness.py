@@ -233,9 +233,14 @@ def test_questions_become_items_with_labels_by_answer_index(tokenizer, tmp_path)
         json.dumps([{"img_id": "a", "sent": "what colour is the ball", "label": {"Red": 1.0, "teal": 0.3}}])
     )
     items = load_qa_items(
-        tmp_path / "q.json", tokenizer, AnswerTable(["blue", "red"]), lambda paths: [toy_regions(0) for _ in paths],
-        tmp_path, num_samples=5, seed=0,
-    )  # fmt: skip
+        tmp_path / "q.json",
+        tokenizer,
+        AnswerTable(["blue", "red"]),
+        lambda paths: [toy_regions(0) for _ in paths],
+        tmp_path,
+        num_samples=5,
+        seed=0,
+    )
     assert len(items) == 1 and items[0].label == {1: 1.0}  # normalised answer found, unknown one left out
     assert items[0].example.tokens[:3] == ["[CLS]", "what", "colour"]
     (tmp_path / "bad.json").write_text(json.dumps([{"sent": "no image"}]))

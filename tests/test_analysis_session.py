@@ -18,9 +18,14 @@ OBJECT_NAMES = ["ball", "cube", "cone", "ring", "star", "disc"]
 def test_analyze_computes_every_panel_for_a_pretraining_model(tokenizer):
     model = toy_pretraining_model()
     analysis = analyze(
-        model, tokenizer, toy_regions(0), "what colour is the big ball", checkpoint_id="toy",
-        object_names=OBJECT_NAMES, config=SessionConfig(ig_steps=8),
-    )  # fmt: skip
+        model,
+        tokenizer,
+        toy_regions(0),
+        "what colour is the big ball",
+        checkpoint_id="toy",
+        object_names=OBJECT_NAMES,
+        config=SessionConfig(ig_steps=8),
+    )
     example = analysis.example
     assert analysis.target == analysis.answers[0].index
     assert set(analysis.relevancy) == {"raw_attention", "rollout", "gradient"}

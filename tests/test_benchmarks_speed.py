@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from benchmarks import analysis_speed
 from benchmarks.model_speed import MODES, BenchmarkConfig, Variant, report, variants_for
 from lxmert.precision import cpu_has_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cpu_variants_start_from_transformers_fp32():
@@ -49,3 +53,24 @@ def test_analysis_speed_times_every_part_in_each_precision(capsys):
     )
     out = capsys.readouterr().out
     assert "fp32 / bf16" in out and "top-1 answers agree" in out
+
+
+def test_analysis_speed_detects_the_readme_sample_with_the_shipped_detector(capsys):
+    # The shipped detector is the torchvision network, which runs in fp32 only: it detects once per repeat in
+    # fp32 while the analysis is timed in both precisions.
+    threads = torch.get_num_threads()
+    try:
+        medians = analysis_speed.main(
+            [
+                *("--checkpoint", str(ROOT / "assets/default/model")),
+                *("--detector", str(ROOT / "assets/default/detector")),
+                *("--image", str(ROOT / "assets/samples/synth_000010.png")),
+                *("--ig-steps", "2", "--repeats", "1", "--warmup", "0", "--agreement-examples", "0"),
+                *("--threads", "1", "--precision", "bf16"),
+            ]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert set(medians) == {"fp32", "bf16"}
+    out = capsys.readouterr().out
+    assert "detection fp32" in out and "detection bf16" not in out

@@ -58,6 +58,23 @@ def test_bad_rows_are_named(tmp_path, text, message):
         read_questions(path)
 
 
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("q.json", b'[{"image": ', "is not valid JSON"),
+        ("q.json", b"\xff\xfe[]", "is not UTF-8"),
+        ("q.json", b"{}", "expected a JSON list"),
+        ("q.csv", b"image,question,answer\n\xff.png,q,a\n", "is not UTF-8"),
+    ],
+)
+def test_unreadable_question_files_are_named(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=message) as err:
+        read_questions(path)
+    assert str(path) in str(err.value)
+
+
 def test_split_assignment_keeps_images_whole(tmp_path):
     rows = [{"image": f"{i // 3}.png", "answers": ["a"], "split": None, "question_id": i} for i in range(30)]
     rows.append({"image": "z.png", "answers": [], "split": None, "question_id": 99})

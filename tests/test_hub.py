@@ -72,10 +72,14 @@ def stand_ins() -> dict[str, object]:
     def config(labels: int):
         return transformers_config(
             LxmertConfig.preset(
-                "tiny", vocab_size=99, num_object_labels=11, num_attr_labels=7, num_qa_labels=labels,
+                "tiny",
+                vocab_size=99,
+                num_object_labels=11,
+                num_attr_labels=7,
+                num_qa_labels=labels,
                 visual_feat_dim=24,
             )
-        )  # fmt: skip
+        )
 
     torch.manual_seed(5)
     return {
@@ -278,9 +282,15 @@ def test_the_module_runs_as_a_command_and_fails_offline_in_one_line(tmp_path) ->
 
 def _tiny_detector(directory: Path) -> None:
     config = DetectorConfig.preset(
-        "small", small_channels=(8, 16, 32), feature_dim=24, num_classes=3, num_attributes=2,
-        class_embed_dim=8, attr_hidden_dim=16, num_regions=4,
-    )  # fmt: skip
+        "small",
+        small_channels=(8, 16, 32),
+        feature_dim=24,
+        num_classes=3,
+        num_attributes=2,
+        class_embed_dim=8,
+        attr_hidden_dim=16,
+        num_regions=4,
+    )
     Detector(FasterRCNNWithAttributes(config), ["a", "b", "c"], ["x", "y"]).save_pretrained(directory)
 
 

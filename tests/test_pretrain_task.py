@@ -195,9 +195,15 @@ def test_registry_names_the_pretraining_task():
 def test_language_encoder_starts_from_bert(tmp_path):
     transformers = pytest.importorskip("transformers")
     bert_config = transformers.BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=24, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=24,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     bert = transformers.BertForPreTraining(bert_config).eval()
     state = {k: v for k, v in bert.state_dict().items()}
@@ -206,10 +212,20 @@ def test_language_encoder_starts_from_bert(tmp_path):
     torch.save(state, tmp_path / "bert.bin")
 
     cfg = LxmertConfig.preset(
-        "tiny", vocab_size=50, hidden_size=32, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=24, l_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        visual_feat_dim=8, num_qa_labels=3, num_object_labels=4, num_attr_labels=4,
-    )  # fmt: skip
+        "tiny",
+        vocab_size=50,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=24,
+        l_layers=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        visual_feat_dim=8,
+        num_qa_labels=3,
+        num_object_labels=4,
+        num_attr_labels=4,
+    )
     model = LxmertForPreTraining(cfg).eval()
     report = init_language_from_bert(model, tmp_path / "bert.bin")
     assert "lxmert.encoder.layer.1.output.dense.weight" in report.loaded

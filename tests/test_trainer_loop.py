@@ -80,9 +80,17 @@ def toy_model(seed: int = 0, dropout: float = 0.1) -> LxmertForQuestionAnswering
 
 def toy_config(tmp_path, **overrides) -> TrainConfig:
     values = dict(
-        output=str(tmp_path), epochs=2, batch_size=8, lr=1e-3, warmup_ratio=0.1, seed=3, save_every=0,
-        log_every=2, device="cpu", precision="fp32",
-    )  # fmt: skip
+        output=str(tmp_path),
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        warmup_ratio=0.1,
+        seed=3,
+        save_every=0,
+        log_every=2,
+        device="cpu",
+        precision="fp32",
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -181,6 +189,16 @@ def test_resume_refuses_a_changed_batch_size(tmp_path):
     Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1)).fit(data)
     with pytest.raises(ValueError, match="batch_size"):
         Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, batch_size=4)).fit(data)
+
+
+def test_resume_names_a_metrics_line_it_cannot_read(tmp_path):
+    data = ToyQA(16, 30, 3)
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1, log_every=1)).fit(data)
+    with open(tmp_path / "metrics.jsonl", "a") as log:
+        log.write('{"split": "train", "step": \n')
+    lines = len((tmp_path / "metrics.jsonl").read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"metrics\.jsonl line {lines} is not valid JSON"):
+        Trainer(toy_model(), ToyQATask(), toy_config(tmp_path)).fit(data)
 
 
 def test_non_finite_loss_stops_training(tmp_path):

@@ -13,11 +13,10 @@ SRC is py-bottom-up-attention's detectron2 ``.pkl``, the transformers demo's ``p
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.detection.butd import CaffeFasterRCNN
 from lxmert.detection.config import REGION_SELECTIONS
 from lxmert.detection.detector import Detector
@@ -74,11 +73,9 @@ class ConvertConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lxmert.detection.convert", description=__doc__.split("\n")[0]
+    args = parse_config(
+        ConvertConfig, argv, prog="python -m lxmert.detection.convert", doc=__doc__, title="conversion"
     )
-    add_dataclass_arguments(parser, ConvertConfig, "conversion")
-    args = dataclass_from_args(ConvertConfig, parser.parse_args(argv))
     detector = convert(
         args.source,
         args.out,

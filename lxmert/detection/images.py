@@ -300,8 +300,11 @@ def _prepare(
     if working.size != upright:
         logger.warning(
             "%s: %dx%d downscaled to %dx%d for detection (longer side above %d); boxes use original pixels",
-            name, *upright, *working.size, max_side,
-        )  # fmt: skip
+            name,
+            *upright,
+            *working.size,
+            max_side,
+        )
     return LoadedImage(image=working, original_size=upright, name=name)
 
 

@@ -46,16 +46,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from lxmert.checkpoints import read_torch_file
+from lxmert.checkpoints import METRICS_FILE, read_torch_file
 from lxmert.errors import UnreadableFileError
-from lxmert.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
+from lxmert.fileio import atomic_write, atomic_write_text, read_json_lines, remove_stale_temp_files
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
 from . import distributed
 
 CHECKPOINT_FILE = "last.pt"
-METRICS_FILE = "metrics.jsonl"
 RECORD_KEYS = ("split", "scope", "step", "epoch", "time")  # bookkeeping of every metrics record
 SUMMARY_FILE = "summary.json"  # what a finished run reports: final validation scores, steps, time
 CONFIG_FILE = "train_config.json"
@@ -300,9 +299,12 @@ class Trainer:
             )
         total_steps = steps_per_epoch * cfg.epochs
         sampler = ResumableSampler(
-            train_dataset, steps_per_epoch * cfg.grad_accum * self.micro_batch, self.dist.rank,
-            self.dist.world_size, cfg.seed,
-        )  # fmt: skip
+            train_dataset,
+            steps_per_epoch * cfg.grad_accum * self.micro_batch,
+            self.dist.rank,
+            self.dist.world_size,
+            cfg.seed,
+        )
         loader = self._loader(train_dataset, self.micro_batch, sampler)
         optimizer = self._optimizer()
         schedule = linear_warmup_decay(round(cfg.warmup_ratio * total_steps), total_steps)
@@ -368,9 +370,14 @@ class Trainer:
                 if self.state.step % cfg.log_every == 0 or self.state.step == stop_at:
                     samples_per_s = window_steps * cfg.batch_size / window_time
                     record = self._log(
-                        "train", "step", window, batches_per_epoch, lr=lr, samples_per_s=samples_per_s,
+                        "train",
+                        "step",
+                        window,
+                        batches_per_epoch,
+                        lr=lr,
+                        samples_per_s=samples_per_s,
                         grad_norm=float(window_grad_norm) / window_steps,
-                    )  # fmt: skip
+                    )
                     progress.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
                     window, window_steps, window_time = {}, 0, 0.0
                     window_grad_norm = torch.zeros((), device=self.device)
@@ -474,8 +481,7 @@ class Trainer:
         path = self.output / METRICS_FILE
         if not path.exists():
             return train, valid
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
+        for record in read_json_lines(path):
             if record["step"] > self.state.step:  # logged after the checkpoint this run resumed from
                 continue
             if record["split"] == "train" and record["scope"] == "epoch":
@@ -558,8 +564,10 @@ class Trainer:
         _set_rng_state(checkpoint["rng"][self.dist.rank], self.device)
         if self.dist.is_main:
             _truncate_metrics(self.output / METRICS_FILE, self.state.step)
-            print(f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
-                  f"{self.state.batches_done} batches into it")  # fmt: skip
+            print(
+                f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
+                f"{self.state.batches_done} batches into it"
+            )
 
     def _save_model(self, directory: Path) -> None:
         if self.dist.is_main:
@@ -591,9 +599,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records an interrupted run wrote after its last checkpoint, so a resumed log has no duplicates."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    kept = [record for record in read_json_lines(path) if record["step"] <= step]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 __all__ = [

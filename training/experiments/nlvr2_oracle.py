@@ -14,14 +14,13 @@ look stays.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import nlvr2_scores
 from lxmert.data.store import FeatureStores
 from lxmert.data.task_files import load_nlvr2
@@ -114,9 +113,9 @@ class OracleConfig:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments.nlvr2_oracle", description=__doc__)
-    add_dataclass_arguments(parser, OracleConfig, "oracle")
-    config = dataclass_from_args(OracleConfig, parser.parse_args(argv))
+    config = parse_config(
+        OracleConfig, argv, prog="python -m training.experiments.nlvr2_oracle", doc=__doc__, title="oracle"
+    )
     scores, pairs = oracle_scores(config.world, config.split, config.features, config.threshold)
     print(json.dumps({**scores, "pairs": pairs}))
     return scores

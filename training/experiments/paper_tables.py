@@ -14,7 +14,6 @@ chance, the question-only baselines and the NLVR2 oracle.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 
 from lxmert.answers import AnswerTable
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.store import FeatureStores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
@@ -37,13 +36,13 @@ from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import oracle_scores
+from training.tasks import FINETUNE_TASKS as TASKS
 from training.tasks import finetuning, pretraining_run
 from training.tasks.pretraining import PretrainTask, read_pretrain_json
 from training.world.baselines import OVERALL, best_answer, fit_majority, world_baselines
 from training.world.generate import WorldConfig, build_world
 
 RUN_FILE = "paper_run.json"  # beside a finished run's summary.json: its command and CPU seconds
-TASKS = ("vqa", "gqa", "nlvr2")
 TASK_TITLES = {"vqa": "VQA", "gqa": "GQA", "nlvr2": "NLVR2"}
 
 
@@ -498,12 +497,9 @@ def tables_with_runs(runs: Runs) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> Runs:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.paper_tables", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    add_dataclass_arguments(parser, PaperTablesConfig, "tables")
-    config = dataclass_from_args(PaperTablesConfig, parser.parse_args(argv))
+    config = parse_config(
+        PaperTablesConfig, argv, prog="python -m training.paper_tables", doc=__doc__, title="tables"
+    )
     if config.threads:
         torch.set_num_threads(config.threads)
     runs = Runs(config)

@@ -12,7 +12,6 @@ without loading the detector (``lxmert.detection.files``).
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import shutil
@@ -23,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lxmert.checkpoints import SCORES_KEY, load_checkpoint, meta_scores
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.checkpoints import METRICS_FILE, SCORES_KEY, load_checkpoint, meta_scores
+from lxmert.config_cli import parse_config
 from lxmert.detection import Detector
 from lxmert.detection.files import ATTRIBUTES_FILE, read_vocab, save_cached_regions, write_attribute_kinds
 from lxmert.fileio import atomic_directory, read_json_object
@@ -37,7 +36,6 @@ from training.world.scenes import ATTRIBUTE_LABELS, COLOURS, FILLS, SIZES, Scene
 WORLD_ATTRIBUTE_KINDS = {"size": SIZES, "colour": COLOURS, "fill": FILLS}
 
 RECIPE = "bash scripts/build_default.sh"
-METRICS_FILE = "metrics.jsonl"
 DEFAULT_SET_NAME = "Synthetic world (shipped default)"
 # The tables of a run's summary.json that are scores of the saved checkpoint (the train table is of the last epoch).
 SCORED_SPLITS = ("valid", "chance")
@@ -171,11 +169,9 @@ def write_default_set(default: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.export_default", description=__doc__.split("\n\n")[0]
+    cfg = parse_config(
+        ExportConfig, argv, prog="python -m training.export_default", doc=__doc__, title="export"
     )
-    add_dataclass_arguments(parser, ExportConfig, "export")
-    cfg = dataclass_from_args(ExportConfig, parser.parse_args(argv))
     out, world = Path(cfg.out), Path(cfg.world)
     default = out / "default"
     detector_eval = _json(Path(cfg.detector_eval))

@@ -18,7 +18,8 @@ TASKS: dict[str, str] = {
     "nlvr2": "training.tasks.nlvr2:NLVR2Task",
 }
 PRETRAIN_TASK = "pretrain"
-# What `python -m training.finetune`, `training.evaluate` and `training.baselines` offer: every task but pre-training.
+# What `python -m training.finetune`, `training.evaluate`, `training.baselines` and `training.paper_tables` offer:
+# every task but pre-training.
 FINETUNE_TASKS: tuple[str, ...] = tuple(name for name in TASKS if name != PRETRAIN_TASK)
 
 

@@ -29,14 +29,13 @@ Two kinds, on the same splits and scored by the same evaluators as the models:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
@@ -149,10 +148,7 @@ def run_prior(cfg: BaselineConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.baselines",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    config = parse_config(
+        BaselineConfig, argv, prog="python -m training.baselines", doc=__doc__, title="answer prior"
     )
-    add_dataclass_arguments(parser, BaselineConfig, "answer prior")
-    print(json.dumps(run_prior(dataclass_from_args(BaselineConfig, parser.parse_args(argv))), indent=1))
+    print(json.dumps(run_prior(config), indent=1))

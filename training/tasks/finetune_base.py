@@ -141,6 +141,10 @@ class FinetuneTask(Task):
         splits = {"train": self.config.train, "valid": self.config.valid}
         items = {role: self.load_items(names) for role, names in splits.items() if names}
         for role, part in items.items():
+            if not part:
+                raise ValueError(
+                    f"{self.name}: the {role} splits {splits[role]!r} of {self.config.data} hold no items"
+                )
             if not self.is_labelled(part):
                 raise ValueError(f"{self.name}: the {role} splits {splits[role]!r} hold unlabelled items")
         return self.dataset(items["train"]), self.dataset(items["valid"]) if "valid" in items else None

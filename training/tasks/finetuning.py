@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
-from lxmert.fileio import atomic_write_text, read_json_object
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
+from lxmert.fileio import atomic_write_text, read_json_lines, read_json_object
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
 from training.engine.trainer import (
     CHECKPOINT_FILE,
@@ -142,11 +142,7 @@ def load_tokenizer(init: str, vocab: str, max_length: int) -> LxmertTokenizer:
 def build_parser(task_name: str) -> argparse.ArgumentParser:
     """The full command line of one task: its data flags, the start point and the trainer's flags."""
     task_class: type[FinetuneTask] = get_task(task_name)
-    parser = argparse.ArgumentParser(
-        prog=f"python -m training.finetune {task_name}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(f"python -m training.finetune {task_name}", __doc__)
     parser.add_argument("task", choices=FINETUNE_TASKS, help="the task to fine-tune on")
     add_dataclass_arguments(parser, FinetuneConfig, "start point")
     add_dataclass_arguments(parser, task_class.config_class, f"{task_name} data", task_class.data_defaults)
@@ -225,7 +221,7 @@ def finetune(
         atomic_write_text(Path(train.output, FINETUNE_CONFIG_FILE), json.dumps(start_record, indent=2) + "\n")
     summary = {**trainer.fit(train_set, valid_set), "lr": train.lr}
     if trainer.dist.is_main:
-        records = [json.loads(line) for line in Path(train.output, METRICS_FILE).read_text().splitlines()]
+        records = read_json_lines(Path(train.output, METRICS_FILE))
         gain = last_epoch_gain(records, task.main_metric)
         warning = still_learning_warning(gain, task.main_metric, train.lr, lr_flags)
         if warning:

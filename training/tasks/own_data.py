@@ -40,9 +40,8 @@ question_id    optional integer; file order (1, 2, ...) if absent
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import io
 import math
 import sys
 from dataclasses import dataclass, field
@@ -53,10 +52,11 @@ import numpy as np
 import torch
 
 from lxmert.answers import AnswerTable
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import vqa_answer_type
 from lxmert.data.store import FeatureStore
 from lxmert.data.task_files import write_json
+from lxmert.fileio import read_json, read_text
 from training.data.vqa_softscore import (
     answer_vocabulary,
     multiple_choice_answer,
@@ -156,12 +156,11 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
         if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
             raise ValueError(f"{path}: expected a JSON list of objects")
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            raw = list(csv.DictReader(f))
+        raw = list(csv.DictReader(io.StringIO(read_text(path), newline="")))
     else:
         raise ValueError(f"{path}: questions must be a .csv or .json file")
     rows, seen_ids = [], set()
@@ -299,10 +298,13 @@ def region_features(cfg: ByoConfig, rows: list[dict[str, Any]]) -> str:
         return str(path)
     summary = extract(
         ExtractConfig(
-            images=cfg.images, out=str(path), detector=cfg.detector, device=str(resolve_device(cfg.device)),
+            images=cfg.images,
+            out=str(path),
+            detector=cfg.detector,
+            device=str(resolve_device(cfg.device)),
             num_threads=cfg.threads or torch.get_num_threads(),
         )
-    )  # fmt: skip
+    )
     if not summary.finalized:
         raise RuntimeError(
             f"feature extraction stopped with {summary.remaining} images left: rerun to resume"
@@ -341,26 +343,45 @@ def run(cfg: ByoConfig) -> dict[str, Any]:
 
     task_class = get_task("vqa")
     data = task_class.default_config(
-        data=str(out / "data"), features=features, train="train", valid="valid" if splits["valid"] else "",
-    )  # fmt: skip
-    train = TrainConfig(**{
-        **task_class.train_defaults, "output": str(out / "model"), "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
-        "resume": cfg.resume,
-    })  # fmt: skip
+        data=str(out / "data"),
+        features=features,
+        train="train",
+        valid="valid" if splits["valid"] else "",
+    )
+    train = TrainConfig(
+        **{
+            **task_class.train_defaults,
+            "output": str(out / "model"),
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "device": cfg.device,
+            "threads": cfg.threads,
+            "resume": cfg.resume,
+        }
+    )
     restart = (
         f"rerun with --no-resume to train {out / 'model'} again from the start (data and features are kept), "
         f"or give another --out with --features {features} to keep this run"
     )
     summary = finetune(
-        "vqa", FinetuneConfig(init=cfg.init, from_scratch=cfg.from_scratch, vocab=cfg.vocab), data, train,
+        "vqa",
+        FinetuneConfig(init=cfg.init, from_scratch=cfg.from_scratch, vocab=cfg.vocab),
+        data,
+        train,
         restart_advice=restart,
-    )  # fmt: skip
+    )
     model = out / "model" / ("best" if splits["valid"] else "final")
     result = {
-        "data": str(out / "data"), "features": features, "model": str(model), "lr": summary["lr"],
-        "valid": summary["valid"], "best": summary["best"], "prior": {},
-    }  # fmt: skip
+        "data": str(out / "data"),
+        "features": features,
+        "model": str(model),
+        "lr": summary["lr"],
+        "valid": summary["valid"],
+        "best": summary["best"],
+        "prior": {},
+    }
     if splits["valid"]:
         prior = prior_predictions("vqa", splits["train"], splits["valid"])
         result["prior"] = task_class.score(prior, splits["valid"])
@@ -401,10 +422,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.byo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    config = parse_config(
+        ByoConfig, argv, prog="python -m training.byo", doc=__doc__, title="bring your own data"
     )
-    add_dataclass_arguments(parser, ByoConfig, "bring your own data")
-    print(format_result(run(dataclass_from_args(ByoConfig, parser.parse_args(argv)))))
+    print(format_result(run(config)))

@@ -17,7 +17,6 @@ validation metric with the chance level of its head.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from lxmert.answers import AnswerTable
 from lxmert.bert_init import init_language_from_bert
 from lxmert.checkpoints import load_checkpoint
 from lxmert.config import LxmertConfig
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text
 from lxmert.modeling import LxmertForPreTraining
@@ -54,11 +53,7 @@ TRAIN_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[PretrainConfig, TrainConfig]:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.pretrain",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m training.pretrain", __doc__)
     add_dataclass_arguments(parser, PretrainConfig, "data and objectives")
     add_dataclass_arguments(parser, TrainConfig, "training", defaults=TRAIN_DEFAULTS)
     args = parser.parse_args(argv)

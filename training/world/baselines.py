@@ -10,7 +10,6 @@ language-only rows (Table 2: 44.3 VQA, 41.1 GQA, 51.1 NLVR2) are the real-data c
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lxmert.config_cli import add_dataclass_arguments, dataclass_from_args
+from lxmert.config_cli import parse_config
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
 
@@ -153,9 +152,9 @@ class WorldBaselinesConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.world.baselines", description=__doc__)
-    add_dataclass_arguments(parser, WorldBaselinesConfig, "world")
-    args = dataclass_from_args(WorldBaselinesConfig, parser.parse_args(argv))
+    args = parse_config(
+        WorldBaselinesConfig, argv, prog="python -m training.world.baselines", doc=__doc__, title="world"
+    )
     for report in world_baselines(args.world):
         print(format_report(report))
         print()
