@@ -655,9 +655,14 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
 
         c = self.config
         losses: dict[str, Tensor] = {}
+        # A loss whose targets are all ignored would be a NaN mean; it counts as zero, and stays in the graph so
+        # that its head still gets a (zero) gradient: DDP waits for one from every head that ran, and the paper's
+        # epochs without QA were its QA loss times 0.
         if labels is not None and c.task_mask_lm:
-            losses["mask_lm"] = F.cross_entropy(
-                lm_logits.reshape(-1, c.vocab_size), labels.flatten(), ignore_index=IGNORE
+            losses["mask_lm"] = (
+                F.cross_entropy(lm_logits.reshape(-1, c.vocab_size), labels.flatten(), ignore_index=IGNORE)
+                if (labels != IGNORE).any()
+                else lm_logits.sum() * 0.0
             )
         if matched_label is not None and c.task_matched:
             losses["matched"] = F.cross_entropy(match_logits, matched_label)
@@ -671,7 +676,6 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
                 # Mean over *all* B×R regions, rescaled by 1/0.15, as the authors do.
                 losses[key] = (per_region.flatten() * weight.flatten()).mean() * c.visual_loss_normalizer
         if ans is not None and c.task_qa:
-            # Every answer ignored (a batch of mismatched pairs) would be a NaN mean; count it as zero loss.
             valid = ans != IGNORE
             losses["qa"] = (
                 F.cross_entropy(qa_logits[valid], ans[valid]) if valid.any() else qa_logits.sum() * 0.0

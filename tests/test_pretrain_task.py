@@ -92,9 +92,13 @@ def test_a_batch_without_masked_words_or_answers_still_trains(world):
     data, task, cfg = pretrain_setup(world, word_mask_rate=0.0, task_qa=False)
     model = LxmertForPreTraining(cfg)
     losses, stats = task.compute(model, pretrain_collate([data[0], data[1]]))
-    assert set(losses) == {"matched", "obj", "attr", "feat"}
-    assert all(torch.isfinite(v) for v in losses.values())
+    assert set(losses) == {"mask_lm", "matched", "obj", "attr", "feat"}
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["mask_lm"].item() == 0.0
     assert stats["mask_lm_acc"][1] == 0
+    # The masked-LM head ran without a target: it still gets a gradient, zero, as DDP needs of every head that ran.
+    sum(losses.values()).backward()
+    decoder = model.cls.predictions.transform.dense.weight.grad
+    assert decoder is not None and not decoder.any()
 
 
 def test_matching_is_not_scored_when_the_task_is_off(world):

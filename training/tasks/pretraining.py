@@ -531,9 +531,6 @@ class PretrainTask(Task):
         lm_labels, ans = batch["lm_labels"], batch["ans"]  # (B, T), (B,)
         masked, answered = lm_labels != IGNORE, ans != IGNORE
         counts = torch.stack([masked.sum(), answered.sum()])
-        # A mean over zero targets is NaN: a loss with no target in this batch is left out (its head gets no
-        # gradient here; under DDP, find_unused_parameters lets that be).
-        has_masked, has_answer = counts.tolist()
         out = model(
             input_ids=batch["input_ids"],
             visual_feats=batch["visual_feats"],
@@ -541,7 +538,7 @@ class PretrainTask(Task):
             attention_mask=batch["attention_mask"],
             visual_attention_mask=batch["visual_attention_mask"],
             token_type_ids=batch["token_type_ids"],
-            labels=lm_labels if has_masked else None,
+            labels=lm_labels,
             lm_positions=masked,
             obj_labels={
                 "obj": (batch["obj_ids"], batch["obj_conf"]),
@@ -549,7 +546,7 @@ class PretrainTask(Task):
                 "feat": (batch["feat_target"], batch["feat_mask"]),
             },
             matched_label=batch["matched"],
-            ans=ans if has_answer else None,
+            ans=ans,
         )
         losses = dict(out.losses)
         if model.training and distributed.world_size() > 1:
