@@ -5,7 +5,8 @@ every error, and a lenient one for records that only inform.
 Every write goes to a temporary ``.<name>.<8 random characters>.tmp`` beside its target, is flushed and fsynced,
 renamed over the target with ``os.replace`` and made permanent by an fsync of the directory: after a crash or a
 kill -9 the target holds the old contents or the new, never a mix, and a temporary may be left behind. Whatever
-starts writing into a directory again calls :func:`remove_stale_temp_files` on it.
+starts writing into a directory again calls :func:`remove_stale_temp_files` on it, and a directory write first
+clears what a killed write of the same directory left beside it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMP_SUFFIX = ".tmp"
-# mkstemp and mkdtemp name a temporary prefix + 8 characters of [a-z0-9_] + suffix.
-_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+OLD_SUFFIX = ".old"  # a directory's previous version, moved aside by atomic_directory until the new one is in
+# mkstemp and mkdtemp name a temporary prefix + 8 characters of [a-z0-9_] + suffix; group 1 is the target's name.
+_TEMP_NAME = re.compile(rf"\.(.+)\.[a-z0-9_]{{8}}(?:{re.escape(TEMP_SUFFIX)}|{re.escape(OLD_SUFFIX)})")
 
 
 def _temp_prefix(path: Path) -> str:
@@ -31,7 +33,8 @@ def _temp_prefix(path: Path) -> str:
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is one of this module's temporaries (``.<target>.<8 random characters>.tmp``)."""
+    """Whether ``name`` is one of this module's temporaries (``.<target>.<8 random characters>.tmp``, or ``.old``
+    for a directory's previous version)."""
     return _TEMP_NAME.fullmatch(name) is not None
 
 
@@ -133,11 +136,16 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
     What is written inside needs no atomic writes of its own: every file in it is fsynced before the rename.
     An existing ``path`` is moved aside first and deleted only once the new one is in place, so a failure at
-    any point leaves either the old directory or the new one, never a mix. On error the temporary directory is
-    removed and ``path`` is untouched.
+    any point leaves either the old directory or the new one, never a mix (a kill between the two renames leaves
+    the old one moved aside, which :func:`remove_stale_temp_files` puts back). On error the temporary directory
+    is removed and ``path`` is untouched. It first removes what killed writes of ``path`` left beside it, so one
+    directory takes one writer at a time.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A killed write of this directory (a world, a checkpoint) may have left a large temporary beside it, in a
+    # parent that no run start cleans: runs/, where other targets' writes may be in progress.
+    remove_stale_temp_files(path.parent, target=path.name)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX))
     try:
         yield tmp
@@ -150,7 +158,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         if not path.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
             raise NotADirectoryError(f"{path} exists and is not a directory")
-        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=OLD_SUFFIX))
         os.replace(path, old / "previous")
     try:
         os.replace(tmp, path)
@@ -164,19 +172,29 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     _fsync_path(path.parent)
 
 
-def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+def remove_stale_temp_files(directory: str | Path, target: str | None = None) -> list[Path]:
     """Delete the temporaries that interrupted writes left in ``directory`` (not below it); returns them.
 
-    Only names of this module's pattern (:func:`is_temp_name`) are touched. Call it where a run starts writing
-    into ``directory`` again, never while another writer may be using it.
+    Only names of this module's pattern (:func:`is_temp_name`) are touched, and with ``target`` only those of
+    writes to ``directory / target``. A directory's previous version that a kill left moved aside with nothing
+    in its place is put back first, so the target holds the old version. Call it where a run starts writing into
+    ``directory`` (or ``target``) again, never while another writer may be using it.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    removed = []
+    leftovers = {}  # leftover -> the target it was written for
     for entry in sorted(directory.iterdir()):
-        if not is_temp_name(entry.name):
-            continue
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match and target in (None, match.group(1)):
+            leftovers[entry] = directory / match.group(1)
+    for entry, original in leftovers.items():  # killed between atomic_directory's two renames
+        previous = entry / "previous"
+        if entry.name.endswith(OLD_SUFFIX) and previous.is_dir() and not os.path.lexists(original):
+            os.replace(previous, original)
+            _fsync_path(directory)
+    removed = []
+    for entry in leftovers:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:

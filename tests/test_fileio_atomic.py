@@ -110,6 +110,45 @@ def test_stale_temporaries_of_ours_are_removed_and_nothing_else(tmp_path: Path) 
     assert remove_stale_temp_files(tmp_path / "missing") == []
 
 
+def _leftover(parent: Path, target: str, suffix: str, files: dict[str, str]) -> Path:
+    """A directory as a killed atomic_directory(parent / target) leaves it (named by mkdtemp), holding files."""
+    directory = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target}.", suffix=suffix))
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    return directory
+
+
+def test_a_directory_write_first_removes_what_a_killed_write_of_that_directory_left(tmp_path: Path) -> None:
+    # A world or a checkpoint written beside others (runs/world-a, runs/world-b): a killed run's half-written
+    # temporary, and the previous version that a kill during its deletion left, are the target's own leftovers;
+    # the temporary of another target may be a write in progress and stays.
+    target = tmp_path / "world"
+    target.mkdir()
+    (target / "world.json").write_text("old")
+    half_written = _leftover(tmp_path, "world", ".tmp", {"images/0.png": "part"})
+    half_deleted = _leftover(tmp_path, "world", ".old", {"previous/world.json": "older"})
+    in_progress = _leftover(tmp_path, "world-b", ".tmp", {"images/0.png": "theirs"})
+    with atomic_directory(target) as tmp:
+        (tmp / "world.json").write_text("new")
+    assert (target / "world.json").read_text() == "new"
+    assert not half_written.exists() and not half_deleted.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["world", in_progress.name])
+
+
+def test_a_kill_between_the_two_renames_of_a_directory_write_leaves_the_old_directory(tmp_path: Path) -> None:
+    # atomic_directory moves the old directory aside, then renames the new one in: a kill between the two leaves
+    # neither at the target. The next start puts the old one back (the new one may be any interrupted write).
+    target = tmp_path / "best"
+    moved_aside = _leftover(tmp_path, "best", ".old", {"previous/model.safetensors": "old weights"})
+    new = _leftover(tmp_path, "best", ".tmp", {"model.safetensors": "new weights"})
+    removed = remove_stale_temp_files(tmp_path)
+    assert (target / "model.safetensors").read_text() == "old weights"
+    assert sorted(p.name for p in removed) == sorted([moved_aside.name, new.name])
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]
+    assert fileio.is_temp_name(moved_aside.name) and fileio.is_temp_name(new.name)
+
+
 def test_the_temporary_name_pattern_matches_what_the_writer_creates(tmp_path: Path, monkeypatch) -> None:
     seen: list[str] = []
     real_mkstemp = tempfile.mkstemp

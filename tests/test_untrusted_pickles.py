@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from finetune_toy import build as build_finetune_toy
+from PIL import Image
 
 from lxmert.checkpoints import load_checkpoint, read_state_dict
 from lxmert.errors import UnreadableFileError
@@ -252,7 +253,8 @@ def test_the_app_refuses_the_payload(
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # No progress bars (byo extracts before it loads --init): stderr holds only what the command says.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -301,6 +303,27 @@ def test_trainer_resume_refuses_a_payload_last_pt(
     shutil.copy(path, output / "last.pt")  # resume is on by default
     result = _finetune(finetune_toy, "--init", str(finetune_toy["init"]), "--output", str(output))
     assert_refused_in_one_line(result, output / "last.pt", marker)
+
+
+@pytest.mark.slow
+def test_byo_refuses_a_payload_as_init(
+    finetune_toy: dict[str, Path], payload: tuple[Path, Path], detector_dir: Path, tmp_path: Path
+) -> None:
+    path, marker = payload
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = ["image,question,answer"]
+    for i in range(4):
+        Image.new("RGB", (48, 40), (40 * i, 90, 200)).save(images / f"{i}.png")
+        lines.append(f"{i}.png,What colour is it?,{'red' if i % 2 else 'blue'}")
+    (tmp_path / "questions.csv").write_text("\n".join(lines) + "\n")
+    result = _run_cli(
+        "training.byo", "--images", str(images), "--questions", str(tmp_path / "questions.csv"),
+        "--out", str(tmp_path / "byo"), "--detector", str(detector_dir), "--init", str(path),
+        "--vocab", str(finetune_toy["init"] / "vocab.txt"), "--epochs", "1", "--batch-size", "4",
+        "--device", "cpu", "--threads", "1",
+    )  # fmt: skip
+    assert_refused_in_one_line(result, path, marker)
 
 
 def _detector_world(root: Path) -> Path:
