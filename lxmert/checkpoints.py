@@ -994,9 +994,8 @@ def load_checkpoint(
     elif path.is_dir() and (path / VOCAB_FILE).exists():
         tokenizer = _read_tokenizer(path / VOCAB_FILE, resolved.vocab_size)
     model = _build(cls, resolved, source, complete=True)
-    if path.is_dir() and (path / META_FILE).exists():
-        with _checkpoint_errors(path / META_FILE):
-            meta = read_json_object(path / META_FILE)
+    if path.is_dir():
+        meta = read_meta(path)
     return LoadedCheckpoint(model=model.eval(), tokenizer=tokenizer, answers=source.answers, meta=meta)
 
 
@@ -1013,9 +1012,16 @@ def _read_tokenizer(vocab_file: Path, vocab_size: int) -> LxmertTokenizer:
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
-    """A checkpoint directory's ``meta.json`` without loading its weights (empty when absent, unreadable or not a
-    JSON object)."""
-    return read_json_record(Path(directory) / META_FILE)
+    """A checkpoint directory's ``meta.json`` without loading its weights; empty when the directory has none.
+
+    Raises:
+        CheckpointError: naming the file, when it cannot be read or is not a JSON object.
+    """
+    path = Path(directory) / META_FILE
+    if not path.exists():
+        return {}
+    with _checkpoint_errors(path):
+        return read_json_object(path)
 
 
 def meta_scores(meta: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lxmert.answers import AnswerTable
-from lxmert.checkpoints import read_meta
+from lxmert.checkpoints import CheckpointError, read_meta
 from lxmert.config import FIELD_RULES, PRESETS, LxmertConfig
 from lxmert.config_rules import ConfigError, Float, Int
 from lxmert.data.task_files import load_task
@@ -115,10 +115,13 @@ def test_the_strict_json_reader_names_the_file(tmp_path, content, problem):
     assert read_meta(tmp_path / "missing") == {}
 
 
-def test_read_meta_is_lenient_but_returns_only_objects(tmp_path):
+def test_read_meta_is_the_strict_reader_and_names_the_file(tmp_path):
+    # The one way meta.json is read, by load_checkpoint and without the weights alike: absent is empty, anything
+    # but a JSON object is refused by name.
     for content in (b'["a list"]', BINARY, b"3", b"{"):
         (tmp_path / "meta.json").write_bytes(content)
-        assert read_meta(tmp_path) == {}
+        with pytest.raises(CheckpointError, match="meta.json"):
+            read_meta(tmp_path)
     (tmp_path / "meta.json").write_text('{"scores": {"accuracy": 0.5}}')
     assert read_meta(tmp_path) == {"scores": {"accuracy": 0.5}}
 

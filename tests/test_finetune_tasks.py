@@ -10,7 +10,7 @@ import pytest
 import torch
 from finetune_toy import GQA_ANSWERS, PRETRAIN_ANSWERS, VQA_ANSWERS, build
 
-from lxmert.checkpoints import qa_head_trained, read_state_dict
+from lxmert.checkpoints import CheckpointError, qa_head_trained, read_state_dict
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.tokenization import LxmertTokenizer
 from training.tasks import get_task
@@ -111,10 +111,11 @@ def test_qa_head_state_is_unknown_without_a_pretraining_record(tmp_path):
     (tmp_path / "pretrain_config.json").write_text(json.dumps({"task_qa": True, "qa_from_epoch": 2}))
     (tmp_path / "meta.json").write_text(json.dumps({"step": 9}))  # saved before meta recorded the epoch
     assert qa_head_trained(tmp_path) is None
-    (tmp_path / "meta.json").write_text("{half-written")  # unreadable: unknown, and fine-tuning goes on
+    (tmp_path / "pretrain_config.json").write_text("{half-written")  # a record that only informs: unknown
     assert qa_head_trained(tmp_path) is None
-    (tmp_path / "pretrain_config.json").write_text("{half-written")
-    assert qa_head_trained(tmp_path) is None
+    (tmp_path / "meta.json").write_text("{half-written")  # the checkpoint's own file: refused by name, as at load
+    with pytest.raises(CheckpointError, match="meta.json"):
+        qa_head_trained(tmp_path)
 
 
 def test_transferring_an_untrained_qa_head_warns(toy, tmp_path):
