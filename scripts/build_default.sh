@@ -45,12 +45,12 @@ $PY -m training.pretrain --world $RUNS/world-kinds --features $OUT/features --pr
 
 # 5. Each task fine-tuned from the pre-trained checkpoint and, as the control, from scratch (same architecture,
 #    same schedule; cross-entropy at 1e-3 learned more from the question than BCE x answers at 5e-4, which stayed
-#    at the per-template prior), on the splits the question-only baselines use (python -m training.world.baselines):
-#    GQA train -> valid, VQA train+nominival -> minival, NLVR2 train -> valid. GQA's pre-trained run is the app's
-#    QA model. These worlds, stores and splits are `python -m training.finetune`'s defaults
-#    (training/tasks/default_layout.py; tests/test_finetune_defaults.py holds them equal), which start from the
-#    shipped assets/default/pretrained, the export of $OUT/pretrain/best; 1e-3 is also the rate it picks for this
-#    64-wide model.
+#    at the per-template prior), on the splits the question-only baselines use
+#    (python -m training.world.template_priors): GQA train -> valid, VQA train+nominival -> minival, NLVR2
+#    train -> valid. GQA's pre-trained run is the app's QA model. These worlds, stores and splits are
+#    `python -m training.finetune`'s defaults (training/tasks/default_layout.py; tests/test_finetune_defaults.py
+#    holds them equal), which start from the shipped assets/default/pretrained, the export of
+#    $OUT/pretrain/best; 1e-3 is also the rate it picks for this 64-wide model.
 finetune() {  # task, data dir, features, extra flags...
   local task=$1 data=$2 features=$3; shift 3
   local starts=(pretrained); [ "$COMPARE" = 1 ] && starts+=(scratch)

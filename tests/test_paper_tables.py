@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from lxmert.fileio import read_json
+from lxmert.data.task_files import write_json
+from training.experiments import paper_tables
 from training.experiments.paper_tables import RUN_FILE, main, mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +18,36 @@ def test_mean_std_prints_percent_with_the_sample_std():
     assert mean_std([0.5, 0.7]) == "60.0 ± 14.1"  # std = 0.2 / sqrt(2)
     assert mean_std([0.25]) == "25.0"
     assert mean_std([]) == "–"
+
+
+def test_chance_counts_only_answered_training_questions(tmp_path, monkeypatch):
+    """Chance is the most frequent answer of the training questions that have one: a VQA question whose label is
+    empty (no annotator answer in the answer table) is no vote for "no answer"."""
+
+    def vqa(qid, label):
+        return {"question_id": qid, "img_id": "1", "sent": "is it?", "answer_type": "yes/no",
+                "question_type": "is it", "label": label}  # fmt: skip
+
+    def gqa(qid, answer):
+        return {"question_id": qid, "img_id": "1", "sent": "?", "label": {answer: 1.0}}
+
+    def nlvr2(ident, label):
+        return {"identifier": ident, "img0": "a", "img1": "b", "sent": "s", "uid": ident, "label": label}
+
+    # VQA train + nominival: three unanswered questions, two "yes" ones; minival: one "yes" question.
+    write_json(tmp_path / "vqa/train.json", [vqa(1, {}), vqa(2, {}), vqa(3, {"yes": 1.0})])
+    write_json(tmp_path / "vqa/nominival.json", [vqa(4, {}), vqa(5, {"yes": 1.0})])
+    write_json(tmp_path / "vqa/minival.json", [vqa(6, {"yes": 1.0, "no": 0.3})])
+    write_json(tmp_path / "gqa/train.json", [gqa("a", "red"), gqa("b", "red"), gqa("c", "blue")])
+    write_json(tmp_path / "gqa/valid.json", [gqa("d", "red"), gqa("e", "blue")])
+    write_json(tmp_path / "nlvr2/train.json", [nlvr2("train-0-0-0", 0), nlvr2("train-0-1-0", 0)])
+    write_json(tmp_path / "nlvr2/valid.json", [nlvr2("dev-0-0-0", 0), nlvr2("dev-0-1-0", 1)])
+    monkeypatch.setattr(paper_tables, "oracle_scores", lambda world: ({}, 0))  # needs the world's annotations
+
+    chance = paper_tables.baselines(tmp_path)["chance"]
+    assert chance["vqa"]["accuracy"] == pytest.approx(1.0)  # "yes" for every question, not no answer
+    assert chance["gqa"]["accuracy"] == pytest.approx(0.5)
+    assert chance["nlvr2"] == {"accuracy": 0.5, "consistency": 0.0}
 
 
 def row(page: str, label: str) -> list[str]:

@@ -5,8 +5,8 @@ on the ground-truth objects of the two images (``annotations/nlvr2_<split>.json`
 model can reach that sees every object perfectly; anything below 1.0 would mean the text leaves the label open.
 With ``--features`` it checks the statements about shapes on the detector's confident regions instead: what the
 region labels a model reads still tell.
-Beside it, the question-only baseline (``training.world.baselines``) and chance show where a model that does not
-look stays.
+Beside it, the question-only baseline (``training.world.template_priors``) and chance show where a model that does
+not look stays.
 
     python -m training.experiments.nlvr2_oracle --world runs/world --split valid
     python -m training.experiments.nlvr2_oracle --world runs/world --features runs/features --threshold 0.7

@@ -28,19 +28,18 @@ import torch
 
 from lxmert.answers import AnswerTable
 from lxmert.config_cli import parse_config
-from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.store import FeatureStores
-from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa
 from lxmert.fileio import atomic_write_text, read_json
 from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import oracle_scores
 from training.tasks import FINETUNE_TASKS as TASKS
-from training.tasks import finetuning, pretraining_run
+from training.tasks import finetuning, get_task, pretraining_run
+from training.tasks.answer_priors import chance_predictions
 from training.tasks.pretraining import PretrainTask, read_pretrain_json
-from training.world.baselines import OVERALL, best_answer, fit_majority, world_baselines
 from training.world.generate import WorldConfig, build_world
+from training.world.template_priors import world_baselines, world_splits
 
 RUN_FILE = "paper_run.json"  # beside a finished run's summary.json: its command and CPU seconds
 TASK_TITLES = {"vqa": "VQA", "gqa": "GQA", "nlvr2": "NLVR2"}
@@ -372,19 +371,10 @@ def _paper(value: float | None) -> str:
 def baselines(world: Path) -> dict[str, dict[str, float]]:
     """Chance (the most frequent training answer for every item), question-only and oracle scores on valid."""
     reports = {r.task: r.scores for r in world_baselines(world)}
-    splits = {
-        "vqa": (load_vqa, ("train", "nominival"), "minival", vqa_scores, "question_id", lambda d: best_answer(d["label"])),
-        "gqa": (load_gqa, ("train",), "valid", gqa_scores, "question_id", lambda d: best_answer(d["label"])),
-        "nlvr2": (load_nlvr2, ("train",), "valid", nlvr2_scores, "identifier", lambda d: d["label"]),
-    }  # fmt: skip
     chance = {}
-    for task, (load, train_splits, valid_split, score, key, answer) in splits.items():
-        train = [
-            d for s in train_splits for d in load(world / task / f"{s}.json") if d.get("label") is not None
-        ]
-        valid = load(world / task / f"{valid_split}.json")
-        top = fit_majority(train, lambda d: OVERALL, answer)[OVERALL]
-        chance[task] = score({d[key]: top for d in valid}, valid)
+    for task in TASKS:
+        train, valid = world_splits(world, task)
+        chance[task] = get_task(task).score(chance_predictions(task, train, valid), valid)
     return {"chance": chance, "question-only": reports, "oracle": {"nlvr2": oracle_scores(world)[0]}}
 
 

@@ -13,15 +13,17 @@ Two kinds, on the same splits and scored by the same evaluators as the models:
      in training gets its type's prior, below. This is the question-only level of a dataset whose questions repeat
      (a fixed set of templates, few answers): there it is what a model that ignores the image can reach.
    - ``type``: the most frequent training answer of each question type, predicted for every evaluation question of
-     that type (the most-frequent-answer-per-question-type baseline of the VQA papers; the counting is
-     ``training.world.baselines``'). Question types: VQA's ``question_type`` (the question's first words; for
-     your own data, its first two); GQA's detailed type where the data records it, else the question's first two
-     words; NLVR2's statement family where the world records it, else none (the majority label). A type unseen in
-     training falls back to the overall most frequent answer. Far below the question-only level where two
-     opening words say little ("is there ...": yes or no about anything).
+     that type (the most-frequent-answer-per-question-type baseline of the VQA papers; per type on a synthetic
+     world, with each type's share: ``python -m training.world.template_priors``). Question types: VQA's
+     ``question_type`` (the question's first words; for your own data, its first two); GQA's detailed type where
+     the data records it, else the question's first two words; NLVR2's statement family where the world records
+     it, else none (the majority label). A type unseen in training falls back to the overall most frequent answer.
+     Far below the question-only level where two opening words say little ("is there ...": yes or no about
+     anything).
 
    Neither is trained: the trained question-only baseline above learns from the whole question and is the one to
-   beat; these priors are its floor, computed in a second.
+   beat; these priors are its floor, computed in a second. Below both, chance (``chance_predictions``): the most
+   frequent training answer for every question (the paper tables' chance row).
 
     python -m training.baselines --task vqa --split test
     python -m training.baselines --task vqa --split test --key type
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,16 +44,9 @@ from lxmert.data.metrics import nlvr2_label
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import FinetuneTask
 from training.tasks.finetune_data import load_splits
-from training.world.baselines import (
-    OVERALL,
-    best_answer,
-    fit_majority,
-    nlvr2_template,
-    predict_majority,
-    vqa_template,
-)
 
 PRIOR_KEYS = ("question", "type")
+OVERALL = "(all)"  # the group of every item: the fallback answer, and the table row of all of them
 
 
 @dataclass
@@ -77,23 +74,68 @@ class BaselineConfig:
             raise ValueError(f"key must be one of {PRIOR_KEYS}, got {self.key!r}")
 
 
+def best_answer(label: dict[str, float]) -> str | None:
+    """The highest-scored answer of a soft label (None for an empty label)."""
+    return max(label, key=label.get) if label else None
+
+
 def question_type(task: str, datum: dict[str, Any]) -> str:
     """The group a question's prior is taken over (see the module docstring)."""
     if task == "vqa":
-        return vqa_template(datum)
+        return datum.get("question_type", OVERALL)
     if task == "gqa":
         return (datum.get("types") or {}).get("detailed") or " ".join(datum["sent"].lower().split()[:2])
-    return nlvr2_template(datum)
+    return datum.get("family", OVERALL)
 
 
 def gold_answer(task: str, datum: dict[str, Any]) -> Any:
-    """What a training datum counts for: its best-scored answer (VQA, GQA) or its truth value (NLVR2)."""
-    return nlvr2_label(datum["label"]) if task == "nlvr2" else best_answer(datum["label"])
+    """What a training datum counts for: its best-scored answer (VQA, GQA) or its truth value as the authors' JSON
+    writes it, 0 or 1 (NLVR2)."""
+    return int(nlvr2_label(datum["label"])) if task == "nlvr2" else best_answer(datum["label"])
 
 
 def normalise_question(sentence: str) -> str:
     """A question as the question prior compares it: lower case, words only, single spaces."""
     return " ".join(re.findall(r"\w+", sentence.lower()))
+
+
+def labelled(task: str, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items a prior is counted on: those with an answer (every NLVR2 item has its truth value)."""
+    return [d for d in items if task == "nlvr2" or d.get("label")]
+
+
+def answer_shares(
+    data: Sequence[dict[str, Any]], template: Callable[[dict], str], answer: Callable[[dict], Any]
+) -> dict[str, tuple[int, Any, float]]:
+    """Per template (and OVERALL): (number of items, most frequent answer, its share)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for datum in data:
+        value = answer(datum)
+        counts[template(datum)][value] += 1
+        counts[OVERALL][value] += 1
+    shares = {}
+    for key, counter in sorted(counts.items()):
+        top, n = counter.most_common(1)[0]
+        shares[key] = (sum(counter.values()), top, n / sum(counter.values()))
+    return shares
+
+
+def fit_majority(
+    data: Sequence[dict[str, Any]], template: Callable[[dict], str], answer: Callable[[dict], Any]
+) -> dict[str, Any]:
+    """Most frequent answer per template, with OVERALL as the fallback for templates unseen in training."""
+    return {key: top for key, (_, top, _) in answer_shares(data, template, answer).items()}
+
+
+def predict_majority(model: dict[str, Any], datum: dict[str, Any], template: Callable[[dict], str]) -> Any:
+    return model.get(template(datum), model[OVERALL])
+
+
+def type_shares(task: str, train_items: Sequence[dict[str, Any]]) -> dict[str, tuple[int, Any, float]]:
+    """Per question type (and OVERALL) of the labelled ``train_items``: (items, most frequent answer, its share)."""
+    return answer_shares(
+        labelled(task, train_items), lambda d: question_type(task, d), lambda d: gold_answer(task, d)
+    )
 
 
 def prior_predictions(
@@ -113,9 +155,9 @@ def prior_predictions(
     def answer(datum: dict[str, Any]) -> Any:
         return gold_answer(task, datum)
 
-    labelled = [d for d in train_items if d.get("label") or task == "nlvr2"]
-    by_type = fit_majority(labelled, template, answer)
-    by_question = fit_majority(labelled, question, answer) if key == "question" else {}
+    counted = labelled(task, train_items)
+    by_type = fit_majority(counted, template, answer)
+    by_question = fit_majority(counted, question, answer) if key == "question" else {}
     by_question.pop(OVERALL, None)  # a question never asked falls back to its type, not to the overall answer
     return {
         d[id_key]: by_question[question(d)]
@@ -123,6 +165,17 @@ def prior_predictions(
         else predict_majority(by_type, d, template)
         for d in items
     }
+
+
+def chance_predictions(
+    task: str, train_items: list[dict[str, Any]], items: list[dict[str, Any]]
+) -> dict[Any, Any]:
+    """``{datum id: answer}`` of chance: the most frequent answer of the labelled ``train_items``, for every item."""
+    top = fit_majority(labelled(task, train_items), lambda d: OVERALL, lambda d: gold_answer(task, d))[
+        OVERALL
+    ]
+    id_key = get_task(task).id_key
+    return {d[id_key]: top for d in items}
 
 
 def run_prior(cfg: BaselineConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Modules:
     annotators  ten noisy VQA annotator answers per question (turned into soft scores by training.data)
     statements  NLVR2-style statements over image pairs, several pairs per statement
     generate    ``WorldConfig`` and ``build_world``; the directory layout is documented there
-    baselines   answer distributions and the question-only baseline (``python -m training.world.baselines``)
+    template_priors  each task's answer prior per question template, its table and scores
+                (``python -m training.world.template_priors``; ``.baselines`` is its former name)
     preview     a contact sheet of scenes with their boxes (``python -m training.world.preview``)
 """

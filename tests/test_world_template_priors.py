@@ -2,7 +2,8 @@
 
 import pytest
 
-from training.world.baselines import OVERALL, answer_shares, gqa_baseline, nlvr2_baseline, vqa_baseline
+from training.tasks.answer_priors import OVERALL, answer_shares
+from training.world.template_priors import task_baseline
 
 
 def gqa(qid, family, answer, structural="verify"):
@@ -28,7 +29,7 @@ def test_gqa_majority_per_template():
         gqa("i", "query_colour", "blue", "query"),
         gqa("j", "unseen", "yes"),
     ]
-    report = gqa_baseline(train, valid)
+    report = task_baseline("gqa", train, valid)
     assert report.shares["exist"] == (3, "yes", pytest.approx(2 / 3))
     assert report.per_template == {
         "exist": 0.5,
@@ -56,7 +57,7 @@ def test_vqa_scores_soft_labels():
         vqa(3, "how many", {"2": 1.0}),
     ]
     valid = [vqa(4, "how many", {"2": 0.3, "3": 1.0})]
-    report = vqa_baseline(train, valid)
+    report = task_baseline("vqa", train, valid)
     assert report.shares["how many"][1] == "2" and report.scores["accuracy"] == pytest.approx(0.3)
 
 
@@ -74,7 +75,7 @@ def test_nlvr2_constant_prediction_is_never_consistent_on_mixed_sets():
 
     train = [item("train-0-0-0", 1), item("train-0-1-0", 1), item("train-0-2-0", 0)]
     valid = [item("dev-0-0-0", 1), item("dev-0-1-0", 0)]
-    report = nlvr2_baseline(train, valid)
+    report = task_baseline("nlvr2", train, valid)
     assert report.scores == {"accuracy": 0.5, "consistency": 0.0}
 
 
