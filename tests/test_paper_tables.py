@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lxmert.fileio import read_json
 from lxmert.data.task_files import write_json
+from lxmert.fileio import read_json
 from training.experiments import paper_tables
 from training.experiments.paper_tables import RUN_FILE, main, mean_std
 
