@@ -12,8 +12,9 @@ from finetune_toy import GQA_ANSWERS, PRETRAIN_ANSWERS, VQA_ANSWERS, build
 
 from lxmert.checkpoints import CheckpointError, qa_head_trained, read_state_dict
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
+from lxmert.data.task_files import FINETUNE_TASKS, REQUIRED_KEYS
 from lxmert.tokenization import LxmertTokenizer
-from training.tasks import get_task
+from training.tasks import PRETRAIN_TASK, TASKS, get_task
 from training.tasks.base import metrics_from_sums
 
 
@@ -43,6 +44,14 @@ def test_registry_has_the_three_tasks():
     assert {get_task(n).name for n in ("vqa", "gqa", "nlvr2")} == {"vqa", "gqa", "nlvr2"}
     assert get_task("gqa").train_defaults["lr"] == 1e-5 and get_task("vqa").train_defaults["lr"] == 5e-5
     assert get_task("nlvr2").train_defaults["batch_size"] == 32
+
+
+def test_registry_fine_tunes_lxmert_s_one_task_list():
+    # lxmert cannot import the registry, so the registry follows lxmert's list: the same tasks, in its order, and
+    # every task registered has a file format.
+    assert tuple(name for name in TASKS if name != PRETRAIN_TASK) == FINETUNE_TASKS
+    assert set(TASKS) == set(REQUIRED_KEYS)
+    assert all(get_task(name).name == name for name in TASKS)
 
 
 def test_qa_batch_pads_regions_and_builds_soft_targets(toy):
@@ -113,7 +122,8 @@ def test_qa_head_state_is_unknown_without_a_pretraining_record(tmp_path):
     assert qa_head_trained(tmp_path) is None
     (tmp_path / "pretrain_config.json").write_text("{half-written")  # a record that only informs: unknown
     assert qa_head_trained(tmp_path) is None
-    (tmp_path / "meta.json").write_text("{half-written")  # the checkpoint's own file: refused by name, as at load
+    # The checkpoint's own file: refused by name, as at load.
+    (tmp_path / "meta.json").write_text("{half-written")
     with pytest.raises(CheckpointError, match="meta.json"):
         qa_head_trained(tmp_path)
 

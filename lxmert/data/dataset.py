@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lxmert.data.task_files import load_task
+from lxmert.data.task_files import FINETUNE_TASKS, load_task
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, VG_VOCAB_DIR, read_vocab
 from lxmert.errors import UnreadableFileError
 from lxmert.manifests import manifest_path, read_manifest
@@ -38,7 +38,7 @@ from lxmert.manifests import manifest_path, read_manifest
 DATASET_FILE = "dataset.json"
 FORMAT_NAME = "lxmert-dataset"
 FORMAT_VERSION = 1
-TASKS = ("vqa", "gqa", "nlvr2")
+TASKS = FINETUNE_TASKS  # what a manifest's "task" may name
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _PATH_FIELDS = ("images", "features", "questions", "objects_vocab", "attributes_vocab")
 _FIELDS = {"task", *_PATH_FIELDS}

@@ -30,6 +30,9 @@ from typing import Any
 
 from lxmert.fileio import atomic_write_text, read_json
 
+# The fine-tuning tasks, in the order commands list them: the one list of their names (the training registry's
+# fine-tuning tasks and a dataset.json's ``task`` are these), each with its file format in REQUIRED_KEYS.
+FINETUNE_TASKS: tuple[str, ...] = ("vqa", "gqa", "nlvr2")
 REQUIRED_KEYS = {
     "vqa": {"question_id": int, "img_id": str, "sent": str, "answer_type": str, "question_type": str},
     "gqa": {"question_id": str, "img_id": str, "sent": str},

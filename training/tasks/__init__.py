@@ -2,12 +2,14 @@
 
 Entries are ``"module:Class"`` strings imported on first use, so one task's heavy or broken imports never stop
 another task from loading. To add a task, write ``training/tasks/<name>.py`` with a ``Task`` subclass and add a
-line here.
+line here; a fine-tuning task also adds its name and file format to ``lxmert.data.task_files``.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from lxmert.data.task_files import FINETUNE_TASKS
 
 from .base import MetricSums, Task
 
@@ -18,9 +20,9 @@ TASKS: dict[str, str] = {
     "nlvr2": "training.tasks.nlvr2:NLVR2Task",
 }
 PRETRAIN_TASK = "pretrain"
-# What `python -m training.finetune`, `training.evaluate`, `training.baselines` and `training.paper_tables` offer:
-# every task but pre-training.
-FINETUNE_TASKS: tuple[str, ...] = tuple(name for name in TASKS if name != PRETRAIN_TASK)
+# What `python -m training.finetune`, `training.evaluate`, `training.baselines` and `training.paper_tables` offer,
+# FINETUNE_TASKS, is lxmert's one list of fine-tuning tasks (lxmert.data.task_files, beside their file formats):
+# every task registered here but pre-training, in the same order (tests/test_finetune_tasks.py holds them equal).
 
 
 def get_task(name: str) -> type[Task]:
