@@ -579,6 +579,7 @@ class Trainer:
                 f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
                 f"{self.state.batches_done} batches into it"
             )
+        distributed.barrier()  # every process reads the log (_logged_metrics) only once it is whole again
 
     def _save_model(self, directory: Path) -> None:
         if self.dist.is_main:
