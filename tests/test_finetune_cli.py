@@ -15,7 +15,7 @@ from finetune_toy import build
 
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
-from lxmert.errors import EXIT_UNREADABLE_FILE
+from lxmert.errors import EXIT_UNREADABLE_FILE, UnreadableFileError
 from training.tasks import answer_priors as baselines
 from training.tasks import evaluation as evaluate
 from training.tasks import finetuning as finetune
@@ -166,6 +166,16 @@ def test_evaluate_says_in_one_line_what_a_bare_checkpoint_lacks(toy, tmp_path):
     assert str(pth) in line and "--vocab" in line, line
     line = _one_line(_evaluate_cli("--checkpoint", str(pth), *data))
     assert str(pth) in line and "--task" in line, line
+
+
+def test_finetune_names_the_vocab_flag_for_an_init_without_one(toy, tmp_path):
+    pth = tmp_path / "model_LXRT.pth"
+    pth.write_bytes(b"never read: the tokenizer is loaded first")
+    common = ["--data", str(toy["vqa"]), "--features", str(toy["features"]), "--train", "train"]
+    with pytest.raises(UnreadableFileError, match=r"model_LXRT\.pth: has no vocab\.txt .*pass --vocab"):
+        finetune.main(["vqa", "--init", str(pth), *common, "--output", str(tmp_path / "run")])
+    with pytest.raises(UnreadableFileError, match=r"absent\.txt: no vocabulary there \(--vocab\)"):
+        finetune.main(["vqa", "--init", str(pth), "--vocab", str(tmp_path / "absent.txt"), *common])
 
 
 def test_unlabelled_split_gets_predictions_without_metrics(toy, tmp_path):
