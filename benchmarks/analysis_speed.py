@@ -34,6 +34,7 @@ from analysis.session import SessionConfig, analyze
 from lxmert import LxmertConfig, LxmertForPreTraining
 from lxmert.config_cli import parse_config
 from lxmert.detection.regions import Regions
+from lxmert.errors import UnreadableFileError, run_cli
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from lxmert.wordpiece import train_wordpiece
 
@@ -146,7 +147,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
         loaded = load_checkpoint(cfg.checkpoint)
         model, tokenizer = loaded.model, loaded.tokenizer
         if tokenizer is None:
-            raise ValueError(f"{cfg.checkpoint} has no vocab.txt")
+            raise UnreadableFileError(cfg.checkpoint, "has no vocab.txt")
         answer_names = loaded.answers.label2ans if loaded.answers else None
     else:
         tokenizer = train_wordpiece(CORPUS, 200, tempfile.mkdtemp())
@@ -223,4 +224,4 @@ def main(argv=None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a refused or unreadable file: one line, no traceback

@@ -33,6 +33,7 @@ from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from training.detection.extraction import PRECISIONS
 from training.world.scenes import ATTRIBUTE_LABELS, OBJECT_LABELS, render_scene, sample_scene
@@ -203,4 +204,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a refused or unreadable file: one line, no traceback

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lxmert.config_cli import parse_config
 from lxmert.data.store import FeatureStore, FeatureStoreWriter
+from lxmert.errors import run_cli
 
 GIB = 1024**3
 
@@ -191,4 +192,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a refused or unreadable file: one line, no traceback

@@ -33,7 +33,8 @@ class Case:
         file_name: its name in the corpus folder (the extension is what a user would have).
         data: its bytes.
         expected: the upright (width, height) it loads as, or the error class loading must raise.
-        heavy: a large decode (or refusal of one) whose memory the test measures in a child process.
+        heavy: a large decode (or refusal of one): the memory test, which measures every file, checks the corpus
+            holds enough of them.
     """
 
     kind: str

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from finetune_toy import build
 
 from lxmert.data.metrics import gqa_scores, nlvr2_scores, vqa_scores
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_vqa, write_json
+from lxmert.errors import EXIT_UNREADABLE_FILE, UnreadableFileError
 from training.tasks import answer_priors as baselines
 from training.tasks import evaluation as evaluate
 from training.tasks import finetuning as finetune
@@ -108,6 +114,68 @@ def test_nlvr2_submission_format(toy, tmp_path):
     parsed = dict(line.strip().split(",") for line in lines)
     assert set(parsed) == {d["identifier"] for d in items}
     assert result["metrics"] == pytest.approx(nlvr2_scores(parsed, items))
+
+
+def test_evaluate_takes_the_vocabulary_of_a_checkpoint_without_one(toy, tmp_path):
+    """As finetune does: ``--vocab`` gives a checkpoint that has no vocab.txt (the authors' .pth) its vocabulary."""
+    bare = tmp_path / "bare"
+    shutil.copytree(toy["init"], bare)
+    vocab = tmp_path / "vocab.txt"
+    (bare / "vocab.txt").rename(vocab)
+    common = [
+        "--task",
+        "vqa",
+        "--data",
+        str(toy["vqa"]),
+        "--features",
+        str(toy["features"]),
+        "--split",
+        "minival",
+    ]
+    evaluate.main(["--checkpoint", str(toy["init"]), *common, "--out", str(tmp_path / "with_vocab_txt.json")])
+    evaluate.main(
+        ["--checkpoint", str(bare), "--vocab", str(vocab), *common, "--out", str(tmp_path / "flag.json")]
+    )
+    with_vocab_txt = json.loads((tmp_path / "with_vocab_txt.json").read_text())
+    assert json.loads((tmp_path / "flag.json").read_text()) == with_vocab_txt and with_vocab_txt
+
+
+def _evaluate_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.run(
+        [sys.executable, "-m", "training.evaluate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == EXIT_UNREADABLE_FILE, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[0]
+
+
+def test_evaluate_says_in_one_line_what_a_bare_checkpoint_lacks(toy, tmp_path):
+    pth = tmp_path / "model_LXRT.pth"  # the authors' file comes without a vocabulary or a task
+    pth.write_bytes(b"never read: the missing flags are named first")
+    data = ["--data", str(toy["vqa"]), "--features", str(toy["features"])]
+    line = _one_line(_evaluate_cli("--checkpoint", str(pth), "--task", "vqa", *data))
+    assert str(pth) in line and "--vocab" in line, line
+    line = _one_line(_evaluate_cli("--checkpoint", str(pth), *data))
+    assert str(pth) in line and "--task" in line, line
+
+
+def test_finetune_names_the_vocab_flag_for_an_init_without_one(toy, tmp_path):
+    pth = tmp_path / "model_LXRT.pth"
+    pth.write_bytes(b"never read: the tokenizer is loaded first")
+    common = ["--data", str(toy["vqa"]), "--features", str(toy["features"]), "--train", "train"]
+    with pytest.raises(UnreadableFileError, match=r"model_LXRT\.pth: has no vocab\.txt .*pass --vocab"):
+        finetune.main(["vqa", "--init", str(pth), *common, "--output", str(tmp_path / "run")])
+    with pytest.raises(UnreadableFileError, match=r"absent\.txt: no vocabulary there \(--vocab\)"):
+        finetune.main(["vqa", "--init", str(pth), "--vocab", str(tmp_path / "absent.txt"), *common])
 
 
 def test_unlabelled_split_gets_predictions_without_metrics(toy, tmp_path):

@@ -201,6 +201,32 @@ def test_resume_names_a_metrics_line_it_cannot_read(tmp_path):
         Trainer(toy_model(), ToyQATask(), toy_config(tmp_path)).fit(data)
 
 
+def test_resume_names_a_bad_line_in_the_middle_of_the_metrics(tmp_path):
+    data = ToyQA(16, 30, 3)
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=2, log_every=1)).fit(data)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) >= 2
+    lines[0] = lines[0][: len(lines[0]) // 2]  # cut short, yet followed by whole records: not a torn append
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"metrics\.jsonl line 1 is not valid JSON"):
+        Trainer(toy_model(), ToyQATask(), toy_config(tmp_path)).fit(data)
+
+
+def test_resume_drops_a_torn_last_metrics_line_with_a_warning(tmp_path):
+    """A kill or a full disk during an append leaves the last record cut short, without its newline: it was logged
+    after the last checkpoint (the log is on disk before a checkpoint is), so resuming drops it and says so."""
+    data = ToyQA(16, 30, 3)
+    Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=1, log_every=1)).fit(data)
+    whole = read_records(tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as log:
+        log.write('{"split": "train", "scope": "step", "step": 2, "lo')
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl: dropped its last line"):
+        Trainer(toy_model(), ToyQATask(), toy_config(tmp_path, max_steps=2, log_every=1)).fit(data)
+    records = read_records(tmp_path)  # every line is a whole record again
+    assert records[: len(whole)] == whole
+    assert [r["step"] for r in records if r["scope"] == "step"] == [1, 2]
+
+
 def test_non_finite_loss_stops_training(tmp_path):
     class Exploding(ToyQATask):
         def compute(self, model, batch):

@@ -19,7 +19,7 @@ from finetune_toy import build as build_finetune_toy
 from PIL import Image
 
 from lxmert.checkpoints import load_checkpoint, read_state_dict
-from lxmert.errors import UnreadableFileError
+from lxmert.errors import EXIT_UNREADABLE_FILE, UnreadableFileError
 
 ROOT = Path(__file__).parent.parent
 # Where a restricted unpickler (a pickle.Unpickler subclass whose find_class allows named classes only) may live:
@@ -260,13 +260,20 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def assert_refused_in_one_line(result: subprocess.CompletedProcess, path: Path, marker: Path) -> None:
+def assert_one_line(result: subprocess.CompletedProcess, path: Path, marker: Path) -> str:
+    """The payload did not run, and the command failed with one line naming ``path``; returns that line."""
     assert not marker.exists(), "the payload ran"
-    assert result.returncode != 0
+    assert result.returncode == EXIT_UNREADABLE_FILE, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr[-3000:]
-    assert str(path) in lines[0] and "refused" in lines[0], lines[0]
+    assert str(path) in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess, path: Path, marker: Path) -> None:
+    line = assert_one_line(result, path, marker)
+    assert "refused" in line, line
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +368,23 @@ def test_detector_training_refuses_a_payload_checkpoint_on_resume(
         "--batch-size", "1", "--num-threads", "1", "--resume",
     )  # fmt: skip
     assert_refused_in_one_line(result, work / "checkpoint.pt", marker)
+
+
+def test_the_benchmarks_refuse_a_payload_in_one_line(
+    payload: tuple[Path, Path], detector_dir: Path, tmp_path: Path
+) -> None:
+    path, marker = payload
+    result = _run_cli(
+        "benchmarks.analysis_speed", "--checkpoint", str(path), "--repeats", "1", "--warmup", "0"
+    )
+    assert_refused_in_one_line(result, path, marker)
+    # A detector whose weights file is the pickle: safetensors never unpickles, it refuses the file.
+    detector = tmp_path / "detector"
+    shutil.copytree(detector_dir, detector)
+    shutil.copy(path, detector / "model.safetensors")
+    for command in (
+        ["benchmarks.extraction_speed", "--images", "1"],
+        ["benchmarks.analysis_speed", "--image", "x"],
+    ):
+        result = _run_cli(*command, "--detector", str(detector))
+        assert_one_line(result, detector / "model.safetensors", marker)

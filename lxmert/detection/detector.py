@@ -32,6 +32,7 @@ from lxmert.detection.files import (
 from lxmert.detection.frcnn import FasterRCNNWithAttributes
 from lxmert.detection.images import LoadedImage, check_aspect, load_detector_image, to_tensor
 from lxmert.detection.regions import Regions
+from lxmert.errors import UnreadableFileError
 from lxmert.fileio import atomic_write_bytes
 from lxmert.precision import autocast, cpu_has_bf16
 
@@ -170,22 +171,24 @@ class Detector:
 
         Raises:
             FileNotFoundError: a file of the format is missing (the message names it).
-            ValueError: the config, vocabularies and weights disagree.
+            ValueError: the config, vocabularies and weights disagree (UnreadableFileError, naming the file,
+                when the weights file is unreadable or does not fit the config).
         """
         directory = Path(directory)
         config = read_detector_config(directory)
         model = build_network(config, backend)
+        weights = directory / WEIGHTS_FILE
         try:
-            state = load_file(directory / WEIGHTS_FILE)
+            state = load_file(weights)
         except (SafetensorError, OSError) as err:
-            raise ValueError(
-                f"{directory / WEIGHTS_FILE} is not a readable safetensors file (truncated or corrupt?): {err}"
+            raise UnreadableFileError(
+                weights, f"{weights} is not a readable safetensors file (truncated or corrupt?): {err}"
             ) from err
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(
-                f"{directory / WEIGHTS_FILE} does not fit {directory / CONFIG_FILE}: {err}"
+            raise UnreadableFileError(
+                weights, f"{weights} does not fit {directory / CONFIG_FILE}: {err}"
             ) from err
         detector = cls(model, read_vocab(directory / OBJECTS_FILE), read_vocab(directory / ATTRIBUTES_FILE))
         return detector.to(device)

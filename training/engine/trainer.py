@@ -25,14 +25,18 @@ everything else:
   ("step", "epoch" or "eval"), ``step``, ``epoch`` (fractional), ``time`` (training seconds since the run began,
   resumes included), ``loss`` and ``<name>_loss`` per loss, each task metric (e.g. ``mask_lm_acc``); train records
   add ``lr``, ``samples_per_s`` and ``grad_norm`` (the global norm before clipping, averaged over the window).
+  The log is on disk before each checkpoint is; a resume drops the records logged after the checkpoint, and a last
+  record that a kill or a full disk cut short.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -48,7 +52,13 @@ from tqdm.auto import tqdm
 
 from lxmert.checkpoints import METRICS_FILE, read_torch_file
 from lxmert.errors import UnreadableFileError
-from lxmert.fileio import atomic_write, atomic_write_text, read_json_lines, remove_stale_temp_files
+from lxmert.fileio import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json_lines,
+    remove_stale_temp_files,
+)
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from training.tasks.base import MetricSums, Task, add_sums, metrics_from_sums
 
@@ -525,6 +535,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "config": dataclasses.asdict(self.config),
             }
+            _sync(self.output / METRICS_FILE)  # nothing the checkpoint has logged can be lost after it
             atomic_write(self.output / CHECKPOINT_FILE, lambda f: torch.save(checkpoint, f))
         distributed.barrier()
 
@@ -568,6 +579,7 @@ class Trainer:
                 f"resuming {path}: step {self.state.step}, epoch {self.state.epoch}, "
                 f"{self.state.batches_done} batches into it"
             )
+        distributed.barrier()  # every process reads the log (_logged_metrics) only once it is whole again
 
     def _save_model(self, directory: Path) -> None:
         if self.dist.is_main:
@@ -595,10 +607,37 @@ def _write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2))
 
 
+def _sync(path: Path) -> None:
+    """Put what was appended to ``path`` on disk (if it exists)."""
+    if path.exists():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _drop_torn_last_line(path: Path) -> None:
+    """Drop the last line of the log when it has no newline and is not JSON: an append cut short by a kill or a
+    full disk. Every record is written with its newline in one append, and the log is synced before each
+    checkpoint, so such a record came after the last checkpoint and the resume would drop it anyway. A bad line
+    that is followed by others is not an interrupted append; reading the log names it."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    head, _, last = data.rpartition(b"\n")
+    try:
+        json.loads(last)
+    except (ValueError, RecursionError):  # not JSON, or a UnicodeDecodeError where a character was cut
+        warnings.warn(
+            f"{path}: dropped its last line, cut short ({len(last)} bytes, no newline) by an interrupted append",
+            stacklevel=3,
+        )
+        atomic_write_bytes(path, head + b"\n" if head else b"")
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records an interrupted run wrote after its last checkpoint, so a resumed log has no duplicates."""
     if not path.exists():
         return
+    _drop_torn_last_line(path)
     kept = [record for record in read_json_lines(path) if record["step"] <= step]
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 

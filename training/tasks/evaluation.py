@@ -4,13 +4,16 @@
     python -m training.evaluate --checkpoint runs/finetune/gqa/best --split testdev --data data/gqa \\
         --features data/vg_gqa_imgfeat/gqa_testdev
     python -m training.evaluate --checkpoint runs/pretrain/final --task vqa --split minival   # zero-shot QA head
+    python -m training.evaluate --checkpoint snap/pretrained/model_LXRT.pth --vocab bert-base-uncased/vocab.txt \\
+        --task vqa --split minival
 
 A fine-tuned checkpoint (``training.finetune``'s ``best/`` or ``final/``) carries its task, data settings, answer
 table and tokenizer; flags given here override its data settings (e.g. to score real data). Any other checkpoint
 needs ``--task``: VQA/GQA then read the pre-trained QA head through the answer-string transfer, NLVR2 gets an
-untrained head. Predictions go to ``--out`` (default ``<checkpoint>/../predictions/<split>_predict.{json,csv}``) in
-the official formats — VQA ``[{question_id, answer}]``, GQA ``[{questionId, prediction}]``, NLVR2 CSV
-``identifier,True|False`` — and the metrics, when the split has labels, to ``<same name>_metrics.json``.
+untrained head. One without a ``vocab.txt`` (the authors' ``.pth``) needs ``--vocab``, as in fine-tuning.
+Predictions go to ``--out`` (default ``<checkpoint>/../predictions/<split>_predict.{json,csv}``) in the official
+formats — VQA ``[{question_id, answer}]``, GQA ``[{questionId, prediction}]``, NLVR2 CSV ``identifier,True|False``
+— and the metrics, when the split has labels, to ``<same name>_metrics.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from torch.utils.data import DataLoader
 
 from lxmert.checkpoints import ANSWERS_FILE, load_checkpoint
 from lxmert.config_cli import parse_config
+from lxmert.errors import UnreadableFileError
+from lxmert.tokenization import VOCAB_FILE
 from training.engine.distributed import resolve_device
 from training.tasks import FINETUNE_TASKS, get_task
 from training.tasks.finetune_base import TASK_CONFIG_FILE, FinetuneTask, read_task_config
@@ -41,6 +46,10 @@ class EvaluateConfig:
     task: str = field(
         default="",
         metadata={"help": "task, for a checkpoint that is not fine-tuned", "choices": ("", *FINETUNE_TASKS)},
+    )
+    vocab: str = field(
+        default="",
+        metadata={"help": f"WordPiece {VOCAB_FILE} (default: the one in the checkpoint directory)"},
     )
     data: str = field(default="", metadata={"help": "task data folder (default: the checkpoint's)"})
     features: str = field(default="", metadata={"help": "feature store folder(s), comma-separated"})
@@ -68,7 +77,9 @@ def build_task(cfg: EvaluateConfig) -> tuple[FinetuneTask, bool]:
     saved = read_task_config(checkpoint) if fine_tuned else {}
     name = cfg.task or saved.get("task")
     if not name:
-        raise ValueError(f"{checkpoint} is not a fine-tuned checkpoint (no {TASK_CONFIG_FILE}): pass --task")
+        raise UnreadableFileError(
+            checkpoint, f"not a fine-tuned checkpoint (no {TASK_CONFIG_FILE}): pass --task"
+        )
     if saved and saved["task"] != name:
         raise ValueError(f"{checkpoint} was fine-tuned on {saved['task']!r}, not {name!r}")
     task_class: type[FinetuneTask] = get_task(name)
@@ -81,7 +92,7 @@ def build_task(cfg: EvaluateConfig) -> tuple[FinetuneTask, bool]:
             checkpoint / ANSWERS_FILE
         )  # the head's own table, whatever the data folder has
     data_config = task_class.config_class(**values)
-    tokenizer = load_tokenizer(str(checkpoint), "", data_config.max_seq_length)
+    tokenizer = load_tokenizer(str(checkpoint), cfg.vocab, data_config.max_seq_length)
     return task_class(data_config, tokenizer), fine_tuned
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from lxmert.checkpoints import MissingCheckpointFileError
 from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.fileio import atomic_write_text, read_json_lines, read_json_object
 from lxmert.tokenization import VOCAB_FILE, LxmertTokenizer
@@ -130,12 +131,24 @@ def check_same_start(output: str | Path, record: dict[str, Any], restart_advice:
 
 
 def load_tokenizer(init: str, vocab: str, max_length: int) -> LxmertTokenizer:
-    """The tokenizer of ``vocab``, or the one saved in checkpoint directory ``init``."""
-    path = Path(vocab) if vocab else Path(init) / VOCAB_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no vocabulary at {path}: pass --vocab (the checkpoint's WordPiece vocab.txt)"
-        )
+    """The tokenizer of ``vocab``, or the one saved in checkpoint directory ``init``.
+
+    Raises:
+        MissingCheckpointFileError: naming the flag to pass, when there is no vocabulary (a command reports it
+            in one line).
+    """
+    if vocab:
+        if not Path(vocab).is_file():
+            raise MissingCheckpointFileError(vocab, "no vocabulary there (--vocab)")
+        path = Path(vocab)
+    else:
+        path = Path(init) / VOCAB_FILE
+        if not path.is_file():
+            raise MissingCheckpointFileError(
+                init,
+                f"has no {VOCAB_FILE} (the authors' .pth files have none): pass --vocab, the WordPiece "
+                f"{VOCAB_FILE} it was trained with",
+            )
     return LxmertTokenizer(path, max_length=max_length)
 
 
