@@ -138,6 +138,10 @@ def bf16_agreement(model, tokenizer, cfg: SpeedConfig) -> tuple[float, float, in
 
 def main(argv=None) -> dict[str, dict[str, float]]:
     cfg = parse_args(argv)
+    if bool(cfg.detector) != bool(cfg.image):
+        raise SystemExit(
+            "error: --detector and --image go together (the image is detected with the detector)"
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

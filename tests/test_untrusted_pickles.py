@@ -388,3 +388,14 @@ def test_the_benchmarks_refuse_a_payload_in_one_line(
     ):
         result = _run_cli(*command, "--detector", str(detector))
         assert_one_line(result, detector / "model.safetensors", marker)
+
+
+def test_a_command_given_a_file_that_is_no_image_says_so_in_one_line(tmp_path: Path) -> None:
+    # The detector's ImageError is an input error like a refused file: run_cli reports it, not a traceback.
+    image, never = tmp_path / "photo.png", tmp_path / "never-created"
+    image.write_bytes(b"not an image")
+    result = _run_cli(
+        "benchmarks.analysis_speed", "--detector", str(ROOT / "assets/default/detector"), "--image", str(image),
+        "--repeats", "1", "--warmup", "0",
+    )  # fmt: skip
+    assert "cannot read image" in assert_one_line(result, image, never)

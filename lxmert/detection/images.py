@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lxmert.errors import InputError
+
 if TYPE_CHECKING:
     from lxmert.detection.config import DetectorConfig
 
@@ -70,7 +72,7 @@ DEFAULT_MAX_BYTES = 1 << 30
 DEFAULT_MAX_SIDE = 4096
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image that the detector cannot take; the message names the file."""
 
 
