@@ -276,9 +276,6 @@ class Res5ROIHeads(nn.Module):
     def pooled_features(self, features: torch.Tensor, proposals: torch.Tensor) -> torch.Tensor:
         """(P, 2048): each proposal's 14x14 RoI through res5, then the spatial mean."""
         size, scale = self.config.roi_output_size, 1.0 / _STRIDE
-        # The pooling kernels want features of the boxes' dtype; boxes stay float32 under autocast (sub-pixel
-        # coordinates), and widening bf16 features to float32 is exact.
-        features = features.float()
         if self.config.roi_pooler == "roi_pool":
             pooled = roi_pool(features, [proposals], size, scale)
         else:
