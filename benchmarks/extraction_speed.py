@@ -3,6 +3,8 @@
     python -m benchmarks.extraction_speed --detector runs/detector --images 64 --batch-sizes 1,8
     python -m benchmarks.extraction_speed --preset vg --photos tests/data/coco --images 5 --batch-sizes 1 \
         --precisions fp32,bf16         # BUTD R101-C4 (the caffe network), random weights, 600 px
+    python -m benchmarks.extraction_speed --preset vg --photos tests/data/coco --images 3 --batch-sizes 1 \
+        --precisions fp32,bf16 --cpu-only --stages      # and where the time goes, stage by stage
 
 Images are synthetic-world scenes written as PNG to a temporary folder, or with ``--photos`` the photos of a
 folder (taken in name order, repeated up to ``--images``). For every device (the CPU, and the GPU when one is
@@ -11,6 +13,8 @@ are timed, once through ``Detector.__call__`` on the files (decoding and image c
 ``Detector.detect`` on images already loaded. Random weights give the same cost as trained ones up to the number of
 proposals that survive NMS, so ``--preset`` measures a layout without a trained checkpoint; ``vg`` (the published
 weights' network) resizes every image to a 600-pixel shorter side and has the Visual Genome vocabularies.
+``--stages`` then times the caffe network on the CPU stage by stage on the first image, with each stage's FLOPs and
+fraction of the CPU's measured peak (:mod:`benchmarks.detector_stages`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.detector_stages import profile
 from lxmert.config_cli import add_dataclass_arguments, command_parser, dataclass_from_args
 from lxmert.detection import PRESETS, Detector, DetectorConfig
 from lxmert.detection.convert import VG_VOCAB_DIR
 from lxmert.detection.detector import build_network
 from lxmert.detection.files import ATTRIBUTES_FILE, OBJECTS_FILE, read_vocab
+from lxmert.detection.images import LoadedImage
 from lxmert.errors import run_cli
 from lxmert.fileio import atomic_write_text
 from training.detection.extraction import PRECISIONS
@@ -88,6 +94,24 @@ def seconds_per_image(
     return (time.perf_counter() - wall) / len(items), (time.process_time() - cpu) / len(items)
 
 
+def stage_profile(detector: Detector, loaded: LoadedImage, precisions: list[str], repeats: int) -> list[dict]:
+    """The stage-by-stage rows of :func:`benchmarks.detector_stages.profile` on the CPU, for the precisions this
+    detector runs there; none for the torchvision network, whose modules are not the caffe network's."""
+    if detector.config.network != "caffe":
+        print(f"--stages: the caffe network only, not network={detector.config.network!r}")
+        return []
+    detector.to("cpu")
+    runnable = []
+    for precision in precisions:
+        try:
+            detector.autocast(precision)
+        except ValueError as err:
+            print(f"--stages {precision}: not measured ({err})")
+            continue
+        runnable.append(precision)
+    return [{"device": "cpu", **row} for row in profile(detector, loaded, runnable, repeats)]
+
+
 def photo_files(folder: str) -> list[Path]:
     """The files of ``folder``, in name order."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file())
@@ -114,6 +138,13 @@ class ExtractionSpeedConfig:
     cpu_only: bool = field(default=False, metadata={"help": "skip the GPU even when one is present"})
     seed: int = field(default=0, metadata={"help": "seed of the scenes"})
     out: str = field(default="", metadata={"help": "also write the results as JSON here"})
+    stages: bool = field(
+        default=False,
+        metadata={
+            "help": "also time the caffe network stage by stage on the CPU (benchmarks.detector_stages)"
+        },
+    )
+    stage_repeats: int = field(default=3, metadata={"help": "runs per precision of --stages (medians)"})
 
     @property
     def precision_list(self) -> list[str]:
@@ -198,6 +229,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"{model_only * 1000:7.1f} ms wall ({1 / model_only:6.2f} images/s), "
                     f"{model_only_cpu * 1000:7.1f} ms CPU; load average {load_average:.1f}"
                 )
+    if cfg.stages:
+        results += stage_profile(detector, loaded[0], precisions, cfg.stage_repeats)
     if cfg.out:
         atomic_write_text(cfg.out, json.dumps(results, indent=2) + "\n")
     return results

@@ -23,8 +23,10 @@ def test_extraction_speed_defaults_and_the_readme_command():
     )
     cfg = extraction_speed.parse_args(
         "--preset vg --photos tests/data/coco --images 3 --batch-sizes 1 --precisions fp32,bf16 "
-        "--cpu-only --num-threads 1 --image-size 64 --seed 3 --detector d --out r.json".split()
+        "--cpu-only --num-threads 1 --image-size 64 --seed 3 --detector d --out r.json --stages --stage-repeats 5".split()
     )
+    assert (cfg.stages, cfg.stage_repeats) == (True, 5)
+    assert extraction_speed.parse_args([]).stages is False
     assert (cfg.preset, cfg.photos, cfg.images, cfg.cpu_only) == ("vg", "tests/data/coco", 3, True)
     assert (cfg.num_threads, cfg.image_size, cfg.seed, cfg.detector, cfg.out) == (1, 64, 3, "d", "r.json")
     assert cfg.batch_size_list == [1] and cfg.precision_list == ["fp32", "bf16"]
