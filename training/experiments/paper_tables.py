@@ -94,11 +94,11 @@ SCALES = {
     # The embedded default's recipe (scripts/build_default.sh) at half its pre-training epochs, on a world with
     # 3000 main images and 1000 NLVR2 image pairs; not run in full on this CPU (see docs/paper_tables.md).
     "small": Scale(
-        world=dict(images=5000, nlvr2_fraction=0.4, scene_kinds=5),
+        world=dict(images=5000, nlvr2_fraction=0.4, scene_kinds=5, nlvr2_sentences=30),
         pretrain=(*SHALLOW, "--batch-size", "64", "--lr", "1e-3"),
         epochs=10,
         finetune=("--batch-size", "32", "--lr", "1e-3"),
-        finetune_epochs={"vqa": 4, "gqa": 4, "nlvr2": 8},
+        finetune_epochs={"vqa": 4, "gqa": 4, "nlvr2": 2},
         qa_loss="ce",
         cross_layers=(1, 2),
         x_layers=1,
@@ -407,7 +407,9 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "two pooled outputs are concatenated and classified by Linear(2h, 2h)-GeLU-LayerNorm-Linear(2h, 2) "
         "(`LxmertForNLVR2`; `tests/test_checkpoints_parity.py` checks it against an independent rebuild of theirs). "
         "The world's statements compare the two images (a shape or colour that both, exactly one or neither "
-        "contain; which has more; the same number), and every statement has as many true as false image pairs.",
+        "contain; which has more; the same number), and every statement has as many true as false image pairs. "
+        "The NLVR2 images come from the same kinds of scene as the pre-training images, and each set of images "
+        "may carry several sentences (`--nlvr2-sentences`); why both matter: [docs/nlvr2.md](nlvr2.md).",
         "",
     ]
     cpu_total = 0.0
