@@ -11,9 +11,11 @@ import pytest
 from lxmert.answers import AnswerTable
 from lxmert.data.task_files import load_gqa, load_nlvr2, load_pretrain, load_vqa
 from lxmert.detection.files import read_vocab
+from training.experiments.nlvr2_oracle import annotated_objects
 from training.world.__main__ import parse_args
 from training.world.generate import WorldConfig, balance_answers, build_world
 from training.world.scenes import COLOURS, SHAPES
+from training.world.statements import evaluate, read_statement
 
 TINY = dict(
     images=30,
@@ -85,19 +87,53 @@ def test_pretraining_images_never_appear_in_finetuning_validation_or_test(world)
     assert sum(len(ids) for ids in splits.values()) == len({i for ids in splits.values() for i in ids}) == 30
 
 
-def test_nlvr2_follows_nlvr2_naming_and_sentences_have_several_pairs(world):
+def check_nlvr2_sets(world: Path, sentences: int) -> None:
+    """NLVR2's identifier layout (split-set-pair-sentence); each sentence of a set has its own pairs of the set's
+    images, no image twice in a sentence, and the label is the statement's truth on the ground truth."""
     for split in ("train", "valid", "test"):
         data = load_nlvr2(world / f"nlvr2/{split}.json")
+        objects = {
+            a["img_id"]: annotated_objects(a)
+            for a in json.loads((world / "annotations" / f"nlvr2_{split}.json").read_text())
+        }
+        groups: dict[tuple[str, str], list[dict]] = {}
         for k, d in enumerate(data):
-            assert re.fullmatch(rf"{split}-\d+-\d+-0", d["identifier"]) and d["uid"] == f"nlvr2_{split}_{k}"
-            assert d["img0"] == d["identifier"][:-2] + "-img0" and d["img1"] == d["identifier"][:-2] + "-img1"
+            found = re.fullmatch(rf"{split}-(\d+)-(\d+)-(\d+)", d["identifier"])
+            assert found and d["uid"] == f"nlvr2_{split}_{k}"
+            set_id, sentence = found[1], found[3]
+            assert d["img0"].startswith(f"{split}-{set_id}-img") and d["img1"].startswith(
+                f"{split}-{set_id}-img"
+            )
             assert (world / "images" / f"{d['img0']}.png").exists()
-        groups = {}
-        for d in data:
-            set_id = d["identifier"].split("-")[1]
-            groups.setdefault(set_id, set()).add(d["sent"])
-        assert all(len(sents) == 1 for sents in groups.values())
-        assert len(data) == TINY["pairs_per_statement"] * len(groups)
+            assert bool(d["label"]) == evaluate(
+                read_statement(d["sent"]), objects[d["img0"]], objects[d["img1"]]
+            )
+            groups.setdefault((set_id, sentence), []).append(d)
+        sets = {set_id for set_id, _ in groups}
+        assert len(groups) == sentences * len(sets)
+        for items in groups.values():
+            assert len({d["sent"] for d in items}) == 1 and len(items) == TINY["pairs_per_statement"]
+            images = [d[key] for d in items for key in ("img0", "img1")]
+            assert len(set(images)) == len(images)
+
+
+def test_nlvr2_follows_nlvr2_naming_and_sentences_have_several_pairs(world):
+    check_nlvr2_sets(world, sentences=1)
+
+
+def test_several_sentences_per_nlvr2_set_pair_the_set_images_anew(tmp_path):
+    out = tmp_path / "sentences"
+    build_world(WorldConfig(out=str(out), seed=3, nlvr2_sentences=3, **TINY), progress=False)
+    check_nlvr2_sets(out, sentences=3)
+    summary = json.loads((out / "world.json").read_text())
+    assert sum(len(ids) for ids in summary["splits"].values()) == TINY["images"]
+    pairings = {}
+    for split in ("train", "valid", "test"):
+        for d in load_nlvr2(out / f"nlvr2/{split}.json"):
+            set_id, _, sentence = d["identifier"].split("-")[1:]
+            pairings.setdefault((split, set_id), {}).setdefault(sentence, set()).add((d["img0"], d["img1"]))
+    # the sentences of a set are not all judged on the same pairs
+    assert any(len({frozenset(p) for p in by_sentence.values()}) > 1 for by_sentence in pairings.values())
 
 
 def test_same_seed_same_bytes(world, tmp_path):
@@ -122,6 +158,19 @@ def test_scene_kinds_reach_the_main_images_of_a_world(tmp_path):
         assert [i["img_id"] for i in images] == splits[split]
         for image in images:
             # kind k favours the shapes and colours whose index is k modulo 5: one kind per image, for both
+            shape_kinds = {SHAPES.index(o["label"]) % 5 for o in image["objects"]}
+            colour_kinds = {COLOURS.index(o["attributes"][0]) % 5 for o in image["objects"]}
+            assert len(shape_kinds) == 1 and shape_kinds == colour_kinds
+
+
+def test_scene_kinds_reach_the_nlvr2_images_of_a_world(tmp_path):
+    # NLVR2 images come from the same kinds of scene as the pre-training images, as photographs do.
+    out = tmp_path / "kinds"
+    build_world(WorldConfig(out=str(out), seed=3, scene_kinds=5, scene_kind_bias=1.0, **TINY), progress=False)
+    for split in ("train", "valid", "test"):
+        images = json.loads((out / "annotations" / f"nlvr2_{split}.json").read_text())
+        assert images
+        for image in images:
             shape_kinds = {SHAPES.index(o["label"]) % 5 for o in image["objects"]}
             colour_kinds = {COLOURS.index(o["attributes"][0]) % 5 for o in image["objects"]}
             assert len(shape_kinds) == 1 and shape_kinds == colour_kinds

@@ -166,7 +166,7 @@ def test_statement_texts_read_back_to_what_they_say():
             read_statement(bad)
     rng = np.random.default_rng(7)
     for _ in range(40):
-        statement, _ = sample_statement_set(rng, pairs=2, size=64)
+        _, [(statement, _)] = sample_statement_set(rng, pairs=2, size=64)
         assert read_statement(statement.text) == statement
 
 
@@ -174,10 +174,10 @@ def test_statement_sets_mix_true_and_false_pairs():
     rng = np.random.default_rng(4)
     mixed = 0
     for _ in range(5):
-        statement, pairs = sample_statement_set(rng, pairs=4)
+        pool, [(statement, pairs)] = sample_statement_set(rng, pairs=4)
         assert len(pairs) == 4
-        assert len({id(s) for left, right, _ in pairs for s in (left, right)}) == 8  # no image reused
-        assert all(evaluate(statement, left.objects, right.objects) == truth for left, right, truth in pairs)
+        assert len({k for i, j, _ in pairs for k in (i, j)}) == 8  # no image reused
+        assert all(evaluate(statement, pool[i].objects, pool[j].objects) == truth for i, j, truth in pairs)
         mixed += len({truth for *_, truth in pairs}) == 2
     assert mixed >= 4
 
@@ -186,8 +186,9 @@ def test_statement_labels_are_balanced_within_each_family():
     rng = np.random.default_rng(11)
     truths: dict[str, list[bool]] = {}
     for _ in range(40):
-        statement, pairs = sample_statement_set(rng, pairs=4, size=64)
-        truths.setdefault(statement.family, []).extend(truth for *_, truth in pairs)
+        _, sentences = sample_statement_set(rng, pairs=4, size=64, sentences=2)
+        for statement, pairs in sentences:
+            truths.setdefault(statement.family, []).extend(truth for *_, truth in pairs)
     assert len(truths) >= 4  # most families drawn
     for family, values in truths.items():
         assert abs(np.mean(values) - 0.5) <= 0.15, family

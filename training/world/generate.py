@@ -5,7 +5,7 @@ Layout of ``DIR`` (``python -m training.world --out DIR --images N --seed S``)::
     world.json                      seed, config, counts, and the image ids of every split
     objects_vocab.txt               object labels (the shapes), one per line; line i is label_id i
     attributes_vocab.txt            attribute labels (colours, sizes, fills); line i is attr id i
-    images/<img_id>.png             RGB scenes; main images are synth_000123, NLVR2 ones train-17-0-img0
+    images/<img_id>.png             RGB scenes; main images are synth_000123, NLVR2 ones train-17-img3 (set 17)
     annotations/<split>.json        detection ground truth, a list of
                                     {img_id, width, height, background,
                                      objects: [{box: [x1, y1, x2, y2] (pixels), label, label_id,
@@ -75,6 +75,7 @@ NLVR2_SPLITS = ("train", "valid", "test")
 CAPTION_SOURCE, GQA_SOURCE, VQA_SOURCE = "synth_cap", "synth_gqa", "synth_vqa"
 # Random streams of default_rng([seed, stream, index]).
 MAIN_STREAM, NLVR2_STREAM, SPLIT_STREAM, BALANCE_STREAM = 0, 1, 2, 3
+NLVR2_POOL_FACTOR = 3  # an NLVR2 set draws 3 x pairs-per-statement scenes to pick balanced pairs from
 
 
 @dataclass
@@ -93,6 +94,13 @@ class WorldConfig:
     )
     pairs_per_statement: int = field(
         default=4, metadata={"help": "image pairs judged against each NLVR2 sentence (for consistency)"}
+    )
+    nlvr2_sentences: int = field(
+        default=1,
+        metadata={
+            "help": "NLVR2 sentences per set of images, each judged on its own pairs of the set's "
+            f"{NLVR2_POOL_FACTOR} x pairs-per-statement images (a set then writes all of them)"
+        },
     )
     captions_per_image: int = field(default=5, metadata={"help": "captions per main image"})
     scene_kinds: int = field(
@@ -142,6 +150,11 @@ class WorldConfig:
         fractions = (self.nominival_fraction, self.minival_fraction, self.test_fraction)
         if min(fractions) < 0 or sum(fractions) >= 1:
             raise ValueError(f"split fractions {fractions} must be >= 0 and leave room for train")
+        if self.pairs_per_statement < 1 or self.nlvr2_sentences < 1:
+            raise ValueError(
+                f"pairs_per_statement and nlvr2_sentences must be positive, got {self.pairs_per_statement} "
+                f"and {self.nlvr2_sentences}"
+            )
         if not 0 <= self.nlvr2_fraction < 1:
             raise ValueError(f"nlvr2_fraction must be in [0, 1), got {self.nlvr2_fraction}")
         if not 1 <= self.scene_kinds <= MAX_SCENE_KINDS or not 0 <= self.scene_kind_bias <= 1:
@@ -166,8 +179,8 @@ def _split_counts(total: int, fractions: list[float]) -> list[int]:
 
 
 def plan_world(cfg: WorldConfig) -> WorldPlan:
-    num_sets = round(cfg.images * cfg.nlvr2_fraction / (2 * cfg.pairs_per_statement))
-    num_main = cfg.images - num_sets * 2 * cfg.pairs_per_statement
+    num_sets = round(cfg.images * cfg.nlvr2_fraction / nlvr2_set_images(cfg))
+    num_main = cfg.images - num_sets * nlvr2_set_images(cfg)
     ids = [f"synth_{k:06d}" for k in range(num_main)]
     order = np.random.default_rng([cfg.seed, SPLIT_STREAM]).permutation(num_main)
     counts = _split_counts(num_main, [cfg.nominival_fraction, cfg.minival_fraction, cfg.test_fraction])
@@ -255,28 +268,40 @@ def _main_image_job(job: tuple[WorldConfig, str, int, str]) -> dict[str, Any]:
     }
 
 
+def nlvr2_set_images(cfg: WorldConfig) -> int:
+    """Images one NLVR2 set writes: its sentence's pairs, or with several sentences the whole pool they pair from."""
+    pairs = cfg.pairs_per_statement
+    return 2 * pairs if cfg.nlvr2_sentences == 1 else NLVR2_POOL_FACTOR * pairs
+
+
 def _nlvr2_set_job(job: tuple[WorldConfig, str, int, int, str]) -> dict[str, Any]:
     cfg, split, set_id, index, out = job
     rng = np.random.default_rng([cfg.seed, NLVR2_STREAM, index])
-    statement, pairs = sample_statement_set(rng, cfg.pairs_per_statement, cfg.image_size)
-    items, annotations = [], []
-    for pair_id, (left, right, truth) in enumerate(pairs):
-        names = []
-        for side, scene in enumerate((left, right)):
-            img_id = f"{split}-{set_id}-{pair_id}-img{side}"
-            _save_png(render_scene(scene), Path(out) / "images" / f"{img_id}.png")
-            annotations.append(annotation(img_id, scene))
-            names.append(img_id)
-        items.append(
-            {
-                "identifier": f"{split}-{set_id}-{pair_id}-0",
-                "img0": names[0],
-                "img1": names[1],
-                "label": int(truth),
-                "sent": statement.text,
-                "family": statement.family,
-            }
-        )
+    pool, sentences = sample_statement_set(
+        rng, cfg.pairs_per_statement, cfg.image_size, NLVR2_POOL_FACTOR, sentences=cfg.nlvr2_sentences,
+        kinds=cfg.scene_kinds, kind_bias=cfg.scene_kind_bias,
+    )  # fmt: skip
+    if cfg.nlvr2_sentences == 1:  # only the pairs' images
+        written = [k for _, pairs in sentences for i, j, _ in pairs for k in (i, j)]
+    else:
+        written = list(range(len(pool)))
+    names = {k: f"{split}-{set_id}-img{k}" for k in written}
+    annotations = []
+    for k, img_id in names.items():
+        _save_png(render_scene(pool[k]), Path(out) / "images" / f"{img_id}.png")
+        annotations.append(annotation(img_id, pool[k]))
+    items = [
+        {
+            "identifier": f"{split}-{set_id}-{pair_id}-{sentence}",
+            "img0": names[i],
+            "img1": names[j],
+            "label": int(truth),
+            "sent": statement.text,
+            "family": statement.family,
+        }
+        for sentence, (statement, pairs) in enumerate(sentences)
+        for pair_id, (i, j, truth) in enumerate(pairs)
+    ]
     return {"split": split, "items": items, "annotations": annotations}
 
 
@@ -446,7 +471,7 @@ def build_world(cfg: WorldConfig, progress: bool = True) -> dict[str, Any]:
                 nlvr2_results = []
                 for result in _run_jobs(pool, _nlvr2_set_job, nlvr2_jobs, bar):
                     nlvr2_results.append(result)
-                    bar.update(2 * cfg.pairs_per_statement - 1)  # a job writes a whole set of pairs
+                    bar.update(nlvr2_set_images(cfg) - 1)  # a job writes a whole set
         finally:
             if pool is not None:
                 pool.close()

@@ -29,7 +29,7 @@ from training.world.language import (
     noun_phrase,
     with_article,
 )
-from training.world.scenes import Scene, sample_scene
+from training.world.scenes import KIND_BIAS, Scene, sample_scene
 
 SIDES = ("left", "right")
 COMPARED = ("shape", "colour")  # the attributes statements name and compare across the pair
@@ -177,40 +177,71 @@ def propose_statement(left: Scene, right: Scene, rng: np.random.Generator, max_t
     return fallback
 
 
-def sample_statement_set(
-    rng: np.random.Generator, pairs: int = 4, size: int = 256, pool_factor: int = 3, proposals: int = 10
-) -> tuple[Statement, list[tuple[Scene, Scene, bool]]]:
-    """A statement and ``pairs`` image pairs with no image shared, about half of them making it true.
+def _judged_pairs(
+    pool: Sequence[Scene], order: Sequence[int], rng: np.random.Generator, pairs: int, proposals: int
+) -> tuple[Statement, list[tuple[int, int, bool]]]:
+    """One statement and ``pairs`` pairs of pool indices (no index shared), about half of them making it true.
 
-    Scenes are drawn into a pool of ``pool_factor * pairs``. Statements true of the first two scenes are proposed
-    until one holds for 20-80% of the other pool pairs (else the closest to half is kept), so that true and false
+    ``order`` is the pool's indices in the order to use them: statements true of its first two scenes are proposed
+    until one holds for 20-80% of the pairs of the rest (else the closest to half is kept), so that true and false
     pairs both exist; each further pair is then the first unused pool pair, in random order, whose truth is the one
     still needed.
-
-    Returns:
-        The statement and a list of (left scene, right scene, truth).
     """
-    pool = [sample_scene(rng, size) for _ in range(max(pool_factor, 1) * pairs)]
-    rest = [(i, j) for i in range(2, len(pool)) for j in range(2, len(pool)) if i != j]
+    first, second, *others = order
+    rest = [(i, j) for i in others for j in others if i != j]
     statement, best_gap = None, 1.0
     for _ in range(proposals):
-        candidate = propose_statement(pool[0], pool[1], rng)
+        candidate = propose_statement(pool[first], pool[second], rng)
         truths = [evaluate(candidate, pool[i].objects, pool[j].objects) for i, j in rest]
         rate = float(np.mean(truths)) if rest else 0.5
         if abs(rate - 0.5) < best_gap:
             statement, best_gap = candidate, abs(rate - 0.5)
         if best_gap <= 0.3:
             break
-    found = [(pool[0], pool[1], evaluate(statement, pool[0].objects, pool[1].objects))]
-    used = {0, 1}
+    found = [(first, second, evaluate(statement, pool[first].objects, pool[second].objects))]
+    used = {first, second}
     for index in range(1, pairs):
         wanted = sum(t for *_, t in found) < (index + 1) / 2  # too few true so far -> look for a true pair
-        free = [i for i in range(len(pool)) if i not in used]
+        free = [i for i in order if i not in used]
         candidates = [(i, j) for i in free for j in free if i != j]
         candidates = [candidates[k] for k in rng.permutation(len(candidates))]
         truths = [evaluate(statement, pool[i].objects, pool[j].objects) for i, j in candidates]
         pick = truths.index(wanted) if wanted in truths else 0
         (i, j), truth = candidates[pick], truths[pick]
         used |= {i, j}
-        found.append((pool[i], pool[j], truth))
+        found.append((i, j, truth))
     return statement, found
+
+
+def sample_statement_set(
+    rng: np.random.Generator,
+    pairs: int = 4,
+    size: int = 256,
+    pool_factor: int = 3,
+    proposals: int = 10,
+    sentences: int = 1,
+    kinds: int = 1,
+    kind_bias: float = KIND_BIAS,
+) -> tuple[list[Scene], list[tuple[Statement, list[tuple[int, int, bool]]]]]:
+    """A pool of scenes and ``sentences`` statements about it, each judged on its own ``pairs`` image pairs.
+
+    Scenes are drawn into a pool of ``pool_factor * pairs`` (with the world's scene ``kinds``, as
+    ``sample_scene``). Each sentence takes ``pairs`` pairs of pool scenes with no scene shared, about half of
+    them making it true; the first starts from scenes 0 and 1, the others from a random order of the pool, so
+    the sentences of a set look at the same images in different pairings, and a set of images is worth many
+    statements (NLVR2's identifiers number the sentences of a set for the same reason).
+
+    Returns:
+        The pool, and per sentence its statement and a list of (left pool index, right pool index, truth).
+    """
+    if pairs < 1 or sentences < 1:
+        raise ValueError(f"pairs and sentences must be positive, got {pairs} and {sentences}")
+    pool = [
+        sample_scene(rng, size, kinds=kinds, kind_bias=kind_bias) for _ in range(max(pool_factor, 1) * pairs)
+    ]
+    judged = [_judged_pairs(pool, range(len(pool)), rng, pairs, proposals)]
+    for _ in range(1, sentences):
+        judged.append(
+            _judged_pairs(pool, [int(i) for i in rng.permutation(len(pool))], rng, pairs, proposals)
+        )
+    return pool, judged
