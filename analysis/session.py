@@ -259,7 +259,7 @@ def analyze(
     config: SessionConfig | None = None,
 ) -> Analysis:
     """:func:`analyze_example` for a question about the detector's regions of one image."""
-    example = example_from_regions(tokenizer, question, regions)
+    example = example_from_regions(tokenizer, question, regions).to(next(model.parameters()).device)
     return analyze_example(
         model, tokenizer, example, checkpoint_id, answer_names, object_names, attr_names, config
     )

@@ -37,6 +37,7 @@ from lxmert.detection.regions import Regions
 from lxmert.errors import UnreadableFileError, run_cli
 from lxmert.precision import PRECISIONS, autocast, resolve_precision
 from lxmert.wordpiece import train_wordpiece
+from training.engine.distributed import resolve_device
 
 if TYPE_CHECKING:
     from lxmert.detection.detector import Detector  # imported where used: torchvision takes seconds
@@ -64,6 +65,9 @@ class SpeedConfig:
     repeats: int = field(default=5, metadata={"help": "timed runs per precision after the warm-up"})
     warmup: int = field(default=1, metadata={"help": "untimed runs per precision first"})
     threads: int = field(default=0, metadata={"help": "torch threads (0 = default)"})
+    device: str = field(
+        default="auto", metadata={"help": "auto (a GPU when there is one), cpu, cuda, cuda:N"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the random model and regions"})
     precision: str = field(
         default="auto",
@@ -123,7 +127,8 @@ def bf16_agreement(model, tokenizer, cfg: SpeedConfig) -> tuple[float, float, in
     agree, largest, examples = 0, 0.0, []
     for k in range(cfg.agreement_examples):
         regions = random_regions(cfg.regions, model.config.visual_feat_dim, cfg.seed + 1 + k)
-        examples.append(example_from_regions(tokenizer, CORPUS[k % len(CORPUS)], regions))
+        example = example_from_regions(tokenizer, CORPUS[k % len(CORPUS)], regions)
+        examples.append(example.to(next(model.parameters()).device))
     with torch.no_grad():
         for example in examples:
             full = run(model, example, output_attentions=True)
@@ -157,7 +162,8 @@ def main(argv=None) -> dict[str, dict[str, float]]:
         tokenizer = train_wordpiece(CORPUS, 200, tempfile.mkdtemp())
         config = LxmertConfig.preset(cfg.preset, vocab_size=tokenizer.vocab_size, num_qa_labels=50)
         model, answer_names = LxmertForPreTraining(config).eval(), None
-    device = next(model.parameters()).device
+    device = resolve_device(cfg.device)
+    model = model.to(device)
     precisions = precisions_for(cfg.precision, device)
     detect_seconds: dict[str, float] = {}
     if cfg.detector and cfg.image:
@@ -194,6 +200,8 @@ def main(argv=None) -> dict[str, dict[str, float]]:
                 attr_names=attr_names,
                 config=session,
             )
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             cpu = time.process_time() - cpu_start
             if repeat >= cfg.warmup:
                 runs[precision].append(
@@ -207,7 +215,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     print(
         f"model: {cfg.checkpoint or cfg.preset} ({params / 1e6:.2f}M parameters), {type(model).__name__}, "
         f"{len(regions)} regions, {len(tokenizer.encode(cfg.question))} tokens, threads {torch.get_num_threads()}, "
-        f"IG steps {cfg.ig_steps}, median of {cfg.repeats} after {cfg.warmup} warm-up, precisions alternated"
+        f"{device}, IG steps {cfg.ig_steps}, median of {cfg.repeats} after {cfg.warmup} warm-up, precisions alternated"
     )
     for precision, seconds in detect_seconds.items():
         print(f"detection {precision} (once per image, not in the total): {seconds:.3f} s")
