@@ -175,6 +175,7 @@ def extract(cfg: ExtractConfig) -> ExtractionSummary:
     """
     joined = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized()
     place = distributed.init_distributed(cfg.device, timeout=SHARD_WAIT)
+    finished = False
     try:
         torch.set_num_threads(cfg.num_threads)
         detector = Detector.from_pretrained(cfg.detector, device=place.device, backend=cfg.backend)
@@ -182,11 +183,15 @@ def extract(cfg: ExtractConfig) -> ExtractionSummary:
         images = list_images(cfg.images)
         renamed = _write_original_names(cfg, images) if place.is_main else {}
         if place.world_size == 1:
-            return _extract_single(cfg, detector, images, renamed)
-        return _extract_sharded(cfg, detector, images, renamed, place.rank, place.world_size)
+            summary = _extract_single(cfg, detector, images, renamed)
+        else:
+            summary = _extract_sharded(cfg, detector, images, renamed, place.rank, place.world_size)
+        finished = True
+        return summary
     finally:
         if joined:
-            distributed.cleanup()
+            # After a failure here the other processes may never reach the barrier: leave without waiting.
+            distributed.cleanup(wait=finished)
 
 
 def _writer(

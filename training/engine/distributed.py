@@ -7,6 +7,7 @@ no-op that returns the single-process answer, so the training loop has no ``if d
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,9 +63,18 @@ def init_distributed(device: str = "auto", timeout: timedelta | None = None) -> 
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
 
-def cleanup() -> None:
-    """Leave the process group, if one was opened."""
+def cleanup(wait: bool = True) -> None:
+    """Leave the process group, if one was opened.
+
+    Each process first frees what still holds gloo work (a DDP wrapper in a reference cycle keeps its reducer's
+    pending work alive) and, with ``wait``, waits for the others: a group torn down under that work, or while another
+    process is still in a collective, aborts with "terminate called without an active exception" (seen once in a
+    torchrun test under load). A process leaving after an error passes ``wait=False``: the others may never come.
+    """
     if dist.is_initialized():
+        gc.collect()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
