@@ -104,14 +104,7 @@ def random_regions(num_regions: int, feature_dim: int, seed: int) -> Regions:
 def detector_precisions(detector: Detector, precisions: list[str]) -> list[str]:
     """Those of ``precisions`` the detector runs in: reduced precision is the caffe network's only, so the
     shipped torchvision detector detects in fp32 alone (as the app runs it)."""
-    usable = []
-    for precision in precisions:
-        try:
-            detector.autocast(precision)
-        except ValueError:
-            continue
-        usable.append(precision)
-    return usable
+    return [precision for precision in precisions if detector.precision_refusal(precision) is None]
 
 
 def precisions_for(requested: str, device: torch.device) -> list[str]:

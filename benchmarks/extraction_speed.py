@@ -103,12 +103,11 @@ def stage_profile(detector: Detector, loaded: LoadedImage, precisions: list[str]
     detector.to("cpu")
     runnable = []
     for precision in precisions:
-        try:
-            detector.autocast(precision)
-        except ValueError as err:
-            print(f"--stages {precision}: not measured ({err})")
-            continue
-        runnable.append(precision)
+        refusal = detector.precision_refusal(precision)
+        if refusal:
+            print(f"--stages {precision}: not measured ({refusal})")
+        else:
+            runnable.append(precision)
     return [{"device": "cpu", **row} for row in profile(detector, loaded, runnable, repeats)]
 
 

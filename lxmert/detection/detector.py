@@ -89,14 +89,20 @@ class Detector:
                 detectron2 backend), or where the device has no such arithmetic (fp16 on a CPU, bf16 on a CPU
                 without native support, where it would be emulated and slower than fp32).
         """
-        if precision != "fp32":
-            if not isinstance(self.model, CaffeFasterRCNN):
-                raise ValueError(f"precision {precision} is for the caffe network on the torch backend only")
-            if self.device.type == "cpu" and not (precision == "bf16" and cpu_has_bf16()):
-                raise ValueError(
-                    f"precision {precision} needs a GPU{' or a CPU with bf16' if precision == 'bf16' else ''}"
-                )
+        refusal = self.precision_refusal(precision)
+        if refusal:
+            raise ValueError(refusal)
         return autocast(precision, self.device)
+
+    def precision_refusal(self, precision: str) -> str | None:
+        """Why :meth:`autocast` refuses ``precision`` for this detector on its device, or None when it runs it."""
+        if precision == "fp32":
+            return None
+        if not isinstance(self.model, CaffeFasterRCNN):
+            return f"precision {precision} is for the caffe network on the torch backend only"
+        if self.device.type == "cpu" and not (precision == "bf16" and cpu_has_bf16()):
+            return f"precision {precision} needs a GPU{' or a CPU with bf16' if precision == 'bf16' else ''}"
+        return None
 
     def load_image(self, source: str | Path | bytes | Image.Image, *, name: str | None = None) -> LoadedImage:
         """Open one image under this detector's limits (:func:`lxmert.detection.images.load_detector_image`)."""
