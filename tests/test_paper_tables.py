@@ -2,6 +2,7 @@
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,15 @@ import pytest
 from lxmert.data.task_files import write_json
 from lxmert.fileio import read_json
 from training.experiments import paper_tables
-from training.experiments.paper_tables import RUN_FILE, main, mean_std
+from training.experiments.paper_tables import (
+    RUN_FILE,
+    PaperTablesConfig,
+    Unit,
+    main,
+    mean_std,
+    only_command,
+    run_all,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +108,51 @@ def test_table_3_at_tiny_scale_with_two_seeds_writes_the_page_and_resumes(tmp_pa
     (finetune / "full-vqa-seed0" / RUN_FILE).unlink()
     again = main(argv).ran
     assert len(again) == 1 and "full-vqa-seed0" in again[0]
+
+
+@pytest.mark.slow
+def test_jobs_make_the_same_runs_in_their_own_processes(tmp_path):
+    """Runs made two at a time in child processes score exactly what the same runs score made one by one here."""
+    common = ["--table", "4", "--seeds", "1", "--scale", "tiny", "--detector", str(ROOT / "assets/default/detector"),
+              "--threads", "1"]  # fmt: skip
+    alone = main([*common, "--runs", str(tmp_path / "alone"), "--out", str(tmp_path / "alone.md")])
+    for made in ("world", "features"):  # the same inputs: extraction's sums depend on its thread count
+        shutil.copytree(tmp_path / "alone/tiny" / made, tmp_path / "jobs/tiny" / made)
+    jobs = main(
+        [*common, "--runs", str(tmp_path / "jobs"), "--out", str(tmp_path / "jobs.md"), "--jobs", "2"]
+    )
+
+    assert (
+        len(jobs.ran) == len(alone.ran) == 3 * (1 + 3)
+    )  # three pre-trainings, each fine-tuned on three tasks
+    for summary in (tmp_path / "alone/tiny").glob("*/*/summary.json"):
+        twin = tmp_path / "jobs" / summary.relative_to(tmp_path / "alone")
+        assert read_json(twin)["valid"] == read_json(summary)["valid"], summary.parent.name
+        assert (twin.parent / "run.log").stat().st_size > 0  # the child's output, kept beside its run
+    assert "## Table 4" in (tmp_path / "jobs.md").read_text()
+
+
+def test_a_failed_run_is_named_and_what_needs_it_never_starts(tmp_path):
+    broken = Unit("finetune", ("nlvr2", "--no-such-flag"), tmp_path / "broken")
+    after = Unit(
+        "finetune", ("nlvr2", "--output", str(tmp_path / "after")), tmp_path / "after", needs=broken.output
+    )
+    with pytest.raises(RuntimeError, match="--no-such-flag failed .*broken/run.log"):
+        run_all([broken, after], jobs=2, threads=1)
+    assert "unrecognized arguments: --no-such-flag" in (tmp_path / "broken/run.log").read_text()
+    assert not (tmp_path / "after").exists()
+
+
+def test_a_second_command_on_the_same_runs_is_refused(tmp_path):
+    with only_command(tmp_path / "tiny"):
+        with pytest.raises(RuntimeError, match="another python -m training.paper_tables is running"):
+            main(
+                ["--table", "3", "--scale", "tiny", "--runs", str(tmp_path), "--out", str(tmp_path / "t.md")]
+            )
+    assert not (tmp_path / "t.md").exists()
+
+
+def test_tables_are_named_by_number():
+    assert PaperTablesConfig(table="5,3,5").tables() == [3, 5]
+    with pytest.raises(ValueError, match="no table '6'"):
+        PaperTablesConfig(table="3,6")
