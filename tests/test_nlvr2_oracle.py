@@ -10,8 +10,10 @@ from training.experiments.nlvr2_oracle import (
     SeenObject,
     annotated_objects,
     detected_objects,
+    kind_predictions,
     oracle_predictions,
     oracle_scores,
+    scene_kind,
 )
 from training.world.generate import WorldConfig, build_world
 
@@ -70,3 +72,34 @@ def test_a_generated_worlds_labels_follow_from_its_sentences_and_scenes(tmp_path
         assert scores == {"accuracy": 1.0, "consistency": 1.0} and pairs == len(
             load_nlvr2(out / f"nlvr2/{split}.json")
         )
+
+
+def test_an_images_kind_is_the_one_whose_shapes_and_colours_its_objects_take_most():
+    # Of 5 kinds, kind 1 favours square and star, orange and pink; kind 0 circle and hexagon, red and purple.
+    objects = [SeenObject("square", "orange", "", ""), SeenObject("star", "red", "", ""),
+               SeenObject("circle", "pink", "", "")]  # fmt: skip
+    assert scene_kind(objects, 5) == 1  # kind 1: 4 matches, kind 0: 2
+    assert scene_kind(objects[1:2], 5) == 0  # star (kind 1) and red (kind 0) tie: the first kind
+
+
+def test_the_kind_baseline_is_the_training_majority_for_the_sentence_and_the_two_kinds():
+    kind_of = {"a": 0, "b": 1, "c": 1, "d": 0}
+
+    def item(ident, sent, img0, img1, label=0):
+        return {"identifier": ident, "sent": sent, "img0": img0, "img1": img1, "label": label}
+
+    train = [
+        item("t1", "A", "a", "b", 1), item("t2", "A", "d", "c", 1), item("t3", "A", "a", "c", 0),  # kinds 0, 1
+        item("t4", "A", "b", "c", 0),  # kinds 1, 1
+        item("t5", "B", "a", "d", 0), item("t6", "B", "d", "a", 0),  # kinds 0, 0 only
+        item("t7", "D", "a", "d", 1), item("t8", "D", "d", "a", 0),  # a tie
+    ]  # fmt: skip
+    valid = [item("v1", "A", "d", "b"), item("v2", "A", "c", "b"), item("v3", "B", "b", "c"),
+             item("v4", "C", "a", "b"), item("v5", "D", "a", "a")]  # fmt: skip
+    assert kind_predictions(train, valid, kind_of) == {
+        "v1": True,  # 2 of 3 training pairs of kinds (0, 1) say true
+        "v2": False,  # the one pair of kinds (1, 1)
+        "v3": False,  # kinds (1, 1) unseen for B: B's majority
+        "v4": True,  # C unseen
+        "v5": True,  # a tie counts as true
+    }

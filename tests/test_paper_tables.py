@@ -51,7 +51,8 @@ def test_chance_counts_only_answered_training_questions(tmp_path, monkeypatch):
     write_json(tmp_path / "gqa/valid.json", [gqa("d", "red"), gqa("e", "blue")])
     write_json(tmp_path / "nlvr2/train.json", [nlvr2("train-0-0-0", 0), nlvr2("train-0-1-0", 0)])
     write_json(tmp_path / "nlvr2/valid.json", [nlvr2("dev-0-0-0", 0), nlvr2("dev-0-1-0", 1)])
-    monkeypatch.setattr(paper_tables, "oracle_scores", lambda world: ({}, 0))  # needs the world's annotations
+    for scores in ("oracle_scores", "kind_scores"):  # need the world's annotations
+        monkeypatch.setattr(paper_tables, scores, lambda world: ({}, 0))
 
     chance = paper_tables.baselines(tmp_path)["chance"]
     assert chance["vqa"]["accuracy"] == pytest.approx(1.0)  # "yes" for every question, not no answer
@@ -60,7 +61,8 @@ def test_chance_counts_only_answered_training_questions(tmp_path, monkeypatch):
 
 
 def row(page: str, label: str) -> list[str]:
-    (line,) = [line for line in page.splitlines() if line.startswith(f"| {label} |")]
+    """The cells of the first line of a table that starts with ``label`` (the tables come before the curves)."""
+    line = next(line for line in page.splitlines() if line.startswith(f"| {label} |"))
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
@@ -94,6 +96,24 @@ def test_table_3_at_tiny_scale_with_two_seeds_writes_the_page_and_resumes(tmp_pa
             )
             mean, std = 50 * (a + b), 100 * abs(a - b) / math.sqrt(2)
             assert cells[column] == f"{mean:.1f} ± {std:.1f}", (label, task, metric)
+
+    # Pre-training against scratch: the difference of the seeds' means and its Welch standard error, in points.
+    scores = {
+        start: [read_json(finetune / f"{start}-vqa-seed{s}" / "summary.json")["valid"]["accuracy"] for s in (0, 1)]
+        for start in ("full", "scratch-x1")
+    }  # fmt: skip
+    diff = 100 * (sum(scores["full"]) - sum(scores["scratch-x1"])) / 2
+    se = 100 * math.sqrt(
+        sum((a - b) ** 2 / 2 / 2 for a, b in scores.values())
+    )  # variance of two = (a - b)² / 2
+    effect = row(page, "Pre-train + scratch − Train + scratch (1 cross layer)")
+    assert effect[1].startswith(f"{diff:+.1f} ± {se:.1f}") and effect[4:] == ["+4.8", "+10.0", "+24.0"]
+    assert row(page, "2 cross layers, from scratch − Train + scratch (1 cross layer)")[4:] == [
+        "+1.2",
+        "+0.6",
+        "-1.5",
+    ]
+    assert "### NLVR2 fine-tuning, validation accuracy after each epoch" in page
 
     assert "python -m training.pretrain " in page and "python -m training.finetune nlvr2 " in page
     assert re.search(

@@ -5,16 +5,21 @@ on the ground-truth objects of the two images (``annotations/nlvr2_<split>.json`
 model can reach that sees every object perfectly; anything below 1.0 would mean the text leaves the label open.
 With ``--features`` it checks the statements about shapes on the detector's confident regions instead: what the
 region labels a model reads still tell.
-Beside it, the question-only baseline (``training.world.template_priors``) and chance show where a model that does
+``--kinds`` scores what knowing each image's scene kind alone allows (``kind_scores``): the label most often given
+to the same sentence about images of the same two kinds in training. Where it comes close to the oracle, the
+statements can be settled without finding the objects they name.
+Beside them, the question-only baseline (``training.world.template_priors``) and chance show where a model that does
 not look stays.
 
     python -m training.experiments.nlvr2_oracle --world runs/world --split valid
     python -m training.experiments.nlvr2_oracle --world runs/world --features runs/features --threshold 0.7
+    python -m training.experiments.nlvr2_oracle --world runs/world --kinds
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,7 @@ from lxmert.data.store import FeatureStores
 from lxmert.data.task_files import load_nlvr2
 from lxmert.detection.files import read_vocab
 from lxmert.fileio import read_json
+from training.world.scenes import kind_labels
 from training.world.statements import evaluate, read_statement
 
 
@@ -99,6 +105,50 @@ def oracle_scores(
     return nlvr2_scores(oracle_predictions(items, objects), items), len(items)
 
 
+def scene_kind(objects: Sequence[SeenObject], kinds: int) -> int:
+    """The kind of scene whose favoured shapes and colours (``kind_labels``) the objects take most often."""
+
+    def typical(kind: int) -> int:
+        shapes, colours = kind_labels(kind, kinds)
+        return sum((o.shape in shapes) + (o.colour in colours) for o in objects)
+
+    return max(range(kinds), key=typical)
+
+
+def kind_predictions(
+    train: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]], kind_of: Mapping[str, int]
+) -> dict[str, bool]:
+    """Identifier → the training majority label of the item's sentence about images of its two kinds; of the
+    sentence alone where training never saw that pairing of kinds; True where it never saw the sentence."""
+    votes: dict[tuple, Counter] = {}
+    for item in train:
+        for key in ((item["sent"], kind_of[item["img0"]], kind_of[item["img1"]]), (item["sent"],)):
+            votes.setdefault(key, Counter())[bool(item["label"])] += 1
+
+    def majority(item: Mapping[str, Any]) -> bool:
+        for key in ((item["sent"], kind_of[item["img0"]], kind_of[item["img1"]]), (item["sent"],)):
+            if key in votes:
+                (label, _), *_ = sorted(votes[key].items(), key=lambda kv: (-kv[1], not kv[0]))
+                return label
+        return True
+
+    return {item["identifier"]: majority(item) for item in items}
+
+
+def kind_scores(world: str | Path, split: str = "valid") -> tuple[dict[str, float], int]:
+    """Accuracy and consistency on a world's NLVR2 split of :func:`kind_predictions`, each image's kind read from
+    its ground-truth objects (``scene_kind``), and the pairs scored."""
+    world = Path(world)
+    kinds = read_json(world / "world.json")["config"]["scene_kinds"]
+    train, items = (load_nlvr2(world / "nlvr2" / f"{s}.json") for s in ("train", split))
+    kind_of = {
+        a["img_id"]: scene_kind(annotated_objects(a), kinds)
+        for s in ("train", split)
+        for a in read_json(world / "annotations" / f"nlvr2_{s}.json")
+    }
+    return nlvr2_scores(kind_predictions(train, items, kind_of), items), len(items)
+
+
 @dataclass
 class OracleConfig:
     world: str = field(metadata={"help": "world directory written by python -m training.world"})
@@ -110,13 +160,19 @@ class OracleConfig:
         metadata={"help": "feature store: check the colour-free statements on its detected regions instead"},
     )
     threshold: float = field(default=0.5, metadata={"help": "confidence a detected region needs to count"})
+    kinds: bool = field(
+        default=False, metadata={"help": "score the scene-kind baseline (kind_scores) instead of the oracle"}
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     config = parse_config(
         OracleConfig, argv, prog="python -m training.experiments.nlvr2_oracle", doc=__doc__, title="oracle"
     )
-    scores, pairs = oracle_scores(config.world, config.split, config.features, config.threshold)
+    if config.kinds:
+        scores, pairs = kind_scores(config.world, config.split)
+    else:
+        scores, pairs = oracle_scores(config.world, config.split, config.features, config.threshold)
     print(json.dumps({**scores, "pairs": pairs}))
     return scores
 

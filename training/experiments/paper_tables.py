@@ -34,13 +34,14 @@ from typing import Any
 import torch
 
 from lxmert.answers import AnswerTable
+from lxmert.checkpoints import METRICS_FILE
 from lxmert.config_cli import parse_config
 from lxmert.data.store import FeatureStores
-from lxmert.fileio import atomic_write_text, read_json
+from lxmert.fileio import atomic_write_text, read_json, read_json_lines
 from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
 from training.engine.trainer import SUMMARY_FILE
-from training.experiments.nlvr2_oracle import oracle_scores
+from training.experiments.nlvr2_oracle import kind_scores, oracle_scores
 from training.tasks import FINETUNE_TASKS as TASKS
 from training.tasks import finetuning, get_task, pretraining_run
 from training.tasks.answer_priors import chance_predictions
@@ -509,7 +510,12 @@ def baselines(world: Path) -> dict[str, dict[str, float]]:
     for task in TASKS:
         train, valid = world_splits(world, task)
         chance[task] = get_task(task).score(chance_predictions(task, train, valid), valid)
-    return {"chance": chance, "question-only": reports, "oracle": {"nlvr2": oracle_scores(world)[0]}}
+    return {
+        "chance": chance,
+        "question-only": reports,
+        "oracle": {"nlvr2": oracle_scores(world)[0]},
+        "kinds": {"nlvr2": kind_scores(world)[0]},
+    }
 
 
 def render(runs: Runs, tables: Sequence[int]) -> str:
@@ -577,7 +583,16 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "| oracle: the statement, parsed from its text, checked on the ground-truth objects | – | – | "
         + f"{mean_std([scores['oracle']['nlvr2']['accuracy']])} | {mean_std([scores['oracle']['nlvr2']['consistency']])}"
         + " | human 96.3 (NLVR2) |",
+        "| scene kind only: the training majority for the sentence about two images of the same kinds | – | – | "
+        + f"{mean_std([scores['kinds']['nlvr2']['accuracy']])} | {mean_std([scores['kinds']['nlvr2']['consistency']])}"
+        + " | – |",
         "",
+        "The scene-kind baseline reads no object: each image's kind (of the world's kinds of scene, which favour two "
+        "shapes and two colours) and the sentence. A model at or below it may have learned to tell the kinds of "
+        "scene apart rather than to find the objects a statement names (docs/nlvr2.md).",
+        "",
+        *effects(runs, tables),
+        *curves(runs, tables),
         "## Commands",
         "",
         "```bash",
@@ -590,11 +605,15 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         for name in ("runs", "out", "detector")
         if getattr(config, name) != getattr(defaults, name)
     )
+    where += "".join(
+        f" --{name} {getattr(config, name)}" for name in ("jobs", "threads") if getattr(config, name)
+    )
+    numbers = ",".join(map(str, tables))
+    lines.append(
+        f"python -m training.paper_tables --table {numbers} --seeds {config.seeds} --scale {config.scale}{where}"
+    )
     commands = []
     for table in tables:
-        lines.append(
-            f"python -m training.paper_tables --table {table} --seeds {config.seeds} --scale {config.scale}{where}"
-        )
         for row in table_rows(table, scale):
             for task in TASKS:
                 for output in sorted((runs.root / "finetune").glob(f"{row.start}-{task}-seed*")):
@@ -602,7 +621,8 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
                     if record is not None:
                         commands.append(record.command)
             commands += [r.command for r in runs.pretrain_records(row.start)]
-    lines += ["```", "", "Each run, as the command ran it in-process:", "", "```bash"]
+    lines += ["```", "", "Each run, as the command ran it (in-process, or in a process of its own with --jobs):", "",
+              "```bash"]  # fmt: skip
     lines += sorted(set(commands))
     lines += [
         "```",
@@ -611,6 +631,119 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# The comparisons each table makes: (row compared, row it is compared with), by start point.
+COMPARISONS = {
+    3: [("full", "scratch-x{x}"), ("scratch-x2", "scratch-x1")],
+    4: [("full", "no-qa"), ("qa-all", "no-qa"), ("full", "qa-all")],
+    5: [("vision-feat", "vision-none"), ("vision-label", "vision-none"), ("full", "vision-none")],
+}
+
+
+def _difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+    """Difference of the means in points and its standard error (Welch), None without two seeds of each."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    return 100 * (statistics.fmean(a) - statistics.fmean(b)), 100 * se
+
+
+def effects(runs: Runs, tables: Sequence[int]) -> list[str]:
+    """Each table's comparisons: our difference of means ± its standard error beside the paper's difference.
+
+    "clear" where the difference is more than twice its standard error; "as the paper" or "unlike the paper"
+    where the paper's difference is at least a point.
+    """
+    scale = runs.scale
+    lines = [
+        "## The effects",
+        "",
+        "Difference of the means in points ± its standard error (Welch, over the seeds); *clear* where it exceeds "
+        "twice that error; the paper's difference beside, and whether ours goes its way (where the paper's moves "
+        "by a point or more).",
+        "",
+        "| comparison | VQA | GQA | NLVR2 | paper VQA | paper GQA | paper NLVR2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for table in tables:
+        rows = {row.start: row for row in table_rows(table, scale)}
+        for a, b in COMPARISONS[table]:
+            a, b = a.format(x=scale.x_layers), b.format(x=scale.x_layers)
+            if a not in rows or b not in rows:
+                continue
+            ours, papers = [], []
+            for column, task in enumerate(TASKS):
+                scores = [[r.summary["valid"]["accuracy"] for r in runs.finished(s, task)] for s in (a, b)]
+                pa, pb = rows[a].paper[column], rows[b].paper[column]
+                if a.startswith("scratch-x") and b.startswith(
+                    "scratch-x"
+                ):  # the paper's BERT + k CrossAtt rows
+                    pa, pb = (PAPER_CROSS[int(s.removeprefix("scratch-x"))][column] for s in (a, b))
+                paper = None if pa is None or pb is None else pa - pb
+                papers.append("–" if paper is None else f"{paper:+.1f}")
+                found = _difference(*scores)
+                if found is None:
+                    ours.append("–")
+                    continue
+                diff, se = found
+                notes = ["clear"] if abs(diff) > 2 * se else []
+                if paper is not None and abs(paper) >= 1:
+                    notes.append("as the paper" if diff * paper > 0 else "unlike the paper")
+                ours.append(f"{diff:+.1f} ± {se:.1f}" + (f" ({', '.join(notes)})" if notes else ""))
+            lines.append(f"| {rows[a].label} − {rows[b].label} | {' | '.join(ours)} | {' | '.join(papers)} |")
+    return [*lines, ""]
+
+
+def _epoch_scores(output: Path, key: str) -> dict[int, float]:
+    """Epoch → a validation metric after it, from a run's metrics.jsonl."""
+    return {
+        round(r["epoch"]): r[key]
+        for r in read_json_lines(output / METRICS_FILE)
+        if r.get("split") == "valid" and r.get("scope") == "eval" and key in r
+    }
+
+
+def _curve_row(label: str, outputs: Sequence[Path], key: str, epochs: int) -> str:
+    per_run = [_epoch_scores(o, key) for o in outputs]
+    cells = [mean_std([run[e] for run in per_run if e in run]) for e in range(1, epochs + 1)]
+    return f"| {label} | {len(outputs)} | {' | '.join(cells)} |"
+
+
+def curves(runs: Runs, tables: Sequence[int]) -> list[str]:
+    """Validation scores epoch by epoch (mean ± std over the finished runs): when each effect appears."""
+    scale, root = runs.scale, runs.root
+    starts: dict[str, str] = {}
+    for table in tables:
+        for row in table_rows(table, scale):
+            starts.setdefault(row.start, row.label)
+    lines = []
+    for task in TASKS:
+        epochs = scale.finetune_epochs[task]
+        lines += [
+            f"### {TASK_TITLES[task]} fine-tuning, validation accuracy after each epoch",
+            "",
+            f"| start | n | {' | '.join(str(e) for e in range(1, epochs + 1))} |",
+            "|---|---|" + "---|" * epochs,
+        ]
+        for start, label in starts.items():
+            outputs = [root / "finetune" / f"{start}-{task}-seed{s}" for s in range(runs.config.seeds)]
+            outputs = [o for o in outputs if runs.record(o)]
+            if outputs:
+                lines.append(_curve_row(label, outputs, "accuracy", epochs))
+        lines.append("")
+    variants = [start for start in starts if not start.startswith("scratch")]
+    lines += [
+        "### Pre-training, validation cross-modality matching accuracy after each epoch (chance 50)",
+        "",
+        f"| variant | n | {' | '.join(str(e) for e in range(1, scale.epochs + 1))} |",
+        "|---|---|" + "---|" * scale.epochs,
+    ]
+    for start in variants:
+        outputs = [o for o in sorted((root / "pretrain").glob(f"{start}-seed*")) if runs.record(o)]
+        if outputs:
+            lines.append(_curve_row(f"{start} ({starts[start]})", outputs, "matched_acc", scale.epochs))
+    return ["## Epoch by epoch", "", *lines, ""]
 
 
 def tables_with_runs(runs: Runs) -> list[int]:
