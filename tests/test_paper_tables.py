@@ -1,8 +1,11 @@
 """``python -m training.paper_tables`` at the tiny scale: the runs, the page, and resuming."""
 
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from training.experiments.paper_tables import (
     only_command,
     run_all,
 )
+from training.world.generate import WorldConfig, build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,3 +180,23 @@ def test_tables_are_named_by_number():
     assert PaperTablesConfig(table="5,3,5").tables() == [3, 5]
     with pytest.raises(ValueError, match="no table '6'"):
         PaperTablesConfig(table="3,6")
+
+
+@pytest.mark.slow  # two torchrun processes make ten runs
+def test_under_torchrun_every_run_of_a_table_is_made_in_one_process_group(tmp_path):
+    """Each rank makes the runs one after another; a second process group after the first was destroyed could not
+    connect, so the command holds one group for all of them."""
+    scale = paper_tables.SCALES["tiny"]
+    world = tmp_path / "runs/tiny/world"
+    build_world(WorldConfig(out=str(world), **scale.world), progress=False)  # under torchrun, made first
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "training.paper_tables", "--table", "3", "--seeds", "1", "--scale", "tiny",
+        "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t.md"),
+        "--detector", str(ROOT / "assets/default/detector"), "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(list((tmp_path / "runs/tiny").glob(f"*/*/{RUN_FILE}"))) == 1 + 3 * 3
+    assert row((tmp_path / "t.md").read_text(), "Pre-train + scratch")[1] == "1"

@@ -7,8 +7,10 @@ no-op that returns the single-process answer, so the training loop has no ``if d
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,8 +65,28 @@ def init_distributed(device: str = "auto", timeout: timedelta | None = None) -> 
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
 
+_held = False  # a command making several runs in one process keeps the group open between them (held_group)
+
+
+@contextlib.contextmanager
+def held_group(device: str = "auto") -> Iterator[DistInfo]:
+    """Open the process group once for several runs made one after another in this process: each run's
+    :func:`cleanup` then leaves it open. Under torchrun a second group opened after the first was destroyed
+    cannot connect (gloo's connectFullMesh was refused: the rendezvous store still holds the first group's keys).
+    """
+    global _held
+    place = init_distributed(device)
+    _held, finished = True, False
+    try:
+        yield place
+        finished = True
+    finally:
+        _held = False
+        cleanup(wait=finished)
+
+
 def cleanup(wait: bool = True) -> None:
-    """Leave the process group, if one was opened.
+    """Leave the process group, if one was opened (inside :func:`held_group`, only wait for the others).
 
     Each process first frees what still holds gloo work (a DDP wrapper in a reference cycle keeps its reducer's
     pending work alive) and, with ``wait``, waits for the others: a group torn down under that work, or while another
@@ -75,7 +97,8 @@ def cleanup(wait: bool = True) -> None:
         gc.collect()
         if wait:
             dist.barrier()
-        dist.destroy_process_group()
+        if not _held:
+            dist.destroy_process_group()
 
 
 def world_size() -> int:

@@ -40,6 +40,7 @@ from lxmert.data.store import FeatureStores
 from lxmert.fileio import atomic_write_text, read_json, read_json_lines
 from lxmert.modeling import LxmertForPreTraining
 from training.detection.extraction import ExtractConfig, extract
+from training.engine import distributed
 from training.engine.trainer import SUMMARY_FILE
 from training.experiments.nlvr2_oracle import kind_scores, oracle_scores
 from training.tasks import FINETUNE_TASKS as TASKS
@@ -402,7 +403,9 @@ class Runs:
         pre-training run of the world, whose WordPiece vocabulary is the same in every process.
         """
         output = self.root / "architecture" / f"x{x_layers}"
-        if (output / "config.json").is_file():
+        made = (output / "config.json").is_file()
+        distributed.barrier()  # under torchrun: every rank has looked before the first one writes
+        if made:
             return output
         argv = [
             "--world", str(self.world), "--features", str(self.features), *self.scale.pretrain,
@@ -417,7 +420,9 @@ class Runs:
             pretraining_run.model_config(config, tokenizer, answers, features.feature_dim)
         )
         task = PretrainTask(tokenizer, answers, config)
-        model.save_pretrained(output, **task.save_pretrained_kwargs())
+        if distributed.is_main():
+            model.save_pretrained(output, **task.save_pretrained_kwargs())
+        distributed.barrier()
         return output
 
     def finetune_unit(self, task: str, start: str, seed: int) -> Unit:
@@ -472,7 +477,8 @@ class Runs:
 
     def write_page(self) -> None:
         """The page (``--out``) from every finished run of the scale: the tables all of whose rows have one."""
-        atomic_write_text(Path(self.config.out), render(self, tables_with_runs(self)))
+        if distributed.is_main():
+            atomic_write_text(Path(self.config.out), render(self, tables_with_runs(self)))
 
     # -- what finished runs say ------------------------------------------------------------------------------------
 
@@ -762,8 +768,9 @@ def main(argv: list[str] | None = None) -> Runs:
     if config.threads:
         torch.set_num_threads(config.threads)
     runs = Runs(config)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # every rank runs the same command
-    with contextlib.nullcontext() if distributed else only_command(runs.root):
+    # Under torchrun every rank runs the same command, in one process group for all its runs.
+    distributed_run = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    with distributed.held_group() if distributed_run else only_command(runs.root):
         runs.run_tables(config.tables())
     runs.write_page()
     print(f"{len(runs.ran)} runs made, the rest reused; {config.out} written")
