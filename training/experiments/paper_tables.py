@@ -658,16 +658,16 @@ def _difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] |
 def effects(runs: Runs, tables: Sequence[int]) -> list[str]:
     """Each table's comparisons: our difference of means ± its standard error beside the paper's difference.
 
-    "clear" where the difference is more than twice its standard error; "as the paper" or "unlike the paper"
-    where the paper's difference is at least a point.
+    "clear" where the difference is more than twice its standard error, "within the noise" elsewhere; a clear one
+    goes "as the paper" or "against the paper" where the paper's difference is at least a point.
     """
     scale = runs.scale
     lines = [
         "## The effects",
         "",
-        "Difference of the means in points ± its standard error (Welch, over the seeds); *clear* where it exceeds "
-        "twice that error; the paper's difference beside, and whether ours goes its way (where the paper's moves "
-        "by a point or more).",
+        "Difference of the means in points ± its standard error (Welch, over the seeds): *clear* where it exceeds "
+        "twice that error, else *within the noise*; the paper's difference beside, and whether a clear one of ours "
+        "goes its way (where the paper's moves by a point or more).",
         "",
         "| comparison | VQA | GQA | NLVR2 | paper VQA | paper GQA | paper NLVR2 |",
         "|---|---|---|---|---|---|---|",
@@ -693,10 +693,13 @@ def effects(runs: Runs, tables: Sequence[int]) -> list[str]:
                     ours.append("–")
                     continue
                 diff, se = found
-                notes = ["clear"] if abs(diff) > 2 * se else []
-                if paper is not None and abs(paper) >= 1:
-                    notes.append("as the paper" if diff * paper > 0 else "unlike the paper")
-                ours.append(f"{diff:+.1f} ± {se:.1f}" + (f" ({', '.join(notes)})" if notes else ""))
+                if abs(diff) <= 2 * se:
+                    note = "within the noise"
+                elif paper is None or abs(paper) < 1:
+                    note = "clear"
+                else:
+                    note = "clear, as the paper" if diff * paper > 0 else "clear, against the paper"
+                ours.append(f"{diff:+.1f} ± {se:.1f} ({note})")
             lines.append(f"| {rows[a].label} − {rows[b].label} | {' | '.join(ours)} | {' | '.join(papers)} |")
     return [*lines, ""]
 
