@@ -547,7 +547,6 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
         "may carry several sentences (`--nlvr2-sentences`); why both matter: [docs/nlvr2.md](nlvr2.md).",
         "",
     ]
-    cpu_total = 0.0
     for table in tables:
         rows = table_rows(table, scale)
         lines += [
@@ -571,7 +570,6 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
             lines.append(f"| {row.label} | {n} | {' | '.join(cells)} | {row.paper_row} | {paper} |")
             if not row.start.startswith("scratch"):
                 cpu += sum(r.cpu_seconds for r in runs.pretrain_records(row.start))
-        cpu_total += cpu
         lines += ["", f"CPU time of this table's runs (process time, shared runs counted in each table): "
                   f"{cpu / 3600:.2f} h ({cpu / 60:.1f} min).", ""]  # fmt: skip
     scores = runs.baselines
@@ -630,10 +628,14 @@ def render(runs: Runs, tables: Sequence[int]) -> str:
     lines += ["```", "", "Each run, as the command ran it (in-process, or in a process of its own with --jobs):", "",
               "```bash"]  # fmt: skip
     lines += sorted(set(commands))
+    starts = {row.start for table in tables for row in table_rows(table, scale)}
+    cpu_total = sum(r.cpu_seconds for start in starts for task in TASKS for r in runs.finished(start, task))
+    cpu_total += sum(r.cpu_seconds for start in starts for r in runs.pretrain_records(start))
     lines += [
         "```",
         "",
-        f"CPU time of all runs on this page: {cpu_total / 3600:.2f} h ({cpu_total / 60:.1f} min, process time).",
+        f"CPU time of all runs on this page, each counted once: {cpu_total / 3600:.2f} h ({cpu_total / 60:.1f} min, "
+        "process time).",
         "",
     ]
     return "\n".join(lines)
